@@ -1,0 +1,105 @@
+//! Conversations: the messages of one chat and how they change as turns are added or dropped.
+//! The engine turns a conversation into tokens; front ends own the conversation.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Message { role, content: content.into() }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Message::new(Role::System, content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Message::new(Role::User, content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message::new(Role::Assistant, content)
+    }
+}
+
+/// A chat: an optional system prompt followed by user/assistant turns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub messages: Vec<Message>,
+}
+
+impl Conversation {
+    pub fn new(system_prompt: &str) -> Self {
+        let mut c = Conversation::default();
+        if !system_prompt.trim().is_empty() {
+            c.messages.push(Message::system(system_prompt));
+        }
+        c
+    }
+
+    pub fn push(&mut self, m: Message) {
+        self.messages.push(m);
+    }
+
+    /// Drops the oldest turn (a user message and the replies that follow it), never the system
+    /// prompt and never the last user message. Returns how many messages went.
+    pub fn drop_oldest_turn(&mut self) -> usize {
+        drop_oldest_turn(&mut self.messages)
+    }
+}
+
+pub(crate) fn drop_oldest_turn(messages: &mut Vec<Message>) -> usize {
+    let start = messages.iter().position(|m| m.role != Role::System).unwrap_or(messages.len());
+    let last_user = messages.iter().rposition(|m| m.role == Role::User).unwrap_or(0);
+    if start >= last_user {
+        return 0;
+    }
+    let mut end = start + 1;
+    while end < last_user && messages[end].role != Role::User {
+        end += 1;
+    }
+    messages.drain(start..end);
+    end - start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_whole_turns_and_keeps_system_and_last_question() {
+        let mut c = Conversation::new("be brief");
+        for i in 0..3 {
+            c.push(Message::user(format!("q{i}")));
+            c.push(Message::assistant(format!("a{i}")));
+        }
+        c.push(Message::user("q3"));
+        assert_eq!(c.drop_oldest_turn(), 2);
+        assert_eq!(c.messages[0], Message::system("be brief"));
+        assert_eq!(c.messages[1], Message::user("q1"));
+        assert_eq!(c.drop_oldest_turn(), 2);
+        assert_eq!(c.drop_oldest_turn(), 2);
+        assert_eq!(c.messages, vec![Message::system("be brief"), Message::user("q3")]);
+        assert_eq!(c.drop_oldest_turn(), 0);
+    }
+}

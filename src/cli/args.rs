@@ -1,0 +1,176 @@
+use crate::config::{Config, OverflowPolicy};
+use clap::{Args, Parser, Subcommand};
+
+/// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, about, long_about = None, args_conflicts_with_subcommands = false)]
+#[command(after_help = "Pipe text in to get one answer:  echo \"Summarise: ...\" | moat\nFiles: `moat config path`. Exit codes: 0 ok, 1 runtime error, 2 bad usage or input, 130 interrupted.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer one prompt (arguments and/or stdin) and stream the reply to stdout.
+    Ask(AskArgs),
+    /// List, download, inspect and remove models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Measure load time, prompt and generation speed, and moat's overhead over llama.cpp.
+    Bench(BenchArgs),
+    /// Show where moat's files are and the configuration in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Model, context and sampling options; each overrides the config file and MOAT_* variables.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ModelArgs {
+    /// Model: registry name, path to a .gguf, hf:owner/repo/file.gguf, or https URL.
+    #[arg(short, long, global = true)]
+    pub model: Option<String>,
+    /// Context window in tokens (0 = the model's training context).
+    #[arg(short = 'c', long = "ctx-size", global = true)]
+    pub ctx_size: Option<u32>,
+    /// Generation threads (0 = physical cores).
+    #[arg(short, long, global = true)]
+    pub threads: Option<u32>,
+    /// Prompt-processing threads (0 = logical cores).
+    #[arg(long, global = true)]
+    pub threads_batch: Option<u32>,
+    /// Layers to offload to the GPU (-1 = all, 0 = CPU only).
+    #[arg(long = "gpu-layers", visible_alias = "ngl", global = true, allow_negative_numbers = true)]
+    pub gpu_layers: Option<i32>,
+    /// Chat format: auto, jinja, plain, or builtin:NAME.
+    #[arg(long, global = true)]
+    pub template: Option<String>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, global = true)]
+    pub temp: Option<f32>,
+    #[arg(long, global = true)]
+    pub top_k: Option<i32>,
+    #[arg(long, global = true)]
+    pub top_p: Option<f32>,
+    #[arg(long, global = true)]
+    pub min_p: Option<f32>,
+    #[arg(long, global = true)]
+    pub repeat_penalty: Option<f32>,
+    /// Random seed (-1 = random).
+    #[arg(long, global = true, allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+    /// Most tokens in the reply.
+    #[arg(short = 'n', long, global = true)]
+    pub max_tokens: Option<u32>,
+    /// A string that ends the reply (repeatable).
+    #[arg(long, global = true)]
+    pub stop: Vec<String>,
+    /// System prompt.
+    #[arg(short, long, global = true)]
+    pub system: Option<String>,
+    /// What to do when the conversation does not fit: drop-oldest or error.
+    #[arg(long, global = true, value_parser = parse_overflow)]
+    pub overflow: Option<OverflowPolicy>,
+    /// Never download models; fail if one is missing.
+    #[arg(long, global = true)]
+    pub offline: bool,
+}
+
+fn parse_overflow(s: &str) -> Result<OverflowPolicy, String> {
+    match s {
+        "drop-oldest" => Ok(OverflowPolicy::DropOldest),
+        "error" => Ok(OverflowPolicy::Error),
+        _ => Err("expected drop-oldest or error".into()),
+    }
+}
+
+impl ModelArgs {
+    /// Applies the flags on top of the loaded configuration.
+    pub fn apply(&self, c: &mut Config) {
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {$(
+                if let Some(v) = &self.$flag { c.$($field).+ = v.clone(); }
+            )*};
+        }
+        set!(model => model.name, ctx_size => model.context, threads => model.threads,
+            threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, template => model.template,
+            temp => sampling.temperature, top_k => sampling.top_k, top_p => sampling.top_p, min_p => sampling.min_p,
+            repeat_penalty => sampling.repeat_penalty, seed => sampling.seed, max_tokens => sampling.max_tokens,
+            system => chat.system_prompt, overflow => chat.overflow);
+        if !self.stop.is_empty() {
+            c.sampling.stop = self.stop.clone();
+        }
+        if self.offline {
+            c.models.auto_pull = false;
+        }
+    }
+}
+
+#[derive(Debug, Args, Default)]
+pub struct AskArgs {
+    /// The prompt. With piped stdin too, the prompt comes first and stdin is appended.
+    pub prompt: Vec<String>,
+    /// Print one JSON object (text, model, token counts, timings) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print timing and token statistics to stderr after the reply.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Known models, whether they are downloaded, their sizes and where they live.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a model (registry name, hf:owner/repo/file.gguf, or URL) and verify it.
+    Pull {
+        name: String,
+        /// Download again even if it is present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Metadata, file details and the chat format moat will use.
+    Info {
+        /// Defaults to the configured model.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a downloaded registry model.
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Thread counts to measure, e.g. 1,2 (default: the configured count).
+    #[arg(long = "threads-list", value_delimiter = ',')]
+    pub threads_list: Vec<u32>,
+    /// Prompt tokens for prompt processing.
+    #[arg(short = 'p', long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens to generate.
+    #[arg(short = 'g', long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Repetitions per configuration (medians are reported).
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub reps: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Where the config file, data, models and log live.
+    Path,
+    /// The configuration in effect (defaults < file < environment).
+    Show {
+        /// The built-in defaults, with their documentation.
+        #[arg(long)]
+        defaults: bool,
+    },
+}

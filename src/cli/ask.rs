@@ -1,0 +1,95 @@
+//! `moat ask` and piped stdin: one prompt in, one streamed reply out.
+
+use super::args::{AskArgs, ModelArgs};
+use super::setup::Setup;
+use super::{exit, input, Failure};
+use crate::chat::{Conversation, Message};
+use crate::engine::text::neutralize_controls;
+use crate::engine::{Request, StopReason};
+use std::io::{IsTerminal, Write};
+
+pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
+    let setup = Setup::new(flags)?;
+    let prompt = prompt_text(&args)?;
+    let (mut engine, info) = setup.start_engine()?;
+    let config = setup.config();
+    let mut conversation = Conversation::new(&config.chat.system_prompt);
+    conversation.push(Message::user(prompt));
+
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    let mut out = stdout.lock();
+    let mut ended_with_newline = true;
+    let (sampling, overflow, reserve) = (config.sampling.clone(), config.chat.overflow, config.chat.reserve);
+    let messages = conversation.messages.clone();
+    let reply = engine.run(
+        |id| Request::Chat { id, messages, sampling, overflow, reserve },
+        |text| {
+            if args.json {
+                return;
+            }
+            let shown = if tty { neutralize_controls(text) } else { std::borrow::Cow::Borrowed(text) };
+            let _ = out.write_all(shown.as_bytes());
+            let _ = out.flush();
+            ended_with_newline = text.ends_with('\n');
+        },
+    )?;
+    if reply.trimmed_messages > 0 {
+        eprintln!("moat: dropped {} older messages to fit the context", reply.trimmed_messages);
+    }
+    let s = &reply.stats;
+    if args.json {
+        let json = serde_json::json!({
+            "text": reply.text,
+            "model": info.name,
+            "prompt_tokens": s.prompt_tokens,
+            "gen_tokens": s.gen_tokens,
+            "ttft_ms": round2(s.ttft_ms),
+            "gen_tok_s": round2(s.gen_tok_s),
+            "stop_reason": reply.reason,
+            "seed": s.seed,
+        });
+        let _ = writeln!(out, "{json}");
+    } else if !ended_with_newline {
+        let _ = writeln!(out);
+    }
+    let _ = out.flush();
+    if args.stats {
+        eprintln!(
+            "moat: {} prompt tokens ({} reused), {} generated, ttft {:.0} ms, {:.1} tok/s, stop: {:?}",
+            s.prompt_tokens, s.reused_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, reply.reason
+        );
+    }
+    match reply.reason {
+        StopReason::Cancelled => {
+            eprintln!("moat: interrupted");
+            Ok(exit::INTERRUPTED)
+        }
+        StopReason::ContextFull => {
+            eprintln!("moat: the reply filled the context window and was cut short; raise --ctx-size");
+            Ok(0)
+        }
+        _ => Ok(0),
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Arguments first, then piped stdin; at least one of them must hold text.
+fn prompt_text(args: &AskArgs) -> Result<String, Failure> {
+    let from_args = args.prompt.join(" ");
+    let from_stdin = input::read_stdin()?;
+    let text = match from_stdin {
+        Some(s) if !from_args.trim().is_empty() => format!("{from_args}\n\n{s}"),
+        Some(s) => s,
+        None => from_args,
+    };
+    if text.trim().is_empty() {
+        return Err(Failure::usage(
+            "no prompt: pass one as an argument (`moat ask \"...\"`) or pipe text in (stdin was empty)",
+        ));
+    }
+    Ok(text)
+}

@@ -1,0 +1,94 @@
+//! `moat bench`: load time, prompt processing and generation speed, TTFT, and moat's overhead.
+
+use super::args::{BenchArgs, ModelArgs};
+use super::setup::{self, Setup};
+use super::Failure;
+use crate::engine::{BenchRequest, BenchSample, EngineError, Event, Request};
+
+#[derive(serde::Serialize)]
+struct Row {
+    model: String,
+    threads: u32,
+    load_ms: f64,
+    pp_tokens: usize,
+    pp_tok_s: f64,
+    gen_tokens: usize,
+    gen_tok_s: f64,
+    ttft_ms: f64,
+    llama_gen_tok_s: f64,
+    ratio: f64,
+    reps: usize,
+    samples: Vec<BenchSample>,
+}
+
+pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
+    if args.reps == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
+        return Err(Failure::usage("--reps, --prompt-tokens and --gen-tokens must be at least 1"));
+    }
+    let setup = Setup::new(flags)?;
+    let (model, path) = setup.model_path()?;
+    let threads_list = if args.threads_list.is_empty() { vec![setup.config().model.threads] } else { args.threads_list.clone() };
+    let mut rows = Vec::new();
+    if !args.json {
+        println!(
+            "{:<16} {:>7} {:>8} {:>12} {:>12} {:>8} {:>14} {:>10}",
+            "model", "threads", "load ms", format!("pp{} t/s", args.prompt_tokens), format!("tg{} t/s", args.gen_tokens),
+            "ttft ms", "llama tg t/s", "moat/llama"
+        );
+    }
+    for &threads in &threads_list {
+        let mut opts = setup.engine_options(&model, path.clone());
+        opts.threads = threads;
+        opts.threads_batch = threads;
+        opts.context = opts.context.max((args.prompt_tokens + args.gen_tokens + 64) as u32);
+        let (mut engine, info) = setup::start(opts)?;
+        let req = BenchRequest { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, reps: args.reps };
+        let id = engine.send(|id| Request::Bench { id, bench: req });
+        let mut samples = Vec::new();
+        loop {
+            match engine.events().recv().map_err(|_| Failure::from(EngineError::Gone))? {
+                Event::Bench { id: i, sample } if i == id => samples.push(sample),
+                Event::Done { id: i, .. } if i == id => break,
+                Event::Error { error, .. } => return Err(error.into()),
+                _ => {}
+            }
+        }
+        let med = |f: fn(&BenchSample) -> f64| median(samples.iter().map(f).collect());
+        let row = Row {
+            model: info.name.clone(),
+            threads: info.threads,
+            load_ms: info.load_ms,
+            pp_tokens: args.prompt_tokens,
+            pp_tok_s: med(|s| s.pp_tok_s),
+            gen_tokens: args.gen_tokens,
+            gen_tok_s: med(|s| s.gen_tok_s),
+            ttft_ms: med(|s| s.ttft_ms),
+            llama_gen_tok_s: med(|s| s.llama_gen_tok_s),
+            ratio: med(|s| s.ratio),
+            reps: samples.len(),
+            samples,
+        };
+        if !args.json {
+            println!(
+                "{:<16} {:>7} {:>8.0} {:>12.1} {:>12.1} {:>8.1} {:>14.1} {:>10.3}",
+                row.model, row.threads, row.load_ms, row.pp_tok_s, row.gen_tok_s, row.ttft_ms, row.llama_gen_tok_s, row.ratio
+            );
+        }
+        rows.push(row);
+    }
+    if args.json {
+        println!("{}", serde_json::json!({ "results": rows }));
+    } else {
+        println!("(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)", args.reps);
+    }
+    Ok(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}

@@ -1,0 +1,39 @@
+//! `moat config path|show`.
+
+use super::args::ConfigCommand;
+use super::Failure;
+use crate::config::{Config, DEFAULT_TOML};
+
+pub fn run(cmd: ConfigCommand) -> Result<i32, Failure> {
+    match cmd {
+        ConfigCommand::Show { defaults: true } => {
+            print!("{DEFAULT_TOML}");
+            Ok(0)
+        }
+        ConfigCommand::Show { defaults: false } => {
+            let loaded = Config::load()?;
+            match &loaded.user_file {
+                Some(p) => println!("# defaults < {}", p.display()),
+                None => println!("# defaults (no config file at {})", loaded.paths.config_file.display()),
+            }
+            for v in &loaded.env_overrides {
+                println!("# < environment: {v}");
+            }
+            print!("{}", loaded.config.to_toml());
+            Ok(0)
+        }
+        ConfigCommand::Path => {
+            let loaded = Config::load()?;
+            let p = &loaded.paths;
+            let exists = if p.config_file.exists() { "" } else { " (not created yet)" };
+            println!("config  {}{exists}", p.config_file.display());
+            println!("data    {}", p.data_dir.display());
+            println!("models  {}", p.models_dir(&loaded.config.models.dir).display());
+            match p.log_file(&loaded.config.log.file) {
+                Some(l) => println!("log     {}", l.display()),
+                None => println!("log     off"),
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Command-line front end: parses arguments, resolves configuration and the model, and dispatches.
+
+mod args;
+mod ask;
+mod bench;
+mod config_cmd;
+mod input;
+mod models_cmd;
+mod setup;
+
+pub use args::{Cli, Command};
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+/// A user-facing failure: one line, and the process exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Exit codes, also listed in README.md.
+pub mod exit {
+    /// Something failed at run time (download, model load, decode).
+    pub const RUNTIME: i32 = 1;
+    /// Bad usage or bad input: unknown flag or model, bad config, unreadable stdin, too-long prompt.
+    pub const USAGE: i32 = 2;
+    /// Interrupted with Ctrl+C.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: exit::USAGE, message: message.into() }
+    }
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure { code: exit::RUNTIME, message: message.into() }
+    }
+}
+
+impl From<crate::config::ConfigError> for Failure {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<crate::models::ModelError> for Failure {
+    fn from(e: crate::models::ModelError) -> Self {
+        use crate::models::ModelError as M;
+        let code = match e {
+            M::Unknown { .. } | M::NoSuchFile { .. } | M::NotPulled { .. } | M::Gguf(_) => exit::USAGE,
+            M::Interrupted => exit::INTERRUPTED,
+            _ => exit::RUNTIME,
+        };
+        Failure { code, message: e.to_string() }
+    }
+}
+
+impl From<crate::engine::EngineError> for Failure {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        let code = match e {
+            E::PromptTooLong { .. } | E::ContextOverflow { .. } | E::Template(_) => exit::USAGE,
+            E::Cancelled => exit::INTERRUPTED,
+            _ => exit::RUNTIME,
+        };
+        Failure { code, message: e.to_string() }
+    }
+}
+
+/// Runs moat with the process arguments and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return clap_error(e),
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("moat: {}", first_line(&f.message));
+            }
+            f.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    match cli.command {
+        Some(Command::Ask(a)) => ask::run(&cli.model, a),
+        Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
+        Some(Command::Bench(b)) => bench::run(&cli.model, b),
+        Some(Command::Config(c)) => config_cmd::run(c),
+        None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(0)
+        }
+    }
+}
+
+/// Clap's errors span several lines; moat's are one line that says what to do.
+fn clap_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { exit::USAGE } else { 0 }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let msg = rendered.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            let tip = rendered
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("tip: "))
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            eprintln!("moat: {msg}{tip}; see `moat --help`");
+            exit::USAGE
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}

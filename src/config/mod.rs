@@ -1,0 +1,273 @@
+//! Configuration: built-in defaults (the repo's `config.toml`, embedded) < the user's file < `MOAT_*`
+//! environment variables < command-line flags. One resolved [`Config`] is passed down; nothing deeper
+//! re-reads the disk.
+
+mod error;
+mod paths;
+
+pub use error::ConfigError;
+pub use paths::Paths;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The documented defaults, compiled in so the binary works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../../config.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub sampling: SamplingConfig,
+    pub chat: ChatConfig,
+    pub models: ModelsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub context: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub batch: u32,
+    pub gpu_layers: i32,
+    pub template: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub seed: i64,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowPolicy {
+    DropOldest,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub system_prompt: String,
+    pub overflow: OverflowPolicy,
+    pub reserve: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub dir: String,
+    pub auto_pull: bool,
+    pub pypi_url: String,
+    pub hf_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub file: String,
+}
+
+/// Parsed once; every `Default` below reads from it, so `config.toml` is the single source of defaults.
+fn builtin() -> &'static BuiltinDefaults {
+    static CELL: OnceLock<BuiltinDefaults> = OnceLock::new();
+    CELL.get_or_init(|| {
+        toml::from_str(DEFAULT_TOML).expect("the embedded config.toml is complete and valid")
+    })
+}
+
+/// Mirror of [`Config`] without `serde(default)`, so a key missing from `config.toml` fails loudly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuiltinDefaults {
+    model: ModelConfig,
+    sampling: SamplingConfig,
+    chat: ChatConfig,
+    models: ModelsConfig,
+    log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let b = builtin();
+        Config {
+            model: b.model.clone(),
+            sampling: b.sampling.clone(),
+            chat: b.chat.clone(),
+            models: b.models.clone(),
+            log: b.log.clone(),
+        }
+    }
+}
+
+macro_rules! default_from_builtin {
+    ($($ty:ident => $field:ident),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self { builtin().$field.clone() }
+        }
+    )*};
+}
+default_from_builtin!(ModelConfig => model, SamplingConfig => sampling, ChatConfig => chat,
+    ModelsConfig => models, LogConfig => log);
+
+impl Default for OverflowPolicy {
+    fn default() -> Self {
+        builtin().chat.overflow
+    }
+}
+
+/// Where the resolved configuration came from, for `moat config show`.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub paths: Paths,
+    /// The user's config file, if it exists and was read.
+    pub user_file: Option<PathBuf>,
+    /// Environment variables that changed a value, as `NAME=value`.
+    pub env_overrides: Vec<String>,
+}
+
+impl Config {
+    /// Defaults < user file < environment.
+    pub fn load() -> Result<Loaded, ConfigError> {
+        let paths = Paths::from_env()?;
+        let (mut config, user_file) = match std::fs::read(&paths.config_file) {
+            Ok(bytes) => (Self::parse_file(&paths.config_file, &bytes)?, Some(paths.config_file.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Config::default(), None),
+            Err(e) => {
+                return Err(ConfigError::Read { path: paths.config_file.clone(), source: e });
+            }
+        };
+        let env_overrides = config.apply_env(std::env::vars())?;
+        config.validate()?;
+        Ok(Loaded { config, paths, user_file, env_overrides })
+    }
+
+    /// Parses a user config file; missing keys keep their defaults, unknown keys are errors.
+    pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
+            column: 1,
+            key: None,
+            message: "the file is not valid UTF-8".into(),
+        })?;
+        toml::from_str::<Config>(text).map_err(|e| ConfigError::from_toml(path, text, &e))
+    }
+
+    /// Applies `MOAT_<SECTION>_<KEY>` variables; returns the ones used.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut value = toml::Value::try_from(&*self).expect("Config serialises to TOML");
+        let known = env_names(&value);
+        let mut used = Vec::new();
+        let mut vars: Vec<_> = vars.into_iter().filter(|(k, _)| k.starts_with("MOAT_")).collect();
+        vars.sort();
+        for (name, raw) in vars {
+            let Some((section, key)) = known.iter().find(|(n, _, _)| *n == name).map(|(_, s, k)| (s, k))
+            else {
+                continue;
+            };
+            let table = value.get_mut(section).and_then(|v| v.as_table_mut()).expect("section exists");
+            let old = table.get(key).expect("key exists");
+            table.insert(key.clone(), env_value(old, &raw));
+            used.push(format!("{name}={raw}"));
+        }
+        if !used.is_empty() {
+            *self = value.try_into().map_err(|e: toml::de::Error| ConfigError::Env {
+                vars: used.join(" "),
+                message: e.message().to_string(),
+            })?;
+        }
+        Ok(used)
+    }
+
+    /// Checks ranges that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid { key: key.into(), message: why.into() });
+        let s = &self.sampling;
+        if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
+            return bad("sampling.temperature", "must be 0 or more");
+        }
+        if !(0.0..=1.0).contains(&s.top_p) {
+            return bad("sampling.top_p", "must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&s.min_p) {
+            return bad("sampling.min_p", "must be between 0 and 1");
+        }
+        if !(s.repeat_penalty > 0.0 && s.repeat_penalty.is_finite()) {
+            return bad("sampling.repeat_penalty", "must be more than 0 (1.0 = off)");
+        }
+        if s.max_tokens == 0 {
+            return bad("sampling.max_tokens", "must be at least 1");
+        }
+        if s.seed < -1 || s.seed > u32::MAX as i64 {
+            return bad("sampling.seed", "must be -1 (random) or between 0 and 4294967295");
+        }
+        if s.stop.iter().any(|x| x.is_empty()) {
+            return bad("sampling.stop", "stop strings must not be empty");
+        }
+        if self.model.batch == 0 {
+            return bad("model.batch", "must be at least 1");
+        }
+        if self.model.context != 0 && self.model.context < 64 {
+            return bad("model.context", "must be 0 (the model's own) or at least 64");
+        }
+        let t = self.model.template.as_str();
+        if !(matches!(t, "auto" | "jinja" | "plain") || t.strip_prefix("builtin:").is_some_and(|n| !n.is_empty()))
+        {
+            return bad("model.template", "must be auto, jinja, plain or builtin:NAME");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, for `moat config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("Config serialises to TOML")
+    }
+}
+
+/// Every `MOAT_<SECTION>_<KEY>` name with its section and key.
+fn env_names(value: &toml::Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (section, table) in value.as_table().into_iter().flatten() {
+        for key in table.as_table().into_iter().flat_map(|t| t.keys()) {
+            let name = format!("MOAT_{}_{}", section.to_uppercase(), key.to_uppercase());
+            out.push((name, section.clone(), key.clone()));
+        }
+    }
+    out
+}
+
+/// Reads an environment value with the type of the key it replaces, so `MOAT_SAMPLING_STOP` can be a
+/// TOML array and `MOAT_MODEL_NAME` needs no quotes.
+fn env_value(old: &toml::Value, raw: &str) -> toml::Value {
+    match old {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        _ => {
+            let wrapped = format!("v = {raw}");
+            match toml::from_str::<toml::Table>(&wrapped) {
+                Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+                Err(_) => toml::Value::String(raw.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! The inference thread: loads a model, then serves requests until told to load another or stop.
+
+use super::session::{GenLimits, KvSession};
+use super::template::ChatFormat;
+use super::{backend, bench, sampling};
+use super::{EngineError, EngineOptions, Event, GenStats, ModelInfo, Request, RequestId, StopReason};
+use crate::chat::{drop_oldest_turn, Message};
+use crate::config::{OverflowPolicy, SamplingConfig};
+use crossbeam_channel::{Receiver, Sender};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::num::NonZeroU32;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn run(opts: EngineOptions, rx: Receiver<Request>, tx: Sender<Event>, cancel: Arc<AtomicBool>) {
+    let mut next = Some(opts);
+    while let Some(opts) = next.take() {
+        next = serve(opts, &rx, &tx, &cancel);
+    }
+}
+
+/// Everything the request handlers need besides the session.
+pub(super) struct Loaded<'a> {
+    pub model: &'a LlamaModel,
+    pub format: ChatFormat,
+    pub tx: &'a Sender<Event>,
+    pub cancel: &'a AtomicBool,
+    /// Longest token in bytes: lets a huge input be rejected without tokenising all of it.
+    pub max_piece: usize,
+}
+
+fn serve(opts: EngineOptions, rx: &Receiver<Request>, tx: &Sender<Event>, cancel: &AtomicBool) -> Option<EngineOptions> {
+    let started = Instant::now();
+    let backend = backend::backend(opts.log_file.as_deref());
+    let gpu = backend.supports_gpu_offload();
+    let gpu_layers = match (gpu, opts.gpu_layers) {
+        (false, _) => 0,
+        (true, n) if n < 0 => u32::MAX,
+        (true, n) => n as u32,
+    };
+    let progress_tx = tx.clone();
+    let mut last = -1.0f32;
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers).with_progress_callback(move |p| {
+        if p - last >= 0.02 || p >= 1.0 {
+            last = p;
+            let _ = progress_tx.send(Event::Loading(p));
+        }
+        true
+    });
+    let fail = |error: EngineError| {
+        let _ = tx.send(Event::Error { id: None, error });
+        wait_for_load(rx, tx)
+    };
+    let path = opts.model_path.display().to_string();
+    let model = match LlamaModel::load_from_file(backend, &opts.model_path, &params) {
+        Ok(m) => m,
+        Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
+    };
+    let n_ctx_train = model.n_ctx_train();
+    let n_ctx = match opts.context {
+        0 => n_ctx_train,
+        c => c.min(n_ctx_train.max(256)),
+    };
+    let threads = if opts.threads == 0 { backend::physical_cores() } else { opts.threads };
+    let threads_batch = if opts.threads_batch == 0 { backend::logical_cores() } else { opts.threads_batch };
+    let n_batch = opts.batch.min(n_ctx).max(1);
+    let cparams = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch.min(512))
+        .with_n_seq_max(1)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads_batch as i32)
+        .with_no_perf(false);
+    let ctx = match model.new_context(backend, cparams) {
+        Ok(c) => c,
+        Err(e) => return fail(EngineError::Context { n_ctx, why: e.to_string() }),
+    };
+    let format = match ChatFormat::select(&opts.template, &model) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let vocab = model.vocab();
+    let max_piece = vocab.tokens().map(|t| vocab.token_to_piece(t, true, None).len()).max().unwrap_or(1).max(1);
+    let info = ModelInfo {
+        name: opts.model_name.clone(),
+        path: opts.model_path.clone(),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        description: model.meta_val_str("general.name").unwrap_or_default(),
+        n_params: model.n_params(),
+        size_bytes: model.size(),
+        n_ctx: ctx.n_ctx(),
+        n_ctx_train,
+        n_batch: ctx.n_batch(),
+        threads,
+        threads_batch,
+        gpu,
+        gpu_layers: if gpu { gpu_layers.min(i32::MAX as u32) as i32 } else { 0 },
+        chat_format: format.describe(),
+        load_ms: started.elapsed().as_secs_f64() * 1000.0,
+        system_info: backend::system_info(),
+    };
+    let _ = tx.send(Event::Loaded(Box::new(info.clone())));
+
+    let env = Loaded { model: &model, format, tx, cancel, max_piece };
+    let mut session = KvSession::new(ctx);
+    for req in rx.iter() {
+        let (id, result) = match req {
+            Request::Chat { id, messages, sampling, overflow, reserve } => {
+                (id, chat(&env, &mut session, id, messages, &sampling, overflow, reserve))
+            }
+            Request::Complete { id, prompt, sampling } => (id, complete(&env, &mut session, id, &prompt, &sampling)),
+            Request::CountTokens { id, text } => {
+                let tokens = tokenize(&model, &text, true).len();
+                let _ = tx.send(Event::TokenCount { id, tokens });
+                continue;
+            }
+            Request::Reset => {
+                session.reset();
+                continue;
+            }
+            Request::Bench { id, bench } => (id, bench::run(&env, &mut session, id, &bench, &info)),
+            Request::Load(next) => return Some(next),
+            Request::Shutdown => return None,
+        };
+        if let Err(error) = result {
+            let _ = tx.send(Event::Error { id: Some(id), error });
+        }
+    }
+    None
+}
+
+/// After a failed load the thread stays up so the front end can try another model.
+fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOptions> {
+    for req in rx.iter() {
+        match req {
+            Request::Load(o) => return Some(o),
+            Request::Shutdown => return None,
+            Request::Chat { id, .. } | Request::Complete { id, .. } | Request::CountTokens { id, .. } | Request::Bench { id, .. } => {
+                let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
+                let _ = tx.send(Event::Error { id: Some(id), error });
+            }
+            Request::Reset => {}
+        }
+    }
+    None
+}
+
+pub(super) fn tokenize(model: &LlamaModel, text: &str, add_special: bool) -> Vec<LlamaToken> {
+    model.vocab().tokenize(text.as_bytes(), add_special, true)
+}
+
+fn chat(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    mut messages: Vec<Message>,
+    sampling: &SamplingConfig,
+    overflow: OverflowPolicy,
+    reserve: u32,
+) -> Result<(), EngineError> {
+    let start = Instant::now();
+    let n_ctx = session.n_ctx();
+    let reserve = (reserve.min(sampling.max_tokens) as usize).min(n_ctx / 2);
+    let mut dropped = 0;
+    let tokens = loop {
+        let text = env.format.render(env.model, &messages, true)?;
+        check_size(env, &text, n_ctx, reserve)?;
+        let tokens = tokenize(env.model, &text, !env.format.starts_with_bos(&text));
+        if tokens.len() + reserve <= n_ctx {
+            break tokens;
+        }
+        let too_long = EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve };
+        match overflow {
+            OverflowPolicy::Error if messages.iter().filter(|m| m.role != crate::chat::Role::System).count() > 1 => {
+                return Err(EngineError::ContextOverflow { tokens: tokens.len(), n_ctx, reserve });
+            }
+            OverflowPolicy::Error => return Err(too_long),
+            OverflowPolicy::DropOldest => match drop_oldest_turn(&mut messages) {
+                0 => return Err(too_long),
+                n => dropped += n,
+            },
+        }
+    };
+    if dropped > 0 {
+        let _ = env.tx.send(Event::Trimmed { id, dropped_messages: dropped, prompt_tokens: tokens.len() });
+    }
+    let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
+    respond(env, session, id, &tokens, sampling, stops, start)
+}
+
+fn complete(env: &Loaded<'_>, session: &mut KvSession<'_>, id: RequestId, prompt: &str, sampling: &SamplingConfig) -> Result<(), EngineError> {
+    let start = Instant::now();
+    let n_ctx = session.n_ctx();
+    let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
+    check_size(env, prompt, n_ctx, reserve)?;
+    let tokens = tokenize(env.model, prompt, true);
+    if tokens.len() + reserve > n_ctx {
+        return Err(EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve });
+    }
+    respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start)
+}
+
+/// Rejects text that cannot fit even if every token were the longest one, before tokenising it.
+fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Result<(), EngineError> {
+    let at_least = text.len() / env.max_piece;
+    if at_least + reserve > n_ctx {
+        return Err(EngineError::PromptTooLong { tokens: at_least, n_ctx, reserve });
+    }
+    Ok(())
+}
+
+/// Decodes the prompt (only what is not cached), then streams the reply as events.
+fn respond(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    tokens: &[LlamaToken],
+    sampling: &SamplingConfig,
+    stops: Vec<String>,
+    start: Instant,
+) -> Result<(), EngineError> {
+    let mut stats = GenStats { prompt_tokens: tokens.len(), context_size: session.n_ctx(), ..Default::default() };
+    let synced = match session.sync(tokens, env.cancel) {
+        Ok(s) => s,
+        Err(EngineError::Cancelled) => {
+            stats.context_used = session.used();
+            let _ = env.tx.send(Event::Done { id, reason: StopReason::Cancelled, stats });
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    stats.reused_tokens = synced.reused;
+    stats.decoded_tokens = synced.decoded;
+    stats.prompt_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let (mut sampler, seed) = sampling::build(env.model, sampling);
+    stats.seed = seed;
+    let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: env.cancel, ignore_eog: false };
+    let tx = env.tx;
+    let out = session.generate(env.model, &mut sampler, limits, |t| {
+        let _ = tx.send(Event::Token { id, text: t.to_string() });
+    })?;
+    stats.gen_tokens = out.tokens;
+    if let (Some(first), Some(last)) = (out.first_token_at, out.last_token_at) {
+        stats.ttft_ms = first.duration_since(start).as_secs_f64() * 1000.0;
+        stats.gen_ms = last.duration_since(first).as_secs_f64() * 1000.0;
+        if out.samples > 1 && stats.gen_ms > 0.0 {
+            stats.gen_tok_s = (out.samples - 1) as f64 / (stats.gen_ms / 1000.0);
+        }
+    }
+    stats.context_used = session.used();
+    let _ = env.tx.send(Event::Done { id, reason: out.reason, stats });
+    Ok(())
+}

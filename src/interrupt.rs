@@ -1,0 +1,30 @@
+//! Ctrl+C for the line-oriented commands: the first press sets a flag that long operations poll
+//! (generation stops between decodes, downloads stop between chunks and delete their temp files);
+//! a second press exits at once with 130.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+fn state() -> &'static (Arc<AtomicBool>, AtomicUsize) {
+    static CELL: OnceLock<(Arc<AtomicBool>, AtomicUsize)> = OnceLock::new();
+    CELL.get_or_init(|| (Arc::new(AtomicBool::new(false)), AtomicUsize::new(0)))
+}
+
+/// Installs the handler (once) and returns the shared flag.
+pub fn install() -> Arc<AtomicBool> {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = ctrlc::set_handler(|| {
+            let (flag, presses) = state();
+            flag.store(true, Ordering::SeqCst);
+            if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
+                std::process::exit(130);
+            }
+        });
+    });
+    state().0.clone()
+}
+
+pub fn interrupted() -> bool {
+    state().0.load(Ordering::SeqCst)
+}

@@ -1,0 +1,8 @@
+//! moat: a terminal workbench for local language models.
+
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod interrupt;
+pub mod models;
