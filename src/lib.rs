@@ -2,7 +2,10 @@
 
 pub mod chat;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod interrupt;
 pub mod models;
+pub mod tui;

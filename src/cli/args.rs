@@ -4,7 +4,9 @@ use clap::{Args, Parser, Subcommand};
 /// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
 #[derive(Debug, Parser)]
 #[command(name = "moat", version, about, long_about = None, args_conflicts_with_subcommands = false)]
-#[command(after_help = "Pipe text in to get one answer:  echo \"Summarise: ...\" | moat\nFiles: `moat config path`. Exit codes: 0 ok, 1 runtime error, 2 bad usage or input, 130 interrupted.")]
+#[command(
+    after_help = "Pipe text in to get one answer:  echo \"Summarise: ...\" | moat\nFiles: `moat config path`. Exit codes: 0 ok, 1 runtime error, 2 bad usage or input, 130 interrupted."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -14,6 +16,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Full-screen chat (the default on a terminal).
+    Chat(ChatArgs),
     /// Answer one prompt (arguments and/or stdin) and stream the reply to stdout.
     Ask(AskArgs),
     /// List, download, inspect and remove models.
@@ -27,7 +31,7 @@ pub enum Command {
 }
 
 /// Model, context and sampling options; each overrides the config file and MOAT_* variables.
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ModelArgs {
     /// Model: registry name, path to a .gguf, hf:owner/repo/file.gguf, or https URL.
     #[arg(short, long, global = true)]
@@ -109,6 +113,19 @@ impl ModelArgs {
 }
 
 #[derive(Debug, Args, Default)]
+pub struct ChatArgs {
+    /// Reopen the most recent session.
+    #[arg(long, conflicts_with = "session")]
+    pub resume: bool,
+    /// Open (or start) the session NAME.
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// Do not save this conversation.
+    #[arg(long)]
+    pub no_save: bool,
+}
+
+#[derive(Debug, Args, Default)]
 pub struct AskArgs {
     /// The prompt. With piped stdin too, the prompt comes first and stdin is appended.
     pub prompt: Vec<String>,
@@ -161,6 +178,16 @@ pub struct BenchArgs {
     pub reps: usize,
     #[arg(long)]
     pub json: bool,
+    /// Benchmark the chat view instead of the model: frame times while streaming into a long
+    /// transcript (no model needed).
+    #[arg(long)]
+    pub ui: bool,
+    /// Transcript length for --ui.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Tokens streamed for --ui.
+    #[arg(long, default_value_t = 2000)]
+    pub tokens: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,15 +25,25 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     if args.reps == 0 || args.gen_tokens == 0 || args.prompt_tokens == 0 {
         return Err(Failure::usage("--reps, --prompt-tokens and --gen-tokens must be at least 1"));
     }
+    if args.ui {
+        return Ok(ui(&args));
+    }
     let setup = Setup::new(flags)?;
     let (model, path) = setup.model_path()?;
-    let threads_list = if args.threads_list.is_empty() { vec![setup.config().model.threads] } else { args.threads_list.clone() };
+    let threads_list =
+        if args.threads_list.is_empty() { vec![setup.config().model.threads] } else { args.threads_list.clone() };
     let mut rows = Vec::new();
     if !args.json {
         println!(
             "{:<16} {:>7} {:>8} {:>12} {:>12} {:>8} {:>14} {:>10}",
-            "model", "threads", "load ms", format!("pp{} t/s", args.prompt_tokens), format!("tg{} t/s", args.gen_tokens),
-            "ttft ms", "llama tg t/s", "moat/llama"
+            "model",
+            "threads",
+            "load ms",
+            format!("pp{} t/s", args.prompt_tokens),
+            format!("tg{} t/s", args.gen_tokens),
+            "ttft ms",
+            "llama tg t/s",
+            "moat/llama"
         );
     }
     for &threads in &threads_list {
@@ -71,7 +81,14 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         if !args.json {
             println!(
                 "{:<16} {:>7} {:>8.0} {:>12.1} {:>12.1} {:>8.1} {:>14.1} {:>10.3}",
-                row.model, row.threads, row.load_ms, row.pp_tok_s, row.gen_tok_s, row.ttft_ms, row.llama_gen_tok_s, row.ratio
+                row.model,
+                row.threads,
+                row.load_ms,
+                row.pp_tok_s,
+                row.gen_tok_s,
+                row.ttft_ms,
+                row.llama_gen_tok_s,
+                row.ratio
             );
         }
         rows.push(row);
@@ -79,7 +96,10 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     if args.json {
         println!("{}", serde_json::json!({ "results": rows }));
     } else {
-        println!("(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)", args.reps);
+        println!(
+            "(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)",
+            args.reps
+        );
     }
     Ok(0)
 }
@@ -90,5 +110,29 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn ui(args: &BenchArgs) -> i32 {
+    let r = crate::tui::bench::run(args.messages.max(2), args.tokens.max(1), 120, 40);
+    if args.json {
+        println!("{}", serde_json::to_string(&r).expect("serialises"));
+        return 0;
+    }
+    println!(
+        "chat view, {} messages, {}x{} TestBackend, a frame drawn after every token:",
+        r.messages, r.width, r.height
+    );
+    println!("  first frame (wrap everything)   {:>8.2} ms", r.first_frame_ms);
+    println!(
+        "  streaming {} tokens: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        r.stream_tokens, r.frame_p50_ms, r.frame_p99_ms, r.frame_max_ms
+    );
+    println!("  throughput, worst case          {:>8.0} tokens/s", r.tokens_per_s_worst_case);
+    println!("  paging up: p99 {:.3} ms; frame after resize {:.2} ms", r.scroll_p99_ms, r.resize_ms);
+    0
 }

@@ -1,23 +1,28 @@
 //! `moat config path|show`.
 
-use super::args::ConfigCommand;
+use super::args::{ConfigCommand, ModelArgs};
 use super::Failure;
 use crate::config::{Config, DEFAULT_TOML};
 
-pub fn run(cmd: ConfigCommand) -> Result<i32, Failure> {
+pub fn run(flags: &ModelArgs, cmd: ConfigCommand) -> Result<i32, Failure> {
     match cmd {
         ConfigCommand::Show { defaults: true } => {
             print!("{DEFAULT_TOML}");
             Ok(0)
         }
         ConfigCommand::Show { defaults: false } => {
-            let loaded = Config::load()?;
+            let mut loaded = Config::load()?;
+            flags.apply(&mut loaded.config);
+            loaded.config.validate()?;
             match &loaded.user_file {
                 Some(p) => println!("# defaults < {}", p.display()),
                 None => println!("# defaults (no config file at {})", loaded.paths.config_file.display()),
             }
             for v in &loaded.env_overrides {
                 println!("# < environment: {v}");
+            }
+            if flags != &ModelArgs::default() {
+                println!("# < command-line flags");
             }
             print!("{}", loaded.config.to_toml());
             Ok(0)

@@ -3,6 +3,7 @@
 mod args;
 mod ask;
 mod bench;
+mod chat;
 mod config_cmd;
 mod input;
 mod models_cmd;
@@ -88,16 +89,13 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
+        Some(Command::Chat(c)) => chat::run(&cli.model, c),
         Some(Command::Ask(a)) => ask::run(&cli.model, a),
         Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
         Some(Command::Bench(b)) => bench::run(&cli.model, b),
-        Some(Command::Config(c)) => config_cmd::run(c),
+        Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(0)
-        }
+        None => chat::run(&cli.model, args::ChatArgs::default()),
     }
 }
 
@@ -107,7 +105,11 @@ fn clap_error(e: clap::Error) -> i32 {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { exit::USAGE } else { 0 }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                exit::USAGE
+            } else {
+                0
+            }
         }
         _ => {
             let rendered = e.render().to_string();

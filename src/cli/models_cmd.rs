@@ -4,8 +4,8 @@ use super::args::{ModelArgs, ModelsCommand};
 use super::setup::{self, Setup};
 use super::Failure;
 use crate::models::gguf::{self, file_type_name};
-use crate::models::{Downloader, ModelRef};
 use crate::models::store::{human_bytes, tilde};
+use crate::models::{Downloader, ModelRef};
 
 pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
@@ -39,7 +39,13 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
     }
     println!("{:<15} {:>7}  {:<10} {:<19} DESCRIPTION", "NAME", "SIZE", "STATUS", "LICENSE");
     for m in &models {
-        let status = if m.present { "present" } else if m.damaged { "damaged" } else { "-" };
+        let status = if m.present {
+            "present"
+        } else if m.damaged {
+            "damaged"
+        } else {
+            "-"
+        };
         let mark = if m.entry.name == *default || m.entry.aliases.contains(default) { "*" } else { " " };
         println!(
             "{mark}{:<14} {:>7}  {:<10} {:<19} {}",
@@ -70,9 +76,18 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
             let path = setup.store.path_of(entry);
             let present = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);
             if present && !force {
-                eprintln!("moat: {} is already present at {} (use --force to download again)", entry.name, tilde(&path));
+                eprintln!(
+                    "moat: {} is already present at {} (use --force to download again)",
+                    entry.name,
+                    tilde(&path)
+                );
             } else {
-                eprintln!("moat: pulling {} ({}) into {}", entry.name, human_bytes(entry.size), tilde(&setup.store.dir));
+                eprintln!(
+                    "moat: pulling {} ({}) into {}",
+                    entry.name,
+                    human_bytes(entry.size),
+                    tilde(&setup.store.dir)
+                );
                 Downloader::new(opts).pull_entry(entry, &path)?;
             }
         }
@@ -131,7 +146,10 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
     row("parameters", format!("{:.1} M", info.n_params as f64 / 1e6));
     row("quantisation", header.file_type.map(file_type_name).unwrap_or("unknown").to_string());
     row("context", format!("{} in use (trained on {})", info.n_ctx, info.n_ctx_train));
-    row("chat template", if header.chat_template.is_some() { "present in the GGUF".into() } else { "none in the GGUF".into() });
+    row(
+        "chat template",
+        if header.chat_template.is_some() { "present in the GGUF".into() } else { "none in the GGUF".into() },
+    );
     row("chat format", info.chat_format.clone());
     row("device", if info.gpu { format!("GPU ({} layers requested)", info.gpu_layers) } else { "CPU".into() });
     row("threads", format!("{} generation, {} prompt", info.threads, info.threads_batch));

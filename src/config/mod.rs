@@ -25,31 +25,61 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    pub name: String,
-    pub context: u32,
-    pub threads: u32,
-    pub threads_batch: u32,
-    pub batch: u32,
-    pub gpu_layers: i32,
-    pub template: String,
+/// Defines a config section twice from one field list: the public struct, whose missing keys take
+/// the built-in defaults, and a strict twin without defaults that reads the embedded `config.toml`.
+/// The twin is needed because `serde(default)` calls `Default` eagerly, and `Default` is what is
+/// being built while the embedded file is read; it also makes a key missing there fail loudly.
+macro_rules! section {
+    ($name:ident, $strict:ident, $field:ident { $($f:ident: $t:ty),* $(,)? }) => {
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $name { $(pub $f: $t,)* }
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $strict { $($f: $t,)* }
+
+        impl From<$strict> for $name {
+            fn from(s: $strict) -> Self { $name { $($f: s.$f,)* } }
+        }
+
+        impl Default for $name {
+            fn default() -> Self { builtin().$field.clone() }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SamplingConfig {
-    pub temperature: f32,
-    pub top_k: i32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub repeat_last_n: i32,
-    pub seed: i64,
-    pub max_tokens: u32,
-    pub stop: Vec<String>,
-}
+section!(
+    ModelConfig,
+    StrictModel,
+    model {
+        name: String,
+        context: u32,
+        threads: u32,
+        threads_batch: u32,
+        batch: u32,
+        gpu_layers: i32,
+        template: String,
+    }
+);
+
+section!(SamplingConfig, StrictSampling, sampling {
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+    repeat_last_n: i32,
+    seed: i64,
+    max_tokens: u32,
+    stop: Vec<String>,
+});
+
+section!(ChatConfig, StrictChat, chat { system_prompt: String, overflow: OverflowPolicy, reserve: u32 });
+
+section!(ModelsConfig, StrictModels, models { dir: String, auto_pull: bool, pypi_url: String, hf_url: String });
+
+section!(LogConfig, StrictLog, log { file: String });
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -58,46 +88,43 @@ pub enum OverflowPolicy {
     Error,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChatConfig {
-    pub system_prompt: String,
-    pub overflow: OverflowPolicy,
-    pub reserve: u32,
+impl Default for OverflowPolicy {
+    fn default() -> Self {
+        builtin().chat.overflow
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelsConfig {
-    pub dir: String,
-    pub auto_pull: bool,
-    pub pypi_url: String,
-    pub hf_url: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    pub file: String,
-}
-
-/// Parsed once; every `Default` below reads from it, so `config.toml` is the single source of defaults.
-fn builtin() -> &'static BuiltinDefaults {
-    static CELL: OnceLock<BuiltinDefaults> = OnceLock::new();
-    CELL.get_or_init(|| {
-        toml::from_str(DEFAULT_TOML).expect("the embedded config.toml is complete and valid")
-    })
-}
-
-/// Mirror of [`Config`] without `serde(default)`, so a key missing from `config.toml` fails loudly.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The embedded defaults, parsed once.
 struct BuiltinDefaults {
     model: ModelConfig,
     sampling: SamplingConfig,
     chat: ChatConfig,
     models: ModelsConfig,
     log: LogConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictFile {
+    model: StrictModel,
+    sampling: StrictSampling,
+    chat: StrictChat,
+    models: StrictModels,
+    log: StrictLog,
+}
+
+fn builtin() -> &'static BuiltinDefaults {
+    static CELL: OnceLock<BuiltinDefaults> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let f: StrictFile = toml::from_str(DEFAULT_TOML).expect("the embedded config.toml is complete and valid");
+        BuiltinDefaults {
+            model: f.model.into(),
+            sampling: f.sampling.into(),
+            chat: f.chat.into(),
+            models: f.models.into(),
+            log: f.log.into(),
+        }
+    })
 }
 
 impl Default for Config {
@@ -110,22 +137,6 @@ impl Default for Config {
             models: b.models.clone(),
             log: b.log.clone(),
         }
-    }
-}
-
-macro_rules! default_from_builtin {
-    ($($ty:ident => $field:ident),*) => {$(
-        impl Default for $ty {
-            fn default() -> Self { builtin().$field.clone() }
-        }
-    )*};
-}
-default_from_builtin!(ModelConfig => model, SamplingConfig => sampling, ChatConfig => chat,
-    ModelsConfig => models, LogConfig => log);
-
-impl Default for OverflowPolicy {
-    fn default() -> Self {
-        builtin().chat.overflow
     }
 }
 
@@ -169,18 +180,14 @@ impl Config {
     }
 
     /// Applies `MOAT_<SECTION>_<KEY>` variables; returns the ones used.
-    pub fn apply_env(
-        &mut self,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Vec<String>, ConfigError> {
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<String>, ConfigError> {
         let mut value = toml::Value::try_from(&*self).expect("Config serialises to TOML");
         let known = env_names(&value);
         let mut used = Vec::new();
         let mut vars: Vec<_> = vars.into_iter().filter(|(k, _)| k.starts_with("MOAT_")).collect();
         vars.sort();
         for (name, raw) in vars {
-            let Some((section, key)) = known.iter().find(|(n, _, _)| *n == name).map(|(_, s, k)| (s, k))
-            else {
+            let Some((section, key)) = known.iter().find(|(n, _, _)| *n == name).map(|(_, s, k)| (s, k)) else {
                 continue;
             };
             let table = value.get_mut(section).and_then(|v| v.as_table_mut()).expect("section exists");
@@ -229,8 +236,7 @@ impl Config {
             return bad("model.context", "must be 0 (the model's own) or at least 64");
         }
         let t = self.model.template.as_str();
-        if !(matches!(t, "auto" | "jinja" | "plain") || t.strip_prefix("builtin:").is_some_and(|n| !n.is_empty()))
-        {
+        if !(matches!(t, "auto" | "jinja" | "plain") || t.strip_prefix("builtin:").is_some_and(|n| !n.is_empty())) {
             return bad("model.template", "must be auto, jinja, plain or builtin:NAME");
         }
         Ok(())

@@ -27,9 +27,7 @@ fn unknown_key_names_file_line_column_and_key() {
 
 #[test]
 fn wrong_type_names_the_key() {
-    let e = Config::parse_file(Path::new("u.toml"), b"[sampling]\ntop_k = \"many\"\n")
-        .unwrap_err()
-        .to_string();
+    let e = Config::parse_file(Path::new("u.toml"), b"[sampling]\ntop_k = \"many\"\n").unwrap_err().to_string();
     assert!(e.contains("u.toml:2:"), "{e}");
     assert!(e.contains("sampling.top_k"), "{e}");
 }
@@ -47,7 +45,7 @@ fn env_overrides_file_with_typed_values() {
         .apply_env([
             ("MOAT_SAMPLING_TEMPERATURE".to_string(), "0".to_string()),
             ("MOAT_MODELS_DIR".to_string(), "/data/m".to_string()),
-            ("MOAT_SAMPLING_STOP".to_string(), r#"["###"]"#.to_string()),
+            ("MOAT_SAMPLING_STOP".to_string(), "[\"###\"]".to_string()),
             ("MOAT_UNRELATED".to_string(), "x".to_string()),
         ])
         .unwrap();

@@ -32,7 +32,13 @@ pub struct BenchSample {
     pub ratio: f64,
 }
 
-pub(super) fn run(env: &Loaded<'_>, session: &mut KvSession<'_>, id: RequestId, req: &BenchRequest, _info: &ModelInfo) -> Result<(), EngineError> {
+pub(super) fn run(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    req: &BenchRequest,
+    _info: &ModelInfo,
+) -> Result<(), EngineError> {
     let need = req.prompt_tokens + req.gen_tokens + 1;
     if need > session.n_ctx() {
         return Err(EngineError::PromptTooLong { tokens: need, n_ctx: session.n_ctx(), reserve: 0 });
@@ -78,7 +84,8 @@ pub(super) fn run(env: &Loaded<'_>, session: &mut KvSession<'_>, id: RequestId, 
         let first = out.first_token_at.unwrap_or(end);
         let gen_wall_ms = end.duration_since(first).as_secs_f64() * 1000.0;
         let timings = session.ctx.timings();
-        let llama_gen_tok_s = if timings.t_eval_ms() > 0.0 { timings.n_eval() as f64 / (timings.t_eval_ms() / 1000.0) } else { 0.0 };
+        let llama_gen_tok_s =
+            if timings.t_eval_ms() > 0.0 { timings.n_eval() as f64 / (timings.t_eval_ms() / 1000.0) } else { 0.0 };
         let gen_tok_s = if gen_wall_ms > 0.0 { out.tokens as f64 / (gen_wall_ms / 1000.0) } else { 0.0 };
         let sample = BenchSample {
             rep,

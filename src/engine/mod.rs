@@ -4,8 +4,8 @@
 
 mod backend;
 mod bench;
-mod session;
 mod sampling;
+mod session;
 mod template;
 pub mod text;
 mod worker;
@@ -58,17 +58,48 @@ pub type RequestId = u64;
 pub enum Request {
     /// Reply to a conversation; the prompt shares its prefix with the previous one, so only new
     /// tokens are decoded.
-    Chat { id: RequestId, messages: Vec<Message>, sampling: SamplingConfig, overflow: OverflowPolicy, reserve: u32 },
+    Chat {
+        id: RequestId,
+        messages: Vec<Message>,
+        sampling: SamplingConfig,
+        overflow: OverflowPolicy,
+        reserve: u32,
+    },
     /// Continue raw text (no chat template).
-    Complete { id: RequestId, prompt: String, sampling: SamplingConfig },
+    Complete {
+        id: RequestId,
+        prompt: String,
+        sampling: SamplingConfig,
+    },
     /// Token count of a text, as the model's tokenizer sees it.
-    CountTokens { id: RequestId, text: String },
+    CountTokens {
+        id: RequestId,
+        text: String,
+    },
     /// Forget the cached conversation.
     Reset,
-    Bench { id: RequestId, bench: BenchRequest },
+    Bench {
+        id: RequestId,
+        bench: BenchRequest,
+    },
     /// Replace the loaded model (and context) with another.
     Load(EngineOptions),
     Shutdown,
+}
+
+impl Request {
+    /// The same request under another id (front ends build requests before the engine numbers them).
+    pub fn with_id(self, new: RequestId) -> Request {
+        match self {
+            Request::Chat { messages, sampling, overflow, reserve, .. } => {
+                Request::Chat { id: new, messages, sampling, overflow, reserve }
+            }
+            Request::Complete { prompt, sampling, .. } => Request::Complete { id: new, prompt, sampling },
+            Request::CountTokens { text, .. } => Request::CountTokens { id: new, text },
+            Request::Bench { bench, .. } => Request::Bench { id: new, bench },
+            other => other,
+        }
+    }
 }
 
 /// What the model is and how it runs.
@@ -130,12 +161,32 @@ pub enum Event {
     Loading(f32),
     Loaded(Box<ModelInfo>),
     /// Older turns were dropped to fit the context (policy `drop-oldest`).
-    Trimmed { id: RequestId, dropped_messages: usize, prompt_tokens: usize },
-    Token { id: RequestId, text: String },
-    Done { id: RequestId, reason: StopReason, stats: GenStats },
-    TokenCount { id: RequestId, tokens: usize },
-    Bench { id: RequestId, sample: BenchSample },
-    Error { id: Option<RequestId>, error: EngineError },
+    Trimmed {
+        id: RequestId,
+        dropped_messages: usize,
+        prompt_tokens: usize,
+    },
+    Token {
+        id: RequestId,
+        text: String,
+    },
+    Done {
+        id: RequestId,
+        reason: StopReason,
+        stats: GenStats,
+    },
+    TokenCount {
+        id: RequestId,
+        tokens: usize,
+    },
+    Bench {
+        id: RequestId,
+        sample: BenchSample,
+    },
+    Error {
+        id: Option<RequestId>,
+        error: EngineError,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -182,7 +233,11 @@ impl Engine {
     }
 
     /// Starts the engine and waits until the model is loaded, calling `progress` on the way.
-    pub fn start(opts: EngineOptions, cancel: Arc<AtomicBool>, mut progress: impl FnMut(f32)) -> Result<(Engine, ModelInfo), EngineError> {
+    pub fn start(
+        opts: EngineOptions,
+        cancel: Arc<AtomicBool>,
+        mut progress: impl FnMut(f32),
+    ) -> Result<(Engine, ModelInfo), EngineError> {
         let engine = Engine::spawn(opts, cancel);
         loop {
             match engine.rx.recv() {
@@ -242,7 +297,11 @@ pub struct Reply {
 
 impl Engine {
     /// Runs a request to completion, passing each piece of text to `on_text`.
-    pub fn run(&mut self, make: impl FnOnce(RequestId) -> Request, mut on_text: impl FnMut(&str)) -> Result<Reply, EngineError> {
+    pub fn run(
+        &mut self,
+        make: impl FnOnce(RequestId) -> Request,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Reply, EngineError> {
         let id = self.send(make);
         let mut text = String::new();
         let mut trimmed = 0;

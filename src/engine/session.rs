@@ -84,7 +84,9 @@ impl<'m> KvSession<'m> {
             batch.clear();
             let base = self.cached.len();
             for (i, t) in chunk.iter().enumerate() {
-                batch.add(*t, (base + i) as i32, &[0], i + 1 == chunk.len()).map_err(|e| EngineError::Decode(e.to_string()))?;
+                batch
+                    .add(*t, (base + i) as i32, &[0], i + 1 == chunk.len())
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
             }
             self.decode(&mut batch)?;
             self.cached.extend_from_slice(chunk);
@@ -114,7 +116,13 @@ impl<'m> KvSession<'m> {
         let mut batch = LlamaBatch::new(1, 1);
         let mut piece = Vec::with_capacity(32);
         let mut chunk = String::new();
-        let mut out = GenOutcome { reason: StopReason::MaxTokens, tokens: 0, samples: 0, first_token_at: None, last_token_at: None };
+        let mut out = GenOutcome {
+            reason: StopReason::MaxTokens,
+            tokens: 0,
+            samples: 0,
+            first_token_at: None,
+            last_token_at: None,
+        };
         while out.tokens < limits.max_tokens {
             if limits.cancel.load(Ordering::SeqCst) {
                 out.reason = StopReason::Cancelled;

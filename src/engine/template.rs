@@ -23,7 +23,9 @@ impl ChatFormat {
             "plain" => Ok(ChatFormat::Plain),
             "jinja" => {
                 let text = gguf_text.ok_or_else(|| {
-                    EngineError::Template("the model has no chat template; use model.template = \"plain\" or builtin:NAME".into())
+                    EngineError::Template(
+                        "the model has no chat template; use model.template = \"plain\" or builtin:NAME".into(),
+                    )
                 })?;
                 Self::jinja(model, &text)
             }
@@ -42,7 +44,10 @@ impl ChatFormat {
                 if let Ok(f) = Self::jinja(model, &text) {
                     return Ok(f);
                 }
-                let f = ChatFormat::Builtin { template: gguf.expect("text came from it"), name: "gguf (llama.cpp matcher)".into() };
+                let f = ChatFormat::Builtin {
+                    template: gguf.expect("text came from it"),
+                    name: "gguf (llama.cpp matcher)".into(),
+                };
                 if f.render(model, &probe(), true).is_ok() {
                     return Ok(f);
                 }
@@ -69,7 +74,12 @@ impl ChatFormat {
         Ok(f)
     }
 
-    pub fn render(&self, model: &LlamaModel, messages: &[Message], add_generation_prompt: bool) -> Result<String, EngineError> {
+    pub fn render(
+        &self,
+        model: &LlamaModel,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, EngineError> {
         match self {
             ChatFormat::Jinja { env, bos, eos } => {
                 let msgs: Vec<_> = messages
@@ -154,27 +164,10 @@ fn probe() -> Vec<Message> {
     vec![Message::system("s"), Message::user("u"), Message::assistant("a"), Message::user("u2")]
 }
 
-/// `strftime_now` for templates that print today's date (Llama 3.x): supports the common codes.
+/// `strftime_now` for templates that print today's date (Llama 3.x). A format jiff cannot
+/// handle renders as nothing rather than failing the whole template.
 fn strftime_now(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    // Civil-from-days (Howard Hinnant), proleptic Gregorian, UTC.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    let month = MONTHS[(m - 1) as usize];
-    fmt.replace("%Y", &y.to_string())
-        .replace("%m", &format!("{m:02}"))
-        .replace("%d", &format!("{d:02}"))
-        .replace("%B", month)
-        .replace("%b", &month[..3])
+    jiff::fmt::strtime::format(fmt, &jiff::Zoned::now()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -183,7 +176,10 @@ mod tests {
 
     #[test]
     fn plain_format_reads_naturally() {
-        let text = render_plain(&[Message::system("Be brief."), Message::user(" hi "), Message::assistant("hello"), Message::user("again")], true);
+        let text = render_plain(
+            &[Message::system("Be brief."), Message::user(" hi "), Message::assistant("hello"), Message::user("again")],
+            true,
+        );
         assert_eq!(text, "Be brief.\n\nUser: hi\nAssistant: hello\nUser: again\nAssistant:");
     }
 

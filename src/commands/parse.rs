@@ -1,0 +1,146 @@
+use crate::config::SamplingConfig;
+
+/// A parsed slash command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Help,
+    Clear,
+    System(String),
+    Model(String),
+    Set(Setting),
+    Show,
+    Regen,
+    Edit,
+    Copy(Option<usize>),
+    Save(String),
+    Load(String),
+    Sessions,
+    Stats,
+    Quit,
+}
+
+/// A sampling setting with a value that has already been range-checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setting {
+    Temperature(f32),
+    TopK(i32),
+    TopP(f32),
+    MinP(f32),
+    RepeatPenalty(f32),
+    Seed(i64),
+    MaxTokens(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown command /{0}; /help lists them")]
+    Unknown(String),
+    #[error("/{name} needs {what}; e.g. {example}")]
+    Missing { name: &'static str, what: &'static str, example: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Setting {
+    pub const NAMES: &'static [&'static str] =
+        &["temp", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "max_tokens"];
+
+    pub fn parse(key: &str, value: &str) -> Result<Setting, CommandError> {
+        let bad = |why: &str| CommandError::Invalid(format!("/set {key} {value}: {why}"));
+        let float = || value.parse::<f32>().ok().filter(|v| v.is_finite());
+        let s = match key {
+            "temp" | "temperature" => {
+                Setting::Temperature(float().filter(|v| *v >= 0.0).ok_or_else(|| bad("expected a number ≥ 0"))?)
+            }
+            "top_k" => Setting::TopK(value.parse().map_err(|_| bad("expected a whole number (0 = off)"))?),
+            "top_p" => Setting::TopP(float().filter(|v| (0.0..=1.0).contains(v)).ok_or_else(|| bad("expected 0..1"))?),
+            "min_p" => Setting::MinP(float().filter(|v| (0.0..=1.0).contains(v)).ok_or_else(|| bad("expected 0..1"))?),
+            "repeat_penalty" => Setting::RepeatPenalty(
+                float().filter(|v| *v > 0.0).ok_or_else(|| bad("expected a number > 0 (1 = off)"))?,
+            ),
+            "seed" => Setting::Seed(
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|v| (-1..=u32::MAX as i64).contains(v))
+                    .ok_or_else(|| bad("expected -1 (random) or 0..4294967295"))?,
+            ),
+            "max_tokens" | "n" => Setting::MaxTokens(
+                value.parse().ok().filter(|v| *v > 0).ok_or_else(|| bad("expected a whole number ≥ 1"))?,
+            ),
+            _ => {
+                return Err(CommandError::Invalid(format!(
+                    "/set: unknown setting {key:?}; one of {}",
+                    Setting::NAMES.join(", ")
+                )))
+            }
+        };
+        Ok(s)
+    }
+
+    pub fn apply(self, s: &mut SamplingConfig) {
+        match self {
+            Setting::Temperature(v) => s.temperature = v,
+            Setting::TopK(v) => s.top_k = v,
+            Setting::TopP(v) => s.top_p = v,
+            Setting::MinP(v) => s.min_p = v,
+            Setting::RepeatPenalty(v) => s.repeat_penalty = v,
+            Setting::Seed(v) => s.seed = v,
+            Setting::MaxTokens(v) => s.max_tokens = v,
+        }
+    }
+}
+
+/// Parses a line that starts with `/`. Returns `None` for text that is not a command (including
+/// `//...`, which sends a message starting with a single slash).
+pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
+    let body = line.trim_end().strip_prefix('/')?;
+    if body.starts_with('/') || body.is_empty() {
+        return None;
+    }
+    let (name, arg) = match body.find(char::is_whitespace) {
+        Some(i) => (&body[..i], body[i..].trim()),
+        None => (body, ""),
+    };
+    let need = |name: &'static str, what: &'static str, example: &'static str| {
+        if arg.is_empty() {
+            Err(CommandError::Missing { name, what, example })
+        } else {
+            Ok(arg.to_string())
+        }
+    };
+    let cmd = match name {
+        "help" | "?" => Ok(Command::Help),
+        "clear" | "new" => Ok(Command::Clear),
+        "system" => Ok(Command::System(arg.to_string())),
+        "model" => need("model", "a model name or path", "/model gemma3-270m").map(Command::Model),
+        "set" => {
+            let mut it = arg.split_whitespace();
+            match (it.next(), it.next(), it.next()) {
+                (Some(k), Some(v), None) => Setting::parse(k, v).map(Command::Set),
+                _ => {
+                    Err(CommandError::Missing { name: "set", what: "a setting and a value", example: "/set temp 0.2" })
+                }
+            }
+        }
+        "show" => Ok(Command::Show),
+        "regen" | "retry" => Ok(Command::Regen),
+        "edit" => Ok(Command::Edit),
+        "copy" => match arg {
+            "" => Ok(Command::Copy(None)),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| Command::Copy(Some(n)))
+                .ok_or_else(|| CommandError::Invalid(format!("/copy {n}: expected a code block number like 1"))),
+        },
+        "save" => need("save", "a name", "/save pricing-notes").map(Command::Save),
+        "load" => need("load", "a name", "/load pricing-notes").map(Command::Load),
+        "sessions" => Ok(Command::Sessions),
+        "stats" => Ok(Command::Stats),
+        "quit" | "exit" | "q" => Ok(Command::Quit),
+        other => Err(CommandError::Unknown(other.to_string())),
+    };
+    Some(cmd)
+}

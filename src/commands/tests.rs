@@ -1,0 +1,46 @@
+use super::*;
+
+#[test]
+fn parses_commands_and_arguments() {
+    assert_eq!(parse("/quit"), Some(Ok(Command::Quit)));
+    assert_eq!(parse("/system  Be brief.  "), Some(Ok(Command::System("Be brief.".into()))));
+    assert_eq!(parse("/set temp 0.2"), Some(Ok(Command::Set(Setting::Temperature(0.2)))));
+    assert_eq!(parse("/set seed -1"), Some(Ok(Command::Set(Setting::Seed(-1)))));
+    assert_eq!(parse("/copy 2"), Some(Ok(Command::Copy(Some(2)))));
+    assert_eq!(parse("/model ./m.gguf"), Some(Ok(Command::Model("./m.gguf".into()))));
+}
+
+#[test]
+fn text_that_is_not_a_command_is_left_alone() {
+    assert_eq!(parse("hello /quit"), None);
+    assert_eq!(parse("//etc/hosts is a path"), None);
+    assert_eq!(parse("/"), None);
+}
+
+#[test]
+fn mistakes_say_what_to_type() {
+    let err = |s: &str| parse(s).unwrap().unwrap_err().to_string();
+    assert!(err("/frobnicate").contains("/help"));
+    assert!(err("/set temp").contains("/set temp 0.2"));
+    assert!(err("/set temp -1").contains("≥ 0"));
+    assert!(err("/set top_p 2").contains("0..1"));
+    assert!(err("/set warmth 1").contains("top_k"));
+    assert!(err("/copy zero").contains("code block"));
+    assert!(err("/save").contains("a name"));
+}
+
+#[test]
+fn completes_names_and_settings() {
+    assert_eq!(complete("/se"), vec!["set", "sessions"]);
+    assert_eq!(complete("/set to"), vec!["top_k", "top_p"]);
+    assert!(complete("hello").is_empty());
+    assert_eq!(complete("/").len(), COMMANDS.len());
+}
+
+#[test]
+fn settings_apply_to_sampling() {
+    let mut s = crate::config::SamplingConfig::default();
+    Setting::MaxTokens(12).apply(&mut s);
+    Setting::Temperature(0.0).apply(&mut s);
+    assert_eq!((s.max_tokens, s.temperature), (12, 0.0));
+}

@@ -1,0 +1,158 @@
+//! Full-screen chat (ratatui + crossterm). The loop owns the terminal and the engine handle; it
+//! turns terminal and engine events into [`app::App`] updates and carries out the app's effects.
+//! It waits on both channels at once and never on the model itself.
+
+pub mod app;
+pub mod bench;
+pub mod editor;
+pub mod render;
+pub mod transcript;
+pub mod view;
+
+use crate::engine::{Engine, EngineOptions, Request};
+use app::{App, Effect};
+use crossbeam_channel::{select, Receiver};
+use ratatui::crossterm::event::{
+    self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
+use ratatui::crossterm::execute;
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the loop turns a `/model NAME` into engine options (resolving names needs the model store).
+pub type ModelResolver = Box<dyn Fn(&str, &EngineOptions) -> Result<EngineOptions, String>>;
+
+/// Frames are drawn at most this often; tokens that arrive in between are drawn together.
+const FRAME: Duration = Duration::from_millis(16);
+
+pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<(), String> {
+    std::thread::spawn(render::warm_up);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut engine = Engine::spawn(opts.clone(), cancel);
+    let mut current = opts;
+    let mut terminal = enter()?;
+    let keys = spawn_input_reader();
+    let interrupted = crate::interrupt::install();
+    let mut last_draw = Instant::now() - FRAME;
+    let result = loop {
+        if app.dirty && last_draw.elapsed() >= FRAME {
+            if let Err(e) = terminal.draw(|f| view::draw(f, &mut app)) {
+                break Err(format!("cannot draw: {e}"));
+            }
+            app.dirty = false;
+            last_draw = Instant::now();
+        }
+        if app.quit || interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            break Ok(());
+        }
+        let wait = if app.dirty { FRAME.saturating_sub(last_draw.elapsed()) } else { Duration::from_millis(250) };
+        let effects = select! {
+            recv(keys) -> ev => match ev {
+                Ok(ev) => on_terminal_event(&mut app, ev),
+                Err(_) => break Err("the terminal closed".into()),
+            },
+            recv(engine.events()) -> ev => {
+                if let Ok(ev) = ev {
+                    app.on_engine(ev);
+                }
+                // Drain what else arrived so a fast stream costs one frame, not one per token.
+                while let Ok(ev) = engine.events().try_recv() {
+                    app.on_engine(ev);
+                }
+                Vec::new()
+            },
+            default(wait) => Vec::new(),
+        };
+        for effect in effects {
+            match effect {
+                Effect::Send(req) => {
+                    let id = engine.send(|id| req.with_id(id));
+                    app.started(id);
+                }
+                Effect::Cancel => engine.cancel(),
+                Effect::Quit => app.quit = true,
+                Effect::Copy(text) => copy_osc52(&text),
+                Effect::SwitchModel(name) => match resolve(&name, &current) {
+                    Ok(next) => {
+                        current = next.clone();
+                        engine.send_plain(Request::Load(next));
+                    }
+                    Err(e) => {
+                        app.status.loading = None;
+                        app.note(format!("cannot switch: {e}"));
+                    }
+                },
+            }
+        }
+    };
+    leave();
+    result
+}
+
+fn on_terminal_event(app: &mut App, ev: event::Event) -> Vec<Effect> {
+    match ev {
+        event::Event::Key(k) => app.on_key(k),
+        event::Event::Paste(s) => {
+            app.on_paste(&s);
+            Vec::new()
+        }
+        event::Event::Mouse(m) => {
+            app.on_mouse(m);
+            Vec::new()
+        }
+        event::Event::Resize(..) => {
+            app.dirty = true;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Terminal events from a thread of their own, so the loop can wait on them and the engine together.
+fn spawn_input_reader() -> Receiver<event::Event> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("moat-input".into())
+        .spawn(move || {
+            while let Ok(ev) = event::read() {
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("can spawn the input thread");
+    rx
+}
+
+fn enter() -> Result<ratatui::DefaultTerminal, String> {
+    // ratatui's hook restores raw mode and the screen; ours also turns off paste and mouse modes
+    // first, so a panic leaves a usable shell.
+    let terminal = ratatui::try_init().map_err(|e| format!("cannot start the full-screen chat: {e}"))?;
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(std::io::stdout(), DisableBracketedPaste, DisableMouseCapture);
+        ratatui::restore();
+        previous(info);
+    }));
+    let _ = execute!(std::io::stdout(), EnableBracketedPaste, EnableMouseCapture);
+    Ok(terminal)
+}
+
+fn leave() {
+    let _ = execute!(std::io::stdout(), DisableBracketedPaste, DisableMouseCapture);
+    ratatui::restore();
+}
+
+/// OSC 52 asks the terminal (also over SSH, and through tmux with `set-clipboard on`) to set the
+/// system clipboard.
+fn copy_osc52(text: &str) {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
+    let _ = out.flush();
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! View and state tests against ratatui's `TestBackend`: no terminal, no model.
+
+use super::app::{App, Effect};
+use super::view;
+use crate::config::Config;
+use crate::engine::{Event, GenStats, ModelInfo, Request, StopReason};
+use crate::history::History;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use unicode_width::UnicodeWidthStr;
+
+fn info() -> ModelInfo {
+    ModelInfo {
+        name: "tiny-model".into(),
+        path: "tiny.gguf".into(),
+        architecture: "llama".into(),
+        description: String::new(),
+        n_params: 0,
+        size_bytes: 0,
+        n_ctx: 2048,
+        n_ctx_train: 2048,
+        n_batch: 512,
+        threads: 1,
+        threads_batch: 1,
+        gpu: false,
+        gpu_layers: 0,
+        chat_format: "jinja".into(),
+        load_ms: 1200.0,
+        system_info: String::new(),
+    }
+}
+
+fn app() -> App {
+    let mut config = Config::default();
+    config.model.name = "tiny-model".into();
+    let mut app = App::new(config, None, History::load(None));
+    app.on_engine(Event::Loaded(Box::new(info())));
+    app
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ctrl(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+/// Sends a message and streams `reply` into it as a finished answer; returns the request id.
+fn exchange(app: &mut App, id: u64, question: &str, reply: &[&str], reason: StopReason) -> Vec<Effect> {
+    type_text(app, question);
+    let effects = app.on_key(key(KeyCode::Enter));
+    app.started(id);
+    for piece in reply {
+        app.on_engine(Event::Token { id, text: piece.to_string() });
+    }
+    let stats =
+        GenStats { context_used: 120, context_size: 2048, ttft_ms: 42.0, gen_tok_s: 88.5, ..Default::default() };
+    app.on_engine(Event::Done { id, reason, stats });
+    effects
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::draw(f, app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut x = 0;
+        let mut line = String::new();
+        while x < w {
+            let s = buf[(x, y)].symbol();
+            line.push_str(s);
+            x += s.width().max(1) as u16;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn chat_with_markdown_cjk_and_status_line() {
+    let mut app = app();
+    exchange(
+        &mut app,
+        1,
+        "什么是护城河？",
+        &["**护城河**", "是企业的长期", "竞争优势。\n\n", "```rust\nfn main() {}\n```\n"],
+        StopReason::EndOfGeneration,
+    );
+    insta::assert_snapshot!("chat_cjk_markdown", screen(&mut app, 40, 16));
+}
+
+#[test]
+fn cjk_lines_never_overflow_and_status_shows_speed() {
+    let mut app = app();
+    exchange(&mut app, 1, "hi", &["市场优势".repeat(30).as_str()], StopReason::EndOfGeneration);
+    let s = screen(&mut app, 33, 12);
+    for line in s.lines() {
+        assert!(line.width() <= 33, "{line:?}");
+    }
+    let wide = screen(&mut app, 100, 12);
+    assert!(wide.contains("88.5 tok/s") && wide.contains("ttft 42 ms") && wide.contains("120/2048"), "{wide}");
+}
+
+#[test]
+fn model_output_cannot_reach_the_terminal_as_escape_sequences() {
+    let mut app = app();
+    exchange(
+        &mut app,
+        1,
+        "x",
+        &["safe \x1b[2J\x1b]52;c;aGk=\x07text\x1b[31m red\r\x07 end"],
+        StopReason::EndOfGeneration,
+    );
+    let s = screen(&mut app, 60, 10);
+    assert!(!s.contains('\x1b') && !s.contains('\x07') && !s.contains('\r'), "{s:?}");
+    assert!(s.contains("safe") && s.contains("end"), "{s}");
+}
+
+#[test]
+fn tiny_and_resized_terminals_never_panic() {
+    let mut app = app();
+    for i in 0..20 {
+        exchange(
+            &mut app,
+            i + 1,
+            "问题 question",
+            &["答案 answer ", "🦀 ".repeat(20).as_str()],
+            StopReason::EndOfGeneration,
+        );
+    }
+    type_text(&mut app, "draft 草稿");
+    for (w, h) in [(120, 40), (20, 6), (19, 6), (1, 1), (0, 0), (25, 7), (80, 24), (20, 6)] {
+        let s = screen(&mut app, w, h);
+        if w < view::MIN_WIDTH || h < view::MIN_HEIGHT {
+            assert!(w < 10 || s.contains("too small"), "{s}");
+        }
+        for line in s.lines() {
+            assert!(line.width() <= w as usize, "{w}x{h}: {line:?}");
+        }
+    }
+    insta::assert_snapshot!("narrow_20x6", screen(&mut app, 20, 6));
+}
+
+#[test]
+fn reading_above_is_not_yanked_by_new_text() {
+    let mut app = app();
+    for i in 0..10 {
+        exchange(&mut app, i + 1, "q", &["line\n\n".repeat(5).as_str()], StopReason::EndOfGeneration);
+    }
+    type_text(&mut app, "more");
+    app.on_key(key(KeyCode::Enter));
+    app.started(99);
+    screen(&mut app, 40, 12);
+    app.on_key(key(KeyCode::PageUp));
+    let before = screen(&mut app, 40, 12);
+    app.on_engine(Event::Token { id: 99, text: "new\n\nlines\n\nkeep\n\ncoming\n\n".into() });
+    let after = screen(&mut app, 40, 12);
+    let top = |s: &str| s.lines().take(5).collect::<Vec<_>>().join("\n");
+    assert_eq!(top(&before), top(&after));
+    assert!(app.scroll > 0);
+    app.on_key(KeyEvent::new(KeyCode::End, KeyModifiers::CONTROL));
+    assert_eq!(app.scroll, 0);
+}
+
+#[test]
+fn esc_stops_a_reply_and_keeps_the_conversation() {
+    let mut app = app();
+    type_text(&mut app, "tell me a story");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Chat { .. })]));
+    app.started(5);
+    app.on_engine(Event::Token { id: 5, text: "Once upon".into() });
+    assert!(matches!(app.on_key(key(KeyCode::Esc)).as_slice(), [Effect::Cancel]));
+    app.on_engine(Event::Done { id: 5, reason: StopReason::Cancelled, stats: GenStats::default() });
+    assert!(!app.generating);
+    let roles: Vec<_> = app.conversation.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+    assert_eq!(roles, vec![("user", "tell me a story"), ("assistant", "Once upon")]);
+    assert!(screen(&mut app, 60, 10).contains("stopped"));
+}
+
+#[test]
+fn a_pasted_slash_line_is_text_and_commands_are_shared() {
+    let mut app = app();
+    app.on_paste("/etc/hosts is a file\nsecond line");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Send(Request::Chat { messages, .. })] if messages[0].content.starts_with("/etc/hosts"))
+    );
+    app.on_engine(Event::Done { id: 0, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+
+    let mut app = super::tests::app();
+    type_text(&mut app, "/set temp 0.25");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.sampling.temperature, 0.25);
+    type_text(&mut app, "/nonsense");
+    app.on_key(key(KeyCode::Enter));
+    assert!(screen(&mut app, 60, 12).contains("unknown command /nonsense"));
+}
+
+#[test]
+fn edit_and_regen_rewind_the_last_turn() {
+    let mut app = app();
+    exchange(&mut app, 1, "first", &["one"], StopReason::EndOfGeneration);
+    exchange(&mut app, 2, "second", &["two"], StopReason::EndOfGeneration);
+    type_text(&mut app, "/edit");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.editor.text(), "second");
+    assert_eq!(app.conversation.messages.len(), 2);
+    app.editor.take();
+    type_text(&mut app, "/regen");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Chat { messages, .. })] if messages.len() == 1));
+}
+
+#[test]
+fn ctrl_c_twice_on_an_empty_prompt_quits_and_history_recalls() {
+    let mut app = app();
+    exchange(&mut app, 1, "remember me", &["ok"], StopReason::EndOfGeneration);
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(app.editor.text(), "remember me");
+    app.on_key(ctrl('c'));
+    assert!(app.editor.is_empty() && !app.quit);
+    app.on_key(ctrl('c'));
+    assert!(!app.quit);
+    let effects = app.on_key(ctrl('c'));
+    assert!(app.quit && matches!(effects.as_slice(), [Effect::Quit]));
+}
+
+#[test]
+fn ctrl_r_finds_an_older_entry() {
+    let mut app = app();
+    exchange(&mut app, 1, "alpha question", &["a"], StopReason::EndOfGeneration);
+    exchange(&mut app, 2, "beta question", &["b"], StopReason::EndOfGeneration);
+    app.on_key(ctrl('r'));
+    type_text(&mut app, "alp");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.editor.text(), "alpha question");
+}
+
+#[test]
+fn copy_sends_the_code_block_by_number() {
+    let mut app = app();
+    exchange(&mut app, 1, "code?", &["text\n```sh\necho hi\n```\n"], StopReason::EndOfGeneration);
+    screen(&mut app, 60, 12);
+    type_text(&mut app, "/copy 1");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::Copy(c)] if c == "echo hi\n"), "{effects:?}");
+}

