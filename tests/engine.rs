@@ -110,7 +110,7 @@ fn long_conversation() -> Vec<Message> {
 fn overflow_drop_oldest_trims_whole_turns_and_says_so() {
     let mut engine = common::engine(256);
     let reply = engine.run(chat(long_conversation(), greedy(16), OverflowPolicy::DropOldest), |_| {}).unwrap();
-    assert!(reply.trimmed_messages >= 2 && reply.trimmed_messages % 2 == 0, "{}", reply.trimmed_messages);
+    assert!(reply.trimmed_messages >= 2 && reply.trimmed_messages.is_multiple_of(2), "{}", reply.trimmed_messages);
     assert!(reply.stats.prompt_tokens + 16 <= 256, "{:?}", reply.stats);
 }
 

@@ -134,5 +134,9 @@ fn ui(args: &BenchArgs) -> i32 {
     );
     println!("  throughput, worst case          {:>8.0} tokens/s", r.tokens_per_s_worst_case);
     println!("  paging up: p99 {:.3} ms; frame after resize {:.2} ms", r.scroll_p99_ms, r.resize_ms);
+    println!(
+        "paced: {} tokens at {:.0} tokens/s, frames coalesced as in the chat: {} frames, worst lag {:.1} ms, finished at {:.3}x the stream's own duration",
+        r.stream_tokens, r.paced_rate, r.paced_frames, r.paced_max_lag_ms, r.paced_finish_ratio
+    );
     0
 }

@@ -80,7 +80,7 @@ impl Registry {
     /// Finds a model by name or alias (case-insensitive).
     pub fn find(&self, name: &str) -> Option<&Entry> {
         let n = name.to_ascii_lowercase();
-        self.models.iter().find(|m| m.name == n || m.aliases.iter().any(|a| *a == n))
+        self.models.iter().find(|m| m.name == n || m.aliases.contains(&n))
     }
 
     /// Registry names closest to a mistyped one, best first.

@@ -29,6 +29,14 @@ pub struct UiBench {
     pub scroll_p99_ms: f64,
     /// Frame after a resize (everything re-wrapped once).
     pub resize_ms: f64,
+    /// Paced run: tokens arrive in real time at this rate and frames are coalesced as in the chat.
+    pub paced_rate: f64,
+    /// Paced run: from the first token sent to the last token on screen, over the time the
+    /// producer took (1.0 = no lag at all).
+    pub paced_finish_ratio: f64,
+    /// Paced run: the longest a token waited between being sent and being drawn.
+    pub paced_max_lag_ms: f64,
+    pub paced_frames: usize,
 }
 
 const SAMPLE_REPLY: &str = "## 市场分析 Market view\n\nA **moat** protects margins: *switching costs*, network effects and \
@@ -83,7 +91,13 @@ pub fn run(messages: usize, tokens: usize, width: u16, height: u16) -> UiBench {
     terminal.draw(|f| view::draw(f, &mut app)).expect("draw");
     let resize_ms = ms(t);
 
+    let paced = paced(&mut app, &mut terminal, tokens, 2000.0, &pieces);
+
     UiBench {
+        paced_rate: 2000.0,
+        paced_finish_ratio: paced.0,
+        paced_max_lag_ms: paced.1,
+        paced_frames: paced.2,
         messages: app.transcript.entries().len(),
         width,
         height,
@@ -96,6 +110,66 @@ pub fn run(messages: usize, tokens: usize, width: u16, height: u16) -> UiBench {
         scroll_p99_ms: percentile(&mut scroll, 0.99),
         resize_ms,
     }
+}
+
+/// Streams `tokens` from another thread at `rate` per second into the app, drawing the way the chat
+/// loop does (drain everything queued, then at most one frame per [`super::FRAME`]). Returns the
+/// finish ratio, the worst lag in ms and the number of frames.
+fn paced(
+    app: &mut App,
+    terminal: &mut Terminal<TestBackend>,
+    tokens: usize,
+    rate: f64,
+    pieces: &[&str],
+) -> (f64, f64, usize) {
+    let id = 1_000_000;
+    app.editor.set("Another long answer, please.");
+    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    app.started(id);
+    app.scroll = 0;
+    let (tx, rx) = crossbeam_channel::unbounded::<(Instant, String)>();
+    let owned: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+    let producer = std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..tokens {
+            let due = start + std::time::Duration::from_secs_f64(i as f64 / rate);
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            let _ = tx.send((Instant::now(), owned[i % owned.len()].clone()));
+        }
+        start.elapsed()
+    });
+    let start = Instant::now();
+    let mut last_draw = Instant::now() - super::FRAME;
+    let (mut received, mut frames, mut max_lag) = (0usize, 0usize, 0f64);
+    let mut oldest_undrawn: Option<Instant> = None;
+    let mut finished_at = start;
+    while received < tokens || oldest_undrawn.is_some() {
+        let wait = super::FRAME.saturating_sub(last_draw.elapsed());
+        if let Ok((sent, text)) = rx.recv_timeout(wait) {
+            oldest_undrawn.get_or_insert(sent);
+            app.on_engine(Event::Token { id, text });
+            received += 1;
+            while let Ok((_, text)) = rx.try_recv() {
+                app.on_engine(Event::Token { id, text });
+                received += 1;
+            }
+        }
+        if let Some(sent) = oldest_undrawn {
+            if last_draw.elapsed() >= super::FRAME || received == tokens {
+                terminal.draw(|f| view::draw(f, app)).expect("draw");
+                last_draw = Instant::now();
+                frames += 1;
+                max_lag = max_lag.max(last_draw.duration_since(sent).as_secs_f64() * 1000.0);
+                oldest_undrawn = None;
+                finished_at = last_draw;
+            }
+        }
+    }
+    let produced = producer.join().expect("producer");
+    let total = finished_at.duration_since(start).as_secs_f64();
+    (total / produced.as_secs_f64().max(1e-9), max_lag, frames)
 }
 
 fn ms(t: Instant) -> f64 {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub type ModelResolver = Box<dyn Fn(&str, &EngineOptions) -> Result<EngineOptions, String>>;
 
 /// Frames are drawn at most this often; tokens that arrive in between are drawn together.
-const FRAME: Duration = Duration::from_millis(16);
+pub(crate) const FRAME: Duration = Duration::from_millis(16);
 
 pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<(), String> {
     std::thread::spawn(render::warm_up);
