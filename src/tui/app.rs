@@ -63,6 +63,8 @@ pub struct App {
     pending: Option<RequestId>,
     /// The request is being prepared or running (set before its id is known).
     pub generating: bool,
+    /// Transcript index of the reply being streamed (notes may be added after it meanwhile).
+    streaming: Option<usize>,
     stopped: bool,
     ctrl_c_at: Option<Instant>,
     pub quit: bool,
@@ -89,6 +91,7 @@ impl App {
             created: store::now_stamp(),
             pending: None,
             generating: false,
+            streaming: None,
             stopped: false,
             ctrl_c_at: None,
             quit: false,
@@ -187,11 +190,9 @@ impl App {
     }
 
     fn stream(&mut self, text: &str) {
-        if self.transcript.entries().last().map(|e| e.kind) != Some(Kind::Assistant) || !self.generating {
-            return;
-        }
+        let Some(index) = self.streaming else { return };
         let before = if self.scroll > 0 { Some(self.transcript.total_lines(self.width)) } else { None };
-        self.transcript.append_to_last(text);
+        self.transcript.append_to(index, text);
         // Reading above: keep the same lines in view instead of following the new text.
         if let Some(before) = before {
             let after = self.transcript.total_lines(self.width);
@@ -202,7 +203,8 @@ impl App {
     fn finished(&mut self, reason: StopReason, stats: GenStats) {
         self.pending = None;
         self.generating = false;
-        let reply = self.transcript.entries().last().filter(|e| e.kind == Kind::Assistant).map(|e| e.text.clone());
+        let Some(index) = self.streaming.take() else { return };
+        let reply = self.transcript.entries().get(index).map(|e| e.text.clone());
         let tag = match reason {
             StopReason::Cancelled => "stopped",
             StopReason::MaxTokens => "cut at max_tokens",
@@ -210,7 +212,7 @@ impl App {
             _ => "",
         };
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
-        self.transcript.set_tag_of_last(&tag);
+        self.transcript.set_tag(index, &tag);
         if let Some(text) = reply {
             self.conversation.push(Message::assistant(text));
         }
@@ -227,17 +229,13 @@ impl App {
         let was_generating = self.generating;
         self.pending = None;
         self.generating = false;
-        if was_generating {
+        if let (true, Some(index)) = (was_generating, self.streaming.take()) {
             // The question goes back into the input box so nothing typed is lost.
-            if self.transcript.entries().last().map(|e| e.kind) == Some(Kind::Assistant) {
-                let n = self.transcript.entries().len();
-                self.transcript.truncate(n - 1);
-            }
+            self.transcript.remove(index);
             if self.conversation.messages.last().map(|m| m.role) == Some(Role::User) {
                 let q = self.conversation.messages.pop().expect("just checked");
-                let n = self.transcript.entries().len();
-                if self.transcript.entries().last().map(|e| e.kind) == Some(Kind::User) {
-                    self.transcript.truncate(n - 1);
+                if index > 0 && self.transcript.entries().get(index - 1).map(|e| e.kind) == Some(Kind::User) {
+                    self.transcript.remove(index - 1);
                 }
                 if self.editor.is_empty() {
                     self.editor.set(&q.content);
@@ -454,6 +452,7 @@ impl App {
         let mut reply = Entry::new(Kind::Assistant, "");
         reply.tag = format!("{} …", self.status.model);
         self.transcript.push(reply);
+        self.streaming = Some(self.transcript.entries().len() - 1);
         self.generating = true;
         self.stopped = false;
         self.scroll = 0;

@@ -256,3 +256,35 @@ fn copy_sends_the_code_block_by_number() {
     let effects = app.on_key(key(KeyCode::Enter));
     assert!(matches!(effects.as_slice(), [Effect::Copy(c)] if c == "echo hi\n"), "{effects:?}");
 }
+
+#[test]
+fn a_command_during_a_reply_does_not_steal_its_text() {
+    let mut app = app();
+    type_text(&mut app, "question");
+    app.on_key(key(KeyCode::Enter));
+    app.started(3);
+    app.on_engine(Event::Token { id: 3, text: "partial".into() });
+    app.on_key(key(KeyCode::Esc));
+    type_text(&mut app, "/stats");
+    app.on_key(key(KeyCode::Enter));
+    app.on_engine(Event::Token { id: 3, text: " answer".into() });
+    app.on_engine(Event::Done { id: 3, reason: StopReason::Cancelled, stats: GenStats::default() });
+    assert_eq!(app.conversation.messages.last().unwrap().content, "partial answer");
+    let s = screen(&mut app, 60, 14);
+    assert!(s.contains("assistant  tiny-model · stopped"), "{s}");
+    assert!(!s.contains("moat  tiny-model"), "{s}");
+}
+
+#[test]
+fn a_failed_request_puts_the_question_back() {
+    let mut app = app();
+    type_text(&mut app, "a very long question");
+    app.on_key(key(KeyCode::Enter));
+    app.started(4);
+    let error = crate::engine::EngineError::PromptTooLong { tokens: 9000, n_ctx: 4096, reserve: 256 };
+    app.on_engine(Event::Error { id: Some(4), error });
+    assert_eq!(app.editor.text(), "a very long question");
+    assert!(app.conversation.messages.is_empty());
+    assert!(!app.generating);
+    assert!(screen(&mut app, 80, 12).contains("9000 tokens"));
+}

@@ -97,18 +97,25 @@ impl Transcript {
         self.entries.last_mut()
     }
 
-    /// Appends streamed text to the last entry; only that entry will be re-wrapped.
-    pub fn append_to_last(&mut self, text: &str) {
-        if let Some(e) = self.entries.last_mut() {
+    /// Appends streamed text to entry `index`; only that entry will be re-wrapped.
+    pub fn append_to(&mut self, index: usize, text: &str) {
+        if let Some(e) = self.entries.get_mut(index) {
             e.text.push_str(text);
             e.invalidate();
         }
     }
 
-    pub fn set_tag_of_last(&mut self, tag: &str) {
-        if let Some(e) = self.entries.last_mut() {
+    pub fn set_tag(&mut self, index: usize, tag: &str) {
+        if let Some(e) = self.entries.get_mut(index) {
             e.tag = tag.to_string();
             e.invalidate();
+        }
+    }
+
+    /// Removes entry `index` (a reply that failed before it started).
+    pub fn remove(&mut self, index: usize) {
+        if index < self.entries.len() {
+            self.entries.remove(index);
         }
     }
 
