@@ -8,4 +8,5 @@ pub mod engine;
 pub mod history;
 pub mod interrupt;
 pub mod models;
+pub mod render;
 pub mod tui;

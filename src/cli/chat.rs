@@ -39,7 +39,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let mut app = App::new(setup.config().clone(), sessions, history);
     match resume {
         Some(Ok(saved)) => app.resume(saved),
-        Some(Err(new_name)) => app.session_name = new_name,
+        Some(Err(new_name)) => app.session.name = new_name,
         None => {}
     }
     let store = Store::new(setup.store.dir.clone());

@@ -78,6 +78,27 @@ impl Setting {
         Ok(s)
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Temperature(_) => "temp",
+            Setting::TopK(_) => "top_k",
+            Setting::TopP(_) => "top_p",
+            Setting::MinP(_) => "min_p",
+            Setting::RepeatPenalty(_) => "repeat_penalty",
+            Setting::Seed(_) => "seed",
+            Setting::MaxTokens(_) => "max_tokens",
+        }
+    }
+
+    pub fn value(self) -> String {
+        match self {
+            Setting::Temperature(v) | Setting::TopP(v) | Setting::MinP(v) | Setting::RepeatPenalty(v) => v.to_string(),
+            Setting::TopK(v) => v.to_string(),
+            Setting::Seed(v) => v.to_string(),
+            Setting::MaxTokens(v) => v.to_string(),
+        }
+    }
+
     pub fn apply(self, s: &mut SamplingConfig) {
         match self {
             Setting::Temperature(v) => s.temperature = v,

@@ -4,10 +4,11 @@
 
 use super::editor::Editor;
 use super::transcript::{Entry, Kind, Transcript};
-use crate::chat::store::{self, SavedSession, SessionStore};
-use crate::chat::{Conversation, Message, Role};
-use crate::commands::{self, Command};
-use crate::config::{Config, SamplingConfig};
+use crate::chat::session::{ChatSession, Outcome};
+use crate::chat::store::{SavedSession, SessionStore};
+use crate::chat::Role;
+use crate::commands;
+use crate::config::Config;
 use crate::engine::{Event, GenStats, ModelInfo, Request, RequestId, StopReason};
 use crate::history::History;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
@@ -54,18 +55,13 @@ pub struct App {
     /// Height of the transcript pane at the last frame, for paging.
     pub page: usize,
     pub width: u16,
-    pub conversation: Conversation,
-    pub sampling: SamplingConfig,
-    config: Config,
-    sessions: Option<SessionStore>,
-    pub session_name: String,
-    created: String,
+    /// The conversation, its settings and its saved file, shared with the REPL.
+    pub session: ChatSession,
     pending: Option<RequestId>,
     /// The request is being prepared or running (set before its id is known).
     pub generating: bool,
     /// Transcript index of the reply being streamed (notes may be added after it meanwhile).
     streaming: Option<usize>,
-    stopped: bool,
     ctrl_c_at: Option<Instant>,
     pub quit: bool,
     pub dirty: bool,
@@ -83,16 +79,10 @@ impl App {
             scroll: 0,
             page: 10,
             width: 80,
-            conversation: Conversation::new(&config.chat.system_prompt),
-            sampling: config.sampling.clone(),
-            config,
-            sessions,
-            session_name: store::fresh_name(),
-            created: store::now_stamp(),
+            session: ChatSession::new(&config, sessions),
             pending: None,
             generating: false,
             streaming: None,
-            stopped: false,
             ctrl_c_at: None,
             quit: false,
             dirty: true,
@@ -102,17 +92,14 @@ impl App {
 
     /// Reopens a saved session: its messages, settings and name.
     pub fn resume(&mut self, s: SavedSession) {
-        self.session_name = s.name;
-        self.created = s.created;
-        self.sampling = s.sampling;
-        self.conversation = Conversation { messages: s.messages };
+        let note = self.session.resume(s);
         self.rebuild_transcript();
-        self.note(format!("resumed session {} ({} messages)", self.session_name, self.conversation.messages.len()));
+        self.show(vec![note]);
     }
 
     fn rebuild_transcript(&mut self) {
         self.transcript.clear();
-        for m in &self.conversation.messages {
+        for m in &self.session.conversation.messages {
             let kind = match m.role {
                 Role::User => Kind::User,
                 Role::Assistant => Kind::Assistant,
@@ -150,7 +137,7 @@ impl App {
                 self.note(format!(
                     "dropped the {dropped_messages} oldest messages so the conversation fits the context ({prompt_tokens} tokens now)"
                 ));
-                self.drop_oldest_from_conversation(dropped_messages);
+                self.session.trimmed(dropped_messages);
             }
             Event::Token { id, text } if Some(id) == self.pending => self.stream(&text),
             Event::Done { id, reason, stats } if Some(id) == self.pending => self.finished(reason, stats),
@@ -168,6 +155,8 @@ impl App {
         self.status.loading = None;
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
+        self.session.model = info.name.clone();
+        self.session.gpu = self.status.gpu;
         self.status.ctx_size = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
@@ -176,17 +165,6 @@ impl App {
             info.load_ms / 1000.0,
             info.chat_format
         ));
-    }
-
-    /// Mirrors the engine's trimming in the saved conversation (it only trimmed its copy).
-    fn drop_oldest_from_conversation(&mut self, n: usize) {
-        let mut left = n;
-        while left > 0 {
-            match self.conversation.drop_oldest_turn() {
-                0 => break,
-                k => left = left.saturating_sub(k),
-            }
-        }
     }
 
     fn stream(&mut self, text: &str) {
@@ -213,16 +191,17 @@ impl App {
         };
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
         self.transcript.set_tag(index, &tag);
-        if let Some(text) = reply {
-            self.conversation.push(Message::assistant(text));
-        }
         self.status.ctx_used = stats.context_used;
         self.status.ctx_size = stats.context_size.max(self.status.ctx_size);
-        self.status.last = Some(stats);
-        if reason == StopReason::Cancelled {
-            self.stopped = true;
+        self.status.last = Some(stats.clone());
+        self.session.reply_done(reply.unwrap_or_default(), reason, stats);
+        self.take_save_warning();
+    }
+
+    fn take_save_warning(&mut self) {
+        if let Some(w) = self.session.save_warning.take() {
+            self.error(w);
         }
-        self.autosave();
     }
 
     fn failed(&mut self, why: String) {
@@ -232,13 +211,12 @@ impl App {
         if let (true, Some(index)) = (was_generating, self.streaming.take()) {
             // The question goes back into the input box so nothing typed is lost.
             self.transcript.remove(index);
-            if self.conversation.messages.last().map(|m| m.role) == Some(Role::User) {
-                let q = self.conversation.messages.pop().expect("just checked");
+            if let Some(q) = self.session.reply_failed() {
                 if index > 0 && self.transcript.entries().get(index - 1).map(|e| e.kind) == Some(Kind::User) {
                     self.transcript.remove(index - 1);
                 }
                 if self.editor.is_empty() {
-                    self.editor.set(&q.content);
+                    self.editor.set(&q);
                 }
             }
         }
@@ -422,7 +400,10 @@ impl App {
                 self.history.add(&text);
                 self.editor.take();
                 return match parsed {
-                    Ok(cmd) => self.command(cmd),
+                    Ok(cmd) => {
+                        let outcomes = self.session.execute(cmd, self.generating);
+                        self.show(outcomes)
+                    }
                     Err(e) => {
                         self.error(e.to_string());
                         Vec::new()
@@ -442,201 +423,49 @@ impl App {
         self.editor.take();
         // `//text` sends `/text`.
         let text = if !pasted && text.starts_with("//") { text[1..].to_string() } else { text };
-        self.conversation.push(Message::user(text.clone()));
-        self.transcript.push(Entry::new(Kind::User, text));
-        self.ask()
+        self.transcript.push(Entry::new(Kind::User, text.clone()));
+        let req = self.session.user_turn(text);
+        self.take_save_warning();
+        self.ask(req)
     }
 
-    /// Asks the model to answer the conversation as it stands.
-    fn ask(&mut self) -> Vec<Effect> {
+    /// Starts streaming a reply to `req`.
+    fn ask(&mut self, req: Request) -> Vec<Effect> {
         let mut reply = Entry::new(Kind::Assistant, "");
         reply.tag = format!("{} …", self.status.model);
         self.transcript.push(reply);
         self.streaming = Some(self.transcript.entries().len() - 1);
         self.generating = true;
-        self.stopped = false;
         self.scroll = 0;
-        self.autosave();
-        vec![Effect::Send(Request::Chat {
-            id: 0,
-            messages: self.conversation.messages.clone(),
-            sampling: self.sampling.clone(),
-            overflow: self.config.chat.overflow,
-            reserve: self.config.chat.reserve,
-        })]
+        vec![Effect::Send(req)]
     }
 
-    fn command(&mut self, cmd: Command) -> Vec<Effect> {
-        let busy = |app: &mut App| {
-            app.error("a reply is still coming; press Esc to stop it first");
-            Vec::new()
-        };
-        match cmd {
-            Command::Help => self.note(commands::help()),
-            Command::Quit => return self.quit(),
-            Command::Clear if self.generating => return busy(self),
-            Command::Clear => {
-                let system = self.conversation.messages.iter().find(|m| m.role == Role::System).cloned();
-                self.conversation = Conversation::default();
-                self.conversation.messages.extend(system);
-                self.transcript.clear();
-                self.session_name = store::fresh_name();
-                self.created = store::now_stamp();
-                self.status.ctx_used = 0;
-                self.note(format!("new conversation (session {})", self.session_name));
-            }
-            Command::System(_) if self.generating => return busy(self),
-            Command::System(text) => {
-                self.conversation.messages.retain(|m| m.role != Role::System);
-                if text.is_empty() {
-                    self.note("system prompt removed");
-                } else {
-                    self.conversation.messages.insert(0, Message::system(text.clone()));
-                    self.note(format!("system prompt: {text}"));
+    /// Shows what the shared command layer decided, turning it into effects for the loop.
+    fn show(&mut self, outcomes: Vec<Outcome>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for o in outcomes {
+            match o {
+                Outcome::Note(t) => self.note(t),
+                Outcome::Error(t) => self.error(t),
+                Outcome::Send(req) => effects.extend(self.ask(req)),
+                Outcome::SwitchModel(name) => {
+                    self.status.loading = Some(0.0);
+                    self.note(format!("loading {name} …"));
+                    effects.push(Effect::SwitchModel(name));
                 }
-                self.autosave();
-            }
-            Command::Model(_) if self.generating => return busy(self),
-            Command::Model(name) => {
-                self.status.loading = Some(0.0);
-                self.note(format!("loading {name} …"));
-                return vec![Effect::SwitchModel(name)];
-            }
-            Command::Set(setting) => {
-                setting.apply(&mut self.sampling);
-                self.note(format!("{setting:?}").to_lowercase().replace('(', " = ").replace(')', ""));
-            }
-            Command::Show => self.note(self.show()),
-            Command::Regen | Command::Edit if self.generating => return busy(self),
-            Command::Regen => {
-                if !self.unwind_to_last_user(false) {
-                    self.error("nothing to answer again yet");
-                    return Vec::new();
+                Outcome::Copy { what, text } => {
+                    self.note(format!("copied {what} ({} characters) to the clipboard", text.chars().count()));
+                    effects.push(Effect::Copy(text));
                 }
-                return self.ask();
-            }
-            Command::Edit => {
-                if !self.unwind_to_last_user(true) {
-                    self.error("no message to edit yet");
+                Outcome::Reset => {
+                    self.rebuild_transcript();
+                    self.status.ctx_used = 0;
                 }
-            }
-            Command::Copy(n) => return self.copy(n),
-            Command::Save(name) => {
-                if let Err(e) = SessionStore::check_name(&name) {
-                    self.error(e.to_string());
-                } else {
-                    self.session_name = name;
-                    if self.autosave() {
-                        self.note(format!("saved as {}", self.session_name));
-                    }
-                }
-            }
-            Command::Load(_) if self.generating => return busy(self),
-            Command::Load(name) => match self.sessions.as_ref().map(|s| s.load(&name)) {
-                Some(Ok(s)) => self.resume(s),
-                Some(Err(e)) => self.error(e.to_string()),
-                None => self.error("sessions are off in this run"),
-            },
-            Command::Sessions => {
-                let list = self.sessions.as_ref().map(|s| s.list()).unwrap_or_default();
-                if list.is_empty() {
-                    self.note("no saved sessions yet");
-                } else {
-                    let lines: Vec<String> = list
-                        .iter()
-                        .take(30)
-                        .map(|s| format!("{:<28} {:>4} messages  {}", s.name, s.messages, s.updated))
-                        .collect();
-                    self.note(format!("saved sessions (newest first; /load NAME):\n{}", lines.join("\n")));
-                }
-            }
-            Command::Stats => match &self.status.last {
-                Some(s) => self.note(format!(
-                    "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
-                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.context_size
-                )),
-                None => self.note("no reply yet"),
-            },
-        }
-        Vec::new()
-    }
-
-    /// Removes the last user message and everything after it; with `to_editor` its text goes back
-    /// into the input box, otherwise the message stays (for /regen).
-    fn unwind_to_last_user(&mut self, to_editor: bool) -> bool {
-        let Some(i) = self.conversation.messages.iter().rposition(|m| m.role == Role::User) else { return false };
-        let keep = if to_editor { i } else { i + 1 };
-        let removed: Vec<Message> = self.conversation.messages.drain(keep..).collect();
-        if let Some(t) = self.transcript.entries().iter().rposition(|e| e.kind == Kind::User) {
-            self.transcript.truncate(if to_editor { t } else { t + 1 });
-        }
-        if to_editor {
-            self.editor.set(&removed[0].content);
-        }
-        true
-    }
-
-    fn copy(&mut self, n: Option<usize>) -> Vec<Effect> {
-        let Some((text, blocks)) = self.transcript.last_reply_code(self.width) else {
-            self.error("no reply to copy yet");
-            return Vec::new();
-        };
-        let (what, content) = match n {
-            None => ("the last reply".to_string(), text),
-            Some(n) => match blocks.get(n - 1) {
-                Some(b) => (format!("code block {n}"), b.code.clone()),
-                None => {
-                    self.error(format!("the last reply has {} code block(s)", blocks.len()));
-                    return Vec::new();
-                }
-            },
-        };
-        self.note(format!("copied {what} ({} characters) to the clipboard", content.chars().count()));
-        vec![Effect::Copy(content)]
-    }
-
-    fn show(&self) -> String {
-        let s = &self.sampling;
-        let system = self.conversation.messages.iter().find(|m| m.role == Role::System).map(|m| m.content.as_str());
-        format!(
-            "model {} ({})\ntemp {} · top_k {} · top_p {} · min_p {} · repeat_penalty {} · seed {} · max_tokens {}\nsystem prompt: {}\nsession: {} ({} messages){}",
-            self.status.model,
-            if self.status.gpu { "GPU" } else { "CPU" },
-            s.temperature,
-            s.top_k,
-            s.top_p,
-            s.min_p,
-            s.repeat_penalty,
-            s.seed,
-            s.max_tokens,
-            system.unwrap_or("(none)"),
-            self.session_name,
-            self.conversation.messages.len(),
-            self.sessions.as_ref().map(|st| format!(" in {}", st.dir().display())).unwrap_or_default(),
-        )
-    }
-
-    /// Writes the session file; says so (once) if it cannot.
-    fn autosave(&mut self) -> bool {
-        let Some(store) = &self.sessions else { return false };
-        if self.conversation.messages.iter().all(|m| m.role == Role::System) {
-            return false;
-        }
-        let saved = SavedSession {
-            version: store::VERSION,
-            name: self.session_name.clone(),
-            model: self.status.model.clone(),
-            sampling: self.sampling.clone(),
-            messages: self.conversation.messages.clone(),
-            created: self.created.clone(),
-            updated: store::now_stamp(),
-        };
-        match store.save(&saved) {
-            Ok(()) => true,
-            Err(e) => {
-                self.error(e.to_string());
-                false
+                Outcome::Edit(text) => self.editor.set(&text),
+                Outcome::Quit => effects.extend(self.quit()),
             }
         }
+        self.take_save_warning();
+        effects
     }
 }

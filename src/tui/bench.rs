@@ -45,7 +45,7 @@ scale. 护城河让企业长期保持高于平均水平的回报。\n\n| factor 
 - first point\n- second point with more words to wrap across the line\n  1. nested\n";
 
 pub fn run(messages: usize, tokens: usize, width: u16, height: u16) -> UiBench {
-    super::render::warm_up();
+    crate::render::warm_up();
     let mut app = App::new(Config::default(), None, History::load(None));
     app.on_engine(Event::Loaded(Box::new(fake_info())));
     for i in 0..messages / 2 {

@@ -5,7 +5,6 @@
 pub mod app;
 pub mod bench;
 pub mod editor;
-pub mod render;
 pub mod transcript;
 pub mod view;
 
@@ -28,7 +27,7 @@ pub type ModelResolver = Box<dyn Fn(&str, &EngineOptions) -> Result<EngineOption
 pub(crate) const FRAME: Duration = Duration::from_millis(16);
 
 pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<(), String> {
-    std::thread::spawn(render::warm_up);
+    std::thread::spawn(crate::render::warm_up);
     let cancel = Arc::new(AtomicBool::new(false));
     let mut engine = Engine::spawn(opts.clone(), cancel);
     let mut current = opts;
@@ -54,8 +53,9 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Err(_) => break Err("the terminal closed".into()),
             },
             recv(engine.events()) -> ev => {
-                if let Ok(ev) = ev {
-                    app.on_engine(ev);
+                match ev {
+                    Ok(ev) => app.on_engine(ev),
+                    Err(_) => break Err("the inference thread stopped unexpectedly; see the log (`moat config path`)".into()),
                 }
                 // Drain what else arrived so a fast stream costs one frame, not one per token.
                 while let Ok(ev) = engine.events().try_recv() {

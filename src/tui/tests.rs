@@ -183,7 +183,8 @@ fn esc_stops_a_reply_and_keeps_the_conversation() {
     assert!(matches!(app.on_key(key(KeyCode::Esc)).as_slice(), [Effect::Cancel]));
     app.on_engine(Event::Done { id: 5, reason: StopReason::Cancelled, stats: GenStats::default() });
     assert!(!app.generating);
-    let roles: Vec<_> = app.conversation.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+    let roles: Vec<_> =
+        app.session.conversation.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
     assert_eq!(roles, vec![("user", "tell me a story"), ("assistant", "Once upon")]);
     assert!(screen(&mut app, 60, 10).contains("stopped"));
 }
@@ -201,7 +202,7 @@ fn a_pasted_slash_line_is_text_and_commands_are_shared() {
     let mut app = super::tests::app();
     type_text(&mut app, "/set temp 0.25");
     app.on_key(key(KeyCode::Enter));
-    assert_eq!(app.sampling.temperature, 0.25);
+    assert_eq!(app.session.sampling.temperature, 0.25);
     type_text(&mut app, "/nonsense");
     app.on_key(key(KeyCode::Enter));
     assert!(screen(&mut app, 60, 12).contains("unknown command /nonsense"));
@@ -215,7 +216,7 @@ fn edit_and_regen_rewind_the_last_turn() {
     type_text(&mut app, "/edit");
     app.on_key(key(KeyCode::Enter));
     assert_eq!(app.editor.text(), "second");
-    assert_eq!(app.conversation.messages.len(), 2);
+    assert_eq!(app.session.conversation.messages.len(), 2);
     app.editor.take();
     type_text(&mut app, "/regen");
     let effects = app.on_key(key(KeyCode::Enter));
@@ -269,7 +270,7 @@ fn a_command_during_a_reply_does_not_steal_its_text() {
     app.on_key(key(KeyCode::Enter));
     app.on_engine(Event::Token { id: 3, text: " answer".into() });
     app.on_engine(Event::Done { id: 3, reason: StopReason::Cancelled, stats: GenStats::default() });
-    assert_eq!(app.conversation.messages.last().unwrap().content, "partial answer");
+    assert_eq!(app.session.conversation.messages.last().unwrap().content, "partial answer");
     let s = screen(&mut app, 60, 14);
     assert!(s.contains("assistant  tiny-model · stopped"), "{s}");
     assert!(!s.contains("moat  tiny-model"), "{s}");
@@ -284,7 +285,7 @@ fn a_failed_request_puts_the_question_back() {
     let error = crate::engine::EngineError::PromptTooLong { tokens: 9000, n_ctx: 4096, reserve: 256 };
     app.on_engine(Event::Error { id: Some(4), error });
     assert_eq!(app.editor.text(), "a very long question");
-    assert!(app.conversation.messages.is_empty());
+    assert!(app.session.conversation.messages.is_empty());
     assert!(!app.generating);
     assert!(screen(&mut app, 80, 12).contains("9000 tokens"));
 }

@@ -2,7 +2,7 @@
 //! frame re-wraps only the entry that changed (the streaming reply) or, after a resize, each entry
 //! once; drawing walks back from the bottom and touches only what is visible.
 
-use super::render::{self, CodeBlock, Theme};
+use crate::render::{self, CodeBlock, Theme};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 

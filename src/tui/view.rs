@@ -2,7 +2,7 @@
 //! is the per-entry line cache (through the transcript) and the remembered pane size.
 
 use super::app::App;
-use super::render::sanitize;
+use crate::render::sanitize;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};

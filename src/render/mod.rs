@@ -40,6 +40,11 @@ pub struct CodeBlock {
     pub code: String,
 }
 
+/// The code blocks of a Markdown text, numbered as the renderer numbers them (for `/copy N`).
+pub fn code_blocks(text: &str) -> Vec<CodeBlock> {
+    render_markdown(text, 200, &Theme::default()).code_blocks
+}
+
 /// Plain text (user messages, errors) wrapped to `width`, no markdown interpretation.
 ///
 /// Each `\n` starts a new line; a trailing newline does not add an empty line.

@@ -1,0 +1,290 @@
+//! One interactive conversation as every front end shares it: the messages, sampling settings, the
+//! saved-session file and what each slash command does to them. Front ends (full-screen chat, line
+//! REPL) only decide how to show the [`Outcome`]s.
+
+use super::store::{self, SavedSession, SessionStore};
+use super::{Conversation, Message, Role};
+use crate::commands::{self, Command};
+use crate::config::{Config, OverflowPolicy, SamplingConfig};
+use crate::engine::{GenStats, Request, StopReason};
+
+/// What a command or turn asks the front end to do or show.
+#[derive(Debug)]
+pub enum Outcome {
+    Note(String),
+    Error(String),
+    /// Send this request to the engine (its id is assigned by the engine handle).
+    Send(Request),
+    SwitchModel(String),
+    /// Put this text on the clipboard; `what` names it for the confirmation.
+    Copy {
+        what: String,
+        text: String,
+    },
+    /// The conversation was replaced or rewound: redraw it from [`ChatSession::conversation`].
+    Reset,
+    /// Put this text in the input line for editing.
+    Edit(String),
+    Quit,
+}
+
+pub struct ChatSession {
+    pub conversation: Conversation,
+    pub sampling: SamplingConfig,
+    pub overflow: OverflowPolicy,
+    pub reserve: u32,
+    /// Display name of the loaded model.
+    pub model: String,
+    pub gpu: bool,
+    pub name: String,
+    created: String,
+    store: Option<SessionStore>,
+    pub last: Option<GenStats>,
+    /// The last assistant reply's text, for `/copy`.
+    pub last_reply: Option<String>,
+    /// An autosave that failed, for the front end to show once.
+    pub save_warning: Option<String>,
+}
+
+impl ChatSession {
+    pub fn new(config: &Config, store: Option<SessionStore>) -> ChatSession {
+        ChatSession {
+            conversation: Conversation::new(&config.chat.system_prompt),
+            sampling: config.sampling.clone(),
+            overflow: config.chat.overflow,
+            reserve: config.chat.reserve,
+            model: config.model.name.clone(),
+            gpu: false,
+            name: store::fresh_name(),
+            created: store::now_stamp(),
+            store,
+            last: None,
+            last_reply: None,
+            save_warning: None,
+        }
+    }
+
+    pub fn store(&self) -> Option<&SessionStore> {
+        self.store.as_ref()
+    }
+
+    /// Reopens a saved session: its messages, settings and name.
+    pub fn resume(&mut self, s: SavedSession) -> Outcome {
+        self.name = s.name;
+        self.created = s.created;
+        self.sampling = s.sampling;
+        self.conversation = Conversation { messages: s.messages };
+        self.last_reply =
+            self.conversation.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone());
+        Outcome::Note(format!("resumed session {} ({} messages)", self.name, self.conversation.messages.len()))
+    }
+
+    /// A new user message; returns the request that answers it.
+    pub fn user_turn(&mut self, text: String) -> Request {
+        self.conversation.push(Message::user(text));
+        self.autosave();
+        self.request()
+    }
+
+    /// The request that answers the conversation as it stands.
+    pub fn request(&self) -> Request {
+        Request::Chat {
+            id: 0,
+            messages: self.conversation.messages.clone(),
+            sampling: self.sampling.clone(),
+            overflow: self.overflow,
+            reserve: self.reserve,
+        }
+    }
+
+    /// The reply finished (or was stopped): it joins the conversation and the session is saved.
+    pub fn reply_done(&mut self, text: String, reason: StopReason, stats: GenStats) {
+        let _ = reason;
+        self.last_reply = Some(text.clone());
+        self.conversation.push(Message::assistant(text));
+        self.last = Some(stats);
+        self.autosave();
+    }
+
+    /// The request failed before a reply: the question leaves the conversation and is returned so
+    /// the front end can offer it for editing.
+    pub fn reply_failed(&mut self) -> Option<String> {
+        if self.conversation.messages.last().map(|m| m.role) == Some(Role::User) {
+            return self.conversation.messages.pop().map(|m| m.content);
+        }
+        None
+    }
+
+    /// The engine dropped the oldest `n` messages to fit the context; mirror that here.
+    pub fn trimmed(&mut self, n: usize) {
+        let mut left = n;
+        while left > 0 {
+            match self.conversation.drop_oldest_turn() {
+                0 => break,
+                k => left = left.saturating_sub(k),
+            }
+        }
+    }
+
+    /// Carries out a slash command. `busy` = a reply is streaming, which rules out commands that
+    /// rewrite the conversation.
+    pub fn execute(&mut self, cmd: Command, busy: bool) -> Vec<Outcome> {
+        let rewrites = matches!(
+            cmd,
+            Command::Clear | Command::System(_) | Command::Model(_) | Command::Regen | Command::Edit | Command::Load(_)
+        );
+        if busy && rewrites {
+            return vec![Outcome::Error("a reply is still coming; stop it first (Esc or Ctrl+C)".into())];
+        }
+        let one = |o: Outcome| vec![o];
+        match cmd {
+            Command::Help => one(Outcome::Note(commands::help())),
+            Command::Quit => one(Outcome::Quit),
+            Command::Clear => {
+                let system = self.conversation.messages.iter().find(|m| m.role == Role::System).cloned();
+                self.conversation = Conversation::default();
+                self.conversation.messages.extend(system);
+                self.name = store::fresh_name();
+                self.created = store::now_stamp();
+                self.last_reply = None;
+                vec![Outcome::Reset, Outcome::Note(format!("new conversation (session {})", self.name))]
+            }
+            Command::System(text) => {
+                self.conversation.messages.retain(|m| m.role != Role::System);
+                let note = if text.is_empty() {
+                    "system prompt removed".to_string()
+                } else {
+                    self.conversation.messages.insert(0, Message::system(text.clone()));
+                    format!("system prompt: {text}")
+                };
+                self.autosave();
+                one(Outcome::Note(note))
+            }
+            Command::Model(name) => one(Outcome::SwitchModel(name)),
+            Command::Set(setting) => {
+                setting.apply(&mut self.sampling);
+                one(Outcome::Note(format!("{} = {}", setting.name(), setting.value())))
+            }
+            Command::Show => one(Outcome::Note(self.show())),
+            Command::Regen => match self.unwind_to_last_user(false) {
+                Some(_) => vec![Outcome::Reset, Outcome::Send(self.request())],
+                None => one(Outcome::Error("nothing to answer again yet".into())),
+            },
+            Command::Edit => match self.unwind_to_last_user(true) {
+                Some(text) => vec![Outcome::Reset, Outcome::Edit(text)],
+                None => one(Outcome::Error("no message to edit yet".into())),
+            },
+            Command::Copy(n) => one(self.copy(n)),
+            Command::Save(name) => {
+                if let Err(e) = SessionStore::check_name(&name) {
+                    return one(Outcome::Error(e.to_string()));
+                }
+                self.name = name;
+                match self.save() {
+                    Ok(true) => one(Outcome::Note(format!("saved as {}", self.name))),
+                    Ok(false) => one(Outcome::Error("sessions are off in this run (--no-save)".into())),
+                    Err(e) => one(Outcome::Error(e)),
+                }
+            }
+            Command::Load(name) => match self.store.as_ref().map(|s| s.load(&name)) {
+                Some(Ok(s)) => {
+                    let note = self.resume(s);
+                    vec![Outcome::Reset, note]
+                }
+                Some(Err(e)) => one(Outcome::Error(e.to_string())),
+                None => one(Outcome::Error("sessions are off in this run (--no-save)".into())),
+            },
+            Command::Sessions => {
+                let list = self.store.as_ref().map(|s| s.list()).unwrap_or_default();
+                if list.is_empty() {
+                    return one(Outcome::Note("no saved sessions yet".into()));
+                }
+                let lines: Vec<String> = list
+                    .iter()
+                    .take(30)
+                    .map(|s| format!("{:<28} {:>4} messages  {}", s.name, s.messages, s.updated))
+                    .collect();
+                one(Outcome::Note(format!("saved sessions (newest first; /load NAME):\n{}", lines.join("\n"))))
+            }
+            Command::Stats => one(Outcome::Note(match &self.last {
+                Some(s) => format!(
+                    "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
+                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.context_size
+                ),
+                None => "no reply yet".into(),
+            })),
+        }
+    }
+
+    /// Removes the last user message and everything after it (`to_edit`), or only what follows it.
+    /// Returns that message's text.
+    fn unwind_to_last_user(&mut self, to_edit: bool) -> Option<String> {
+        let i = self.conversation.messages.iter().rposition(|m| m.role == Role::User)?;
+        let text = self.conversation.messages[i].content.clone();
+        self.conversation.messages.truncate(if to_edit { i } else { i + 1 });
+        self.last_reply =
+            self.conversation.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone());
+        Some(text)
+    }
+
+    fn copy(&self, n: Option<usize>) -> Outcome {
+        let Some(reply) = &self.last_reply else { return Outcome::Error("no reply to copy yet".into()) };
+        match n {
+            None => Outcome::Copy { what: "the last reply".into(), text: reply.clone() },
+            Some(n) => {
+                let blocks = crate::render::code_blocks(reply);
+                match blocks.get(n - 1) {
+                    Some(b) => Outcome::Copy { what: format!("code block {n}"), text: b.code.clone() },
+                    None => Outcome::Error(format!("the last reply has {} code block(s)", blocks.len())),
+                }
+            }
+        }
+    }
+
+    pub fn show(&self) -> String {
+        let s = &self.sampling;
+        let system = self.conversation.messages.iter().find(|m| m.role == Role::System).map(|m| m.content.as_str());
+        format!(
+            "model {} ({})\ntemp {} · top_k {} · top_p {} · min_p {} · repeat_penalty {} · seed {} · max_tokens {}\nsystem prompt: {}\nsession: {} ({} messages){}",
+            self.model,
+            if self.gpu { "GPU" } else { "CPU" },
+            s.temperature,
+            s.top_k,
+            s.top_p,
+            s.min_p,
+            s.repeat_penalty,
+            s.seed,
+            s.max_tokens,
+            system.unwrap_or("(none)"),
+            self.name,
+            self.conversation.messages.len(),
+            self.store.as_ref().map(|st| format!(" in {}", st.dir().display())).unwrap_or_default(),
+        )
+    }
+
+    /// Saves when there is something to save; `Ok(false)` when sessions are off.
+    pub fn save(&self) -> Result<bool, String> {
+        let Some(store) = &self.store else { return Ok(false) };
+        let saved = SavedSession {
+            version: store::VERSION,
+            name: self.name.clone(),
+            model: self.model.clone(),
+            sampling: self.sampling.clone(),
+            messages: self.conversation.messages.clone(),
+            created: self.created.clone(),
+            updated: store::now_stamp(),
+        };
+        store.save(&saved).map(|()| true).map_err(|e| e.to_string())
+    }
+
+    /// Saves after a change, unless nothing but a system prompt exists yet. A failure is kept in
+    /// `save_warning` for the front end to show.
+    fn autosave(&mut self) {
+        if self.conversation.messages.iter().all(|m| m.role == Role::System) {
+            return;
+        }
+        if let Err(e) = self.save() {
+            self.save_warning = Some(e);
+        }
+    }
+}
