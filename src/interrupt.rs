@@ -28,3 +28,11 @@ pub fn install() -> Arc<AtomicBool> {
 pub fn interrupted() -> bool {
     state().0.load(Ordering::SeqCst)
 }
+
+/// Forgets earlier presses: the REPL calls this before each reply, so a Ctrl+C that stopped one
+/// reply does not count towards exiting during the next.
+pub fn reset() {
+    let (flag, presses) = state();
+    flag.store(false, Ordering::SeqCst);
+    presses.store(0, Ordering::SeqCst);
+}

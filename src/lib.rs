@@ -9,4 +9,5 @@ pub mod history;
 pub mod interrupt;
 pub mod models;
 pub mod render;
+pub mod repl;
 pub mod tui;

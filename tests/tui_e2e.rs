@@ -3,70 +3,15 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs (apt-get install tmux)")
-    }
-
-    fn start(&self, session: &str, shell: &str) {
-        let o = self.cmd(&["new-session", "-d", "-s", session, "-x", "100", "-y", "32", shell]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-
-    fn keys(&self, session: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", session];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status.success());
-    }
-
-    fn type_line(&self, session: &str, text: &str) {
-        assert!(self.cmd(&["send-keys", "-t", session, "-l", text]).status.success());
-        std::thread::sleep(Duration::from_millis(200));
-        self.keys(session, &["Enter"]);
-    }
-
-    fn screen(&self, session: &str) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
-    }
-
-    /// Waits until the screen satisfies `ok`, failing with the screen after `secs`.
-    fn wait(&self, session: &str, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen(session);
-            if ok(&s) {
-                return s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}; screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
+use common::tmux::Tmux;
+use std::time::Duration;
 
 #[test]
 fn chat_stream_stop_save_quit_resume() {
     let sandbox = common::Sandbox::new();
     let moat = env!("CARGO_BIN_EXE_moat");
-    let env = format!(
-        "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=2 TERM=xterm-256color",
-        sandbox.path("config.toml").display(),
-        sandbox.path("data").display(),
-        common::models_dir().display()
-    );
-    let tmux = Tmux { socket: format!("moat-e2e-{}", std::process::id()) };
+    let env = sandbox.shell_env();
+    let tmux = Tmux::new("e2e");
     let s = "chat";
     tmux.start(s, &format!("{env} {moat} chat --temp 0 -n 200; echo MOAT-EXIT=$?; sleep 60"));
     tmux.wait(s, 90, "the model to load", |x| x.contains("loaded in"));

@@ -25,6 +25,8 @@ pub enum Outcome {
     Reset,
     /// Put this text in the input line for editing.
     Edit(String),
+    /// Turn the per-reply figures line on or off.
+    StatsLine(bool),
     Quit,
 }
 
@@ -206,7 +208,8 @@ impl ChatSession {
                     .collect();
                 one(Outcome::Note(format!("saved sessions (newest first; /load NAME):\n{}", lines.join("\n"))))
             }
-            Command::Stats => one(Outcome::Note(match &self.last {
+            Command::Stats(Some(on)) => one(Outcome::StatsLine(on)),
+            Command::Stats(None) => one(Outcome::Note(match &self.last {
                 Some(s) => format!(
                     "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
                     s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.context_size

@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Full-screen chat (the default on a terminal).
     Chat(ChatArgs),
+    /// Line-by-line chat in the terminal's own scrollback; with piped stdin, a scripted conversation.
+    Repl(ChatArgs),
     /// Answer one prompt (arguments and/or stdin) and stream the reply to stdout.
     Ask(AskArgs),
     /// List, download, inspect and remove models.

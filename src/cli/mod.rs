@@ -7,6 +7,7 @@ mod chat;
 mod config_cmd;
 mod input;
 mod models_cmd;
+mod repl;
 mod setup;
 
 pub use args::{Cli, Command};
@@ -90,6 +91,7 @@ pub fn main() -> i32 {
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Some(Command::Chat(c)) => chat::run(&cli.model, c),
+        Some(Command::Repl(c)) => repl::run(&cli.model, c),
         Some(Command::Ask(a)) => ask::run(&cli.model, a),
         Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
         Some(Command::Bench(b)) => bench::run(&cli.model, b),
@@ -123,6 +125,11 @@ fn clap_error(e: clap::Error) -> i32 {
             exit::USAGE
         }
     }
+}
+
+/// Checks that bytes are text (no NUL, valid UTF-8), with a one-line reason when not.
+pub fn decode_input(what: &str, bytes: Vec<u8>) -> Result<String, String> {
+    input::decode(what, bytes).map_err(|f| f.message)
 }
 
 fn first_line(s: &str) -> &str {

@@ -20,7 +20,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("save", "NAME", "save the conversation under NAME"),
     ("load", "NAME", "open a saved conversation"),
     ("sessions", "", "list saved conversations"),
-    ("stats", "", "token counts and speed of the last reply"),
+    ("stats", "[on|off]", "token counts and speed of the last reply; on/off: after every reply"),
     ("quit", "", "leave (also /exit, Ctrl+D)"),
 ];
 

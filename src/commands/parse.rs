@@ -15,7 +15,8 @@ pub enum Command {
     Save(String),
     Load(String),
     Sessions,
-    Stats,
+    /// Show the last reply's figures; `on`/`off` turns the per-reply line on or off (REPL).
+    Stats(Option<bool>),
     Quit,
 }
 
@@ -159,7 +160,12 @@ pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
         "save" => need("save", "a name", "/save pricing-notes").map(Command::Save),
         "load" => need("load", "a name", "/load pricing-notes").map(Command::Load),
         "sessions" => Ok(Command::Sessions),
-        "stats" => Ok(Command::Stats),
+        "stats" => match arg {
+            "" => Ok(Command::Stats(None)),
+            "on" => Ok(Command::Stats(Some(true))),
+            "off" => Ok(Command::Stats(Some(false))),
+            other => Err(CommandError::Invalid(format!("/stats {other}: expected on or off (or nothing)"))),
+        },
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(CommandError::Unknown(other.to_string())),
     };

@@ -256,6 +256,39 @@ pub(super) fn render_code_block(
     out
 }
 
+/// Line-by-line highlighting to ANSI escapes, for the line REPL (which prints code as it streams
+/// instead of drawing frames).
+pub struct AnsiHighlighter {
+    inner: Option<HighlightLines<'static>>,
+}
+
+impl AnsiHighlighter {
+    pub fn new(lang: &str) -> AnsiHighlighter {
+        let a = assets();
+        let theme = a.themes.themes.get(FALLBACK_THEME).or_else(|| a.themes.themes.values().next());
+        let inner = match (find_syntax(&a.syntaxes, lang), theme) {
+            (Some(syntax), Some(theme)) => Some(HighlightLines::new(syntax, theme)),
+            _ => None,
+        };
+        AnsiHighlighter { inner }
+    }
+
+    /// One line of code (with its newline) as coloured terminal text.
+    pub fn line(&mut self, line: &str) -> String {
+        let plain =
+            || format!("\x1b[33m{}\x1b[0m", line.trim_end_matches('\n')) + if line.ends_with('\n') { "\n" } else { "" };
+        let Some(h) = &mut self.inner else { return plain() };
+        match h.highlight_line(line, &assets().syntaxes) {
+            Ok(ranges) => {
+                let body = syntect::util::as_24_bit_terminal_escaped(&ranges, false);
+                let body = body.trim_end_matches('\n');
+                format!("{body}\x1b[0m{}", if line.ends_with('\n') { "\n" } else { "" })
+            }
+            Err(_) => plain(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod tests;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
-pub use code::warm_up;
+pub use code::{warm_up, AnsiHighlighter};
 pub use markdown::render_markdown;
 pub use sanitize::sanitize;
 pub use theme::Theme;

@@ -462,6 +462,9 @@ impl App {
                     self.status.ctx_used = 0;
                 }
                 Outcome::Edit(text) => self.editor.set(&text),
+                Outcome::StatsLine(_) => {
+                    self.note("the status line always shows the last reply's speed; /stats gives the details")
+                }
                 Outcome::Quit => effects.extend(self.quit()),
             }
         }

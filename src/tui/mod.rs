@@ -147,7 +147,7 @@ fn leave() {
 
 /// OSC 52 asks the terminal (also over SSH, and through tmux with `set-clipboard on`) to set the
 /// system clipboard.
-fn copy_osc52(text: &str) {
+pub fn copy_osc52(text: &str) {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
     let mut out = std::io::stdout();

@@ -2,6 +2,8 @@
 //! isolated from the user's own config and data.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use moat::config::Config;
 use moat::engine::{Engine, EngineOptions};
 use moat::models::{ModelRef, PullOptions, Store};
@@ -61,6 +63,16 @@ impl Sandbox {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The same environment as a shell prefix, for commands run inside tmux.
+    pub fn shell_env(&self) -> String {
+        format!(
+            "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=2 TERM=xterm-256color",
+            self.path("config.toml").display(),
+            self.path("data").display(),
+            models_dir().display()
+        )
     }
 
     /// `moat` with no user config, a private data dir and the shared model store.

@@ -1,0 +1,47 @@
+//! `moat repl`: the line REPL, interactive on a terminal and scripted with piped stdin.
+
+use super::args::{ChatArgs, ModelArgs};
+use super::chat::{resolver, session_to_open};
+use super::setup::{self, Setup};
+use super::Failure;
+use crate::chat::session::ChatSession;
+use crate::chat::store::SessionStore;
+use crate::models::Registry;
+use crate::repl::Repl;
+use std::io::IsTerminal;
+
+pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
+    let setup = Setup::new(flags)?;
+    let data_dir = setup.loaded.paths.data_dir.clone();
+    let resume = session_to_open(&args, &data_dir)?;
+    let (model, path) = setup.model_path()?;
+    let opts = setup.engine_options(&model, path);
+    let sessions = (!args.no_save).then(|| SessionStore::new(&data_dir));
+    let mut session = ChatSession::new(setup.config(), sessions);
+    let mut greeting = None;
+    match resume {
+        Some(Ok(saved)) => greeting = Some(session.resume(saved)),
+        Some(Err(new_name)) => session.name = new_name,
+        None => {}
+    }
+    let (engine, info) = setup::start(opts.clone())?;
+    let mut repl = Repl::new(session, engine, &info, opts, resolver(&setup, true));
+    if let Some(crate::chat::session::Outcome::Note(n)) = greeting {
+        eprintln!("moat: {n}");
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(repl.scripted(std::io::stdin().lock()));
+    }
+    let mut models: Vec<String> = Registry::builtin()
+        .models
+        .iter()
+        .flat_map(|m| std::iter::once(m.name.clone()).chain(m.aliases.clone()))
+        .collect();
+    models.sort();
+    let sessions_dir = data_dir.clone();
+    let helper = crate::repl::helper(
+        models,
+        Box::new(move || SessionStore::new(&sessions_dir).list().into_iter().map(|s| s.name).collect()),
+    );
+    Ok(repl.interactive(data_dir.join("repl-history.txt"), helper))
+}

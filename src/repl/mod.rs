@@ -1,0 +1,371 @@
+//! The line REPL: replies stream into the terminal's own scrollback. Interactive on a terminal
+//! (rustyline: history, Ctrl+R, completion, multi-line input); with piped stdin it reads lines as
+//! turns and slash commands, so a conversation can be scripted.
+
+pub mod input;
+mod stream;
+
+pub use input::{is_complete, message};
+pub use stream::Styler;
+
+/// The rustyline helper: completion and multi-line input.
+pub fn helper(models: Vec<String>, sessions: Box<dyn Fn() -> Vec<String>>) -> input::ReplHelper {
+    input::ReplHelper::new(models, sessions)
+}
+
+use crate::chat::session::{ChatSession, Outcome};
+use crate::commands;
+use crate::engine::{Engine, EngineError, EngineOptions, Event, ModelInfo, Request, StopReason};
+use crate::tui::ModelResolver;
+use std::io::{BufRead, IsTerminal, Write};
+
+pub struct Repl {
+    pub session: ChatSession,
+    engine: Engine,
+    current: EngineOptions,
+    resolve: ModelResolver,
+    /// Styled output (a terminal, and `NO_COLOR` unset).
+    color: bool,
+    /// Print the figures line after each reply.
+    stats_line: bool,
+    /// A command or turn failed (the exit status of a scripted run).
+    pub failed: bool,
+    /// Text to pre-fill the next prompt with (`/edit`).
+    edit: Option<String>,
+    ctx_pct: usize,
+}
+
+enum Flow {
+    Continue,
+    Quit,
+    Interrupted,
+}
+
+impl Repl {
+    pub fn new(
+        session: ChatSession,
+        engine: Engine,
+        info: &ModelInfo,
+        current: EngineOptions,
+        resolve: ModelResolver,
+    ) -> Repl {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let mut repl = Repl {
+            session,
+            engine,
+            current,
+            resolve,
+            color,
+            stats_line: std::io::stdout().is_terminal(),
+            failed: false,
+            edit: None,
+            ctx_pct: 0,
+        };
+        repl.loaded(info);
+        repl
+    }
+
+    fn loaded(&mut self, info: &ModelInfo) {
+        self.session.model = info.name.clone();
+        self.session.gpu = info.gpu && info.gpu_layers != 0;
+    }
+
+    /// `smollm2-135m 3% › `: the model and how full its context is.
+    pub fn prompt(&self) -> String {
+        format!("{} {}% › ", self.session.model, self.ctx_pct)
+    }
+
+    /// Interactive loop on a terminal.
+    pub fn interactive(&mut self, history_file: std::path::PathBuf, helper: input::ReplHelper) -> i32 {
+        let config = rustyline::Config::builder()
+            .auto_add_history(false)
+            .history_ignore_dups(true)
+            .and_then(|b| b.max_history_size(5000))
+            .map(|b| {
+                b.history_ignore_space(true)
+                    .completion_type(rustyline::CompletionType::List)
+                    .bracketed_paste(true)
+                    .build()
+            });
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("moat: cannot configure the line editor: {e}");
+                return 1;
+            }
+        };
+        let mut rl = match rustyline::Editor::<input::ReplHelper, rustyline::history::FileHistory>::with_config(config)
+        {
+            Ok(rl) => rl,
+            Err(e) => {
+                eprintln!("moat: cannot start the line editor: {e}");
+                return 1;
+            }
+        };
+        rl.set_helper(Some(helper));
+        if let Some(parent) = history_file.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = rl.load_history(&history_file);
+        println!("{} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave", self.session.model);
+        loop {
+            let prompt = self.prompt();
+            let line = match self.edit.take() {
+                Some(text) => rl.readline_with_initial(&prompt, (&text, "")),
+                None => rl.readline(&prompt),
+            };
+            let line = match line {
+                Ok(l) => l,
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                Err(rustyline::error::ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("moat: cannot read input: {e}");
+                    self.failed = true;
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let _ = rl.add_history_entry(line.as_str());
+            let _ = rl.append_history(&history_file).or_else(|_| rl.save_history(&history_file));
+            match self.handle(&message(&line)) {
+                Flow::Continue | Flow::Interrupted => {}
+                Flow::Quit => break,
+            }
+        }
+        0
+    }
+
+    /// Scripted run: every complete input from `reader` is a turn or a command.
+    pub fn scripted(&mut self, reader: impl BufRead) -> i32 {
+        let mut pending = String::new();
+        for line in reader.split(b'\n') {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("moat: cannot read stdin: {e}");
+                    return 1;
+                }
+            };
+            let line = match crate::cli::decode_input("stdin", line) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("moat: {e}");
+                    return 2;
+                }
+            };
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if !pending.is_empty() {
+                pending.push('\n');
+            }
+            pending.push_str(line);
+            if !is_complete(&pending) {
+                continue;
+            }
+            let input = message(&std::mem::take(&mut pending));
+            if input.trim().is_empty() {
+                continue;
+            }
+            match self.handle(&input) {
+                Flow::Continue => {}
+                Flow::Quit => break,
+                Flow::Interrupted => return crate::cli::exit::INTERRUPTED,
+            }
+        }
+        if !pending.trim().is_empty() {
+            eprintln!("moat: the input ended inside a \"\"\" block; close it with \"\"\"");
+            self.failed = true;
+        }
+        if self.failed {
+            crate::cli::exit::USAGE
+        } else {
+            0
+        }
+    }
+
+    fn handle(&mut self, input: &str) -> Flow {
+        if let Some(parsed) = commands::parse(input) {
+            return match parsed {
+                Ok(cmd) => {
+                    let outcomes = self.session.execute(cmd, false);
+                    self.outcomes(outcomes)
+                }
+                Err(e) => {
+                    self.error(&e.to_string());
+                    Flow::Continue
+                }
+            };
+        }
+        let text = input.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(input).to_string();
+        let req = self.session.user_turn(text);
+        self.warn_save();
+        self.turn(req)
+    }
+
+    fn outcomes(&mut self, outcomes: Vec<Outcome>) -> Flow {
+        for o in outcomes {
+            match o {
+                Outcome::Note(t) => println!("{}", self.dim(&t)),
+                Outcome::Error(t) => self.error(&t),
+                Outcome::Send(req) => {
+                    if let Flow::Interrupted = self.turn(req) {
+                        return Flow::Interrupted;
+                    }
+                }
+                Outcome::SwitchModel(name) => self.switch_model(&name),
+                Outcome::Copy { what, text } => {
+                    if std::io::stdout().is_terminal() {
+                        crate::tui::copy_osc52(&text);
+                        println!(
+                            "{}",
+                            self.dim(&format!("copied {what} ({} characters) to the clipboard", text.chars().count()))
+                        );
+                    } else {
+                        println!("{text}");
+                    }
+                }
+                Outcome::Reset => {}
+                Outcome::Edit(text) => self.edit = Some(text),
+                Outcome::StatsLine(on) => {
+                    self.stats_line = on;
+                    println!("{}", self.dim(&format!("figures after each reply: {}", if on { "on" } else { "off" })));
+                }
+                Outcome::Quit => return Flow::Quit,
+            }
+        }
+        self.warn_save();
+        Flow::Continue
+    }
+
+    fn warn_save(&mut self) {
+        if let Some(w) = self.session.save_warning.take() {
+            self.error(&w);
+        }
+    }
+
+    fn error(&mut self, msg: &str) {
+        self.failed = true;
+        eprintln!("moat: {msg}");
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// Streams one reply; Ctrl+C stops it and keeps what came.
+    fn turn(&mut self, req: Request) -> Flow {
+        crate::interrupt::reset();
+        let stdout = std::io::stdout();
+        let mut styler = Styler::new(stdout.lock(), self.color);
+        let id = self.engine.send(|id| req.with_id(id));
+        let mut text = String::new();
+        let result = loop {
+            let ev = match self.engine.events().recv() {
+                Ok(ev) => ev,
+                Err(_) => break Err(EngineError::Gone),
+            };
+            match ev {
+                Event::Token { id: i, text: t } if i == id => {
+                    styler.push(&t);
+                    text.push_str(&t);
+                }
+                Event::Trimmed { id: i, dropped_messages, prompt_tokens } if i == id => {
+                    self.session.trimmed(dropped_messages);
+                    eprintln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");
+                }
+                Event::Done { id: i, reason, stats } if i == id => break Ok((reason, stats)),
+                Event::Error { id: Some(i), error } if i == id => break Err(error),
+                Event::Error { id: None, error } => break Err(error),
+                _ => {}
+            }
+        };
+        styler.finish();
+        let newline = !styler.ended_with_newline;
+        drop(styler);
+        match result {
+            Ok((reason, stats)) => {
+                if newline || text.is_empty() {
+                    println!();
+                }
+                let note = match reason {
+                    StopReason::Cancelled => Some("[stopped]"),
+                    StopReason::MaxTokens => Some("[cut at max_tokens; /set max_tokens N for longer replies]"),
+                    StopReason::ContextFull => Some("[cut: the context is full; /clear starts afresh]"),
+                    _ => None,
+                };
+                if let Some(n) = note {
+                    println!("{}", self.dim(n));
+                }
+                if self.stats_line {
+                    println!(
+                        "{}",
+                        self.dim(&format!(
+                            "[{} tokens · ttft {:.0} ms · {:.1} tok/s · context {}/{}]",
+                            stats.gen_tokens, stats.ttft_ms, stats.gen_tok_s, stats.context_used, stats.context_size
+                        ))
+                    );
+                }
+                self.ctx_pct = (stats.context_used * 100).checked_div(stats.context_size).unwrap_or(0);
+                let cancelled = reason == StopReason::Cancelled;
+                self.session.reply_done(text, reason, stats);
+                self.warn_save();
+                let _ = std::io::stdout().flush();
+                if cancelled && !std::io::stdin().is_terminal() {
+                    return Flow::Interrupted;
+                }
+                Flow::Continue
+            }
+            Err(e) => {
+                if !text.is_empty() {
+                    println!();
+                }
+                self.session.reply_failed();
+                self.error(&e.to_string());
+                Flow::Continue
+            }
+        }
+    }
+
+    fn switch_model(&mut self, name: &str) {
+        let next = match (self.resolve)(name, &self.current) {
+            Ok(n) => n,
+            Err(e) => return self.error(&format!("cannot switch: {e}")),
+        };
+        self.engine.send_plain(Request::Load(next.clone()));
+        let mut target = next;
+        let mut retried = false;
+        loop {
+            match self.engine.events().recv() {
+                Ok(Event::Loaded(info)) => {
+                    self.current = target;
+                    self.loaded(&info);
+                    self.ctx_pct = 0;
+                    println!(
+                        "{}",
+                        self.dim(&format!(
+                            "{} loaded in {:.1} s · chat format: {}",
+                            info.name,
+                            info.load_ms / 1000.0,
+                            info.chat_format
+                        ))
+                    );
+                    return;
+                }
+                Ok(Event::Error { id: None, error }) if !retried => {
+                    self.error(&format!("cannot switch: {error}; going back to {}", self.current.model_name));
+                    retried = true;
+                    target = self.current.clone();
+                    self.engine.send_plain(Request::Load(target.clone()));
+                }
+                Ok(Event::Error { id: None, error }) => return self.error(&format!("cannot reload either: {error}")),
+                Ok(_) => {}
+                Err(_) => return self.error("the inference thread stopped unexpectedly"),
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `moat repl` with the real default model: a scripted conversation through piped stdin, resuming
+//! it in a new process, and the interactive prompt in tmux (Ctrl+C mid-reply, history recall).
+
+mod common;
+
+use common::tmux::Tmux;
+use common::Sandbox;
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+fn repl(s: &Sandbox, args: &[&str], script: &str) -> Output {
+    let mut c = s.moat();
+    c.arg("repl").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("moat starts");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_scripted_conversation_with_commands_then_resume() {
+    let s = Sandbox::new();
+    let script = "What is the capital of France?\n\
+                  /set max_tokens 24\n\
+                  /stats\n\
+                  \"\"\"\nNow name\ntwo fruits.\n\"\"\"\n\
+                  /save fruit-chat\n";
+    let o = repl(&s, &["--temp", "0", "-n", "64"], script);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("Paris"), "{out}");
+    assert!(out.contains("max_tokens = 24"), "{out}");
+    assert!(out.contains("last reply:") && out.contains("generated"), "{out}");
+    assert!(out.contains("saved as fruit-chat"), "{out}");
+    assert!(!out.contains('\x1b'), "no colour when stdout is a pipe: {out:?}");
+
+    let saved = std::fs::read_to_string(s.path("data/sessions/fruit-chat.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let messages = json["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{saved}");
+    assert_eq!(messages[2]["content"], "Now name\ntwo fruits.");
+    assert_eq!(json["sampling"]["max_tokens"], 24);
+
+    let o = repl(&s, &["--resume"], "/show\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("resumed session fruit-chat (4 messages)"), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("session: fruit-chat (4 messages)"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn a_bad_command_is_reported_and_the_run_fails_at_the_end() {
+    let s = Sandbox::new();
+    let o = repl(&s, &["--no-save"], "/frobnicate\n/set temp hot\n/show\n");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown command /frobnicate; /help lists them"), "{err}");
+    assert!(err.contains("/set temp hot: expected a number"), "{err}");
+    assert!(text(&o.stdout).contains("temp 0.7"), "the script went on: {}", text(&o.stdout));
+}
+
+#[test]
+fn an_unclosed_block_and_bad_bytes_are_errors() {
+    let s = Sandbox::new();
+    let o = repl(&s, &["--no-save"], "\"\"\"\nnever closed\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("\"\"\" block"), "{}", text(&o.stderr));
+    let mut c = s.moat();
+    c.args(["repl", "--no-save"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"caf\xe9\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("not valid UTF-8"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn ctrl_c_stops_a_reply_and_history_recalls_it() {
+    let s = Sandbox::new();
+    let tmux = Tmux::new("repl");
+    let moat = env!("CARGO_BIN_EXE_moat");
+    tmux.start("r", &format!("{} {moat} repl --temp 0.8 --seed 5 -n 1500; echo MOAT-EXIT=$?; sleep 60", s.shell_env()));
+    tmux.wait("r", 60, "the prompt", |x| x.contains("smollm2-135m 0% ›"));
+    tmux.type_line("r", "Write a very long story about a lighthouse keeper and the sea.");
+    tmux.wait("r", 60, "the reply to stream", |x| x.lines().filter(|l| !l.trim().is_empty()).count() > 4);
+    tmux.keys("r", &["C-c"]);
+    tmux.wait("r", 30, "the reply to stop", |x| x.contains("[stopped]") && x.trim_end().ends_with('›'));
+    tmux.keys("r", &["Up"]);
+    tmux.wait("r", 10, "history recall", |x| x.trim_end().ends_with("keeper and the sea."));
+    tmux.keys("r", &["C-c"]);
+    tmux.keys("r", &["C-d"]);
+    let end = tmux.wait("r", 20, "moat to exit", |x| x.contains("MOAT-EXIT="));
+    assert!(end.contains("MOAT-EXIT=0"), "{end}");
+}
