@@ -197,3 +197,52 @@ fn ctrl_c_keeps_what_was_generated_and_exits_130() {
     assert!(stderr(&out).contains("interrupted"));
     assert!(!rest.is_empty() || first[0] != 0);
 }
+
+#[test]
+fn doctor_reports_backends_devices_and_where_the_layers_went() {
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["doctor", "--json"]);
+    let o = run(c, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(j["backends"].as_array().unwrap().iter().any(|b| b == "CPU"));
+    assert!(j["devices"].as_array().unwrap().iter().any(|d| d["kind"] == "CPU"));
+    assert!(j["cpu"].as_str().unwrap().contains("AVX"), "{j}");
+    assert!(j["model"]["n_layer"].as_u64().unwrap() > 0, "{j}");
+    if !cfg!(any(feature = "cuda", feature = "metal", feature = "vulkan")) {
+        assert_eq!(j["model"]["gpu"], false);
+        assert_eq!(j["model"]["gpu_note"], serde_json::Value::Null, "a CPU build has nothing to apologise for");
+    }
+}
+
+#[test]
+fn gpu_options_are_checked() {
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["--gpu-layers", "most", "ask", "hi"]);
+    assert_fails(&run(c, b""), 2, "auto, all or a number");
+    let mut c = s.moat();
+    c.args(["--cache-type-v", "q8_0", "--flash-attn", "off", "ask", "hi"]);
+    assert_fails(&run(c, b""), 2, "needs flash attention");
+    let mut c = s.moat();
+    c.args([
+        "ask",
+        "--gpu-layers",
+        "0",
+        "--cache-type-k",
+        "q8_0",
+        "--cache-type-v",
+        "q8_0",
+        "--flash-attn",
+        "on",
+        "--temp",
+        "0",
+        "-n",
+        "8",
+        "Hi",
+    ]);
+    let o = run(c, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}

@@ -1,4 +1,4 @@
-use crate::config::{Config, OverflowPolicy};
+use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, CACHE_TYPES};
 use clap::{Args, Parser, Subcommand};
 
 /// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
@@ -27,6 +27,8 @@ pub enum Command {
     Models(ModelsCommand),
     /// Measure load time, prompt and generation speed, and moat's overhead over llama.cpp.
     Bench(BenchArgs),
+    /// Backends, GPUs and their memory, CPU features, and where the model's layers go.
+    Doctor(DoctorArgs),
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -47,9 +49,18 @@ pub struct ModelArgs {
     /// Prompt-processing threads (0 = logical cores).
     #[arg(long, global = true)]
     pub threads_batch: Option<u32>,
-    /// Layers to offload to the GPU (-1 = all, 0 = CPU only).
-    #[arg(long = "gpu-layers", visible_alias = "ngl", global = true, allow_negative_numbers = true)]
-    pub gpu_layers: Option<i32>,
+    /// Layers to offload to the GPU: auto (as many as fit), all, or a number (0 = CPU only).
+    #[arg(long = "gpu-layers", visible_alias = "ngl", global = true, allow_negative_numbers = true, value_parser = parse_gpu_layers)]
+    pub gpu_layers: Option<GpuLayers>,
+    /// Flash attention: auto, on or off.
+    #[arg(long = "flash-attn", global = true, value_parser = parse_flash)]
+    pub flash_attn: Option<FlashAttn>,
+    /// KV-cache type for keys (f16, q8_0, q4_0, ...).
+    #[arg(long = "cache-type-k", global = true, value_parser = parse_cache_type)]
+    pub cache_type_k: Option<String>,
+    /// KV-cache type for values (a quantised type needs flash attention).
+    #[arg(long = "cache-type-v", global = true, value_parser = parse_cache_type)]
+    pub cache_type_v: Option<String>,
     /// Chat format: auto, jinja, plain, or builtin:NAME.
     #[arg(long, global = true)]
     pub template: Option<String>,
@@ -84,6 +95,22 @@ pub struct ModelArgs {
     pub offline: bool,
 }
 
+fn parse_gpu_layers(s: &str) -> Result<GpuLayers, String> {
+    s.parse()
+}
+
+fn parse_flash(s: &str) -> Result<FlashAttn, String> {
+    s.parse()
+}
+
+fn parse_cache_type(s: &str) -> Result<String, String> {
+    if CACHE_TYPES.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("expected one of {}", CACHE_TYPES.join(", ")))
+    }
+}
+
 fn parse_overflow(s: &str) -> Result<OverflowPolicy, String> {
     match s {
         "drop-oldest" => Ok(OverflowPolicy::DropOldest),
@@ -101,7 +128,8 @@ impl ModelArgs {
             )*};
         }
         set!(model => model.name, ctx_size => model.context, threads => model.threads,
-            threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, template => model.template,
+            threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
+            cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
             temp => sampling.temperature, top_k => sampling.top_k, top_p => sampling.top_p, min_p => sampling.min_p,
             repeat_penalty => sampling.repeat_penalty, seed => sampling.seed, max_tokens => sampling.max_tokens,
             system => chat.system_prompt, overflow => chat.overflow);
@@ -190,6 +218,15 @@ pub struct BenchArgs {
     /// Tokens streamed for --ui.
     #[arg(long, default_value_t = 2000)]
     pub tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Do not load the configured model.
+    #[arg(long)]
+    pub no_model: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod ask;
 mod bench;
 mod chat;
 mod config_cmd;
+mod doctor;
 mod input;
 mod models_cmd;
 mod repl;
@@ -95,6 +96,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(Command::Ask(a)) => ask::run(&cli.model, a),
         Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
         Some(Command::Bench(b)) => bench::run(&cli.model, b),
+        Some(Command::Doctor(d)) => doctor::run(&cli.model, d),
         Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),

@@ -151,7 +151,7 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
         if header.chat_template.is_some() { "present in the GGUF".into() } else { "none in the GGUF".into() },
     );
     row("chat format", info.chat_format.clone());
-    row("device", if info.gpu { format!("GPU ({} layers requested)", info.gpu_layers) } else { "CPU".into() });
+    row("device", info.placement());
     row("threads", format!("{} generation, {} prompt", info.threads, info.threads_batch));
     row("load time", format!("{:.0} ms", info.load_ms));
     row("cpu features", info.system_info.clone());

@@ -64,5 +64,10 @@ pub fn start(opts: EngineOptions) -> Result<(Engine, ModelInfo), Failure> {
     };
     let result = Engine::start(opts, cancel, |p| bar.set_position((p * 100.0) as u64));
     bar.finish_and_clear();
+    if let Ok((_, info)) = &result {
+        if let Some(note) = &info.gpu_note {
+            eprintln!("moat: {note}");
+        }
+    }
     result.map_err(Failure::from)
 }

@@ -3,9 +3,11 @@
 //! re-reads the disk.
 
 mod error;
+mod gpu;
 mod paths;
 
 pub use error::ConfigError;
+pub use gpu::{FlashAttn, GpuLayers, CACHE_TYPES};
 pub use paths::Paths;
 
 use serde::{Deserialize, Serialize};
@@ -58,7 +60,10 @@ section!(
         threads: u32,
         threads_batch: u32,
         batch: u32,
-        gpu_layers: i32,
+        gpu_layers: GpuLayers,
+        flash_attn: FlashAttn,
+        cache_type_k: String,
+        cache_type_v: String,
         template: String,
     }
 );
@@ -228,6 +233,24 @@ impl Config {
         }
         if s.stop.iter().any(|x| x.is_empty()) {
             return bad("sampling.stop", "stop strings must not be empty");
+        }
+        for (key, v) in
+            [("model.cache_type_k", &self.model.cache_type_k), ("model.cache_type_v", &self.model.cache_type_v)]
+        {
+            if !CACHE_TYPES.contains(&v.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: format!("must be one of {}", CACHE_TYPES.join(", ")),
+                });
+            }
+        }
+        if self.model.flash_attn == FlashAttn::Off
+            && !matches!(self.model.cache_type_v.as_str(), "f16" | "bf16" | "f32")
+        {
+            return bad(
+                "model.cache_type_v",
+                "a quantised V cache needs flash attention (flash_attn = \"auto\" or \"on\")",
+            );
         }
         if self.model.batch == 0 {
             return bad("model.batch", "must be at least 1");

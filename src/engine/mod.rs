@@ -4,6 +4,7 @@
 
 mod backend;
 mod bench;
+pub mod gpu;
 mod sampling;
 mod session;
 mod template;
@@ -12,8 +13,31 @@ mod worker;
 
 pub use bench::{BenchRequest, BenchSample};
 
+/// Starts llama.cpp (once per process, logs to `log_file`) and describes this machine to it:
+/// the devices ggml found and the CPU features it uses.
+pub fn probe(log_file: Option<&std::path::Path>) -> (Vec<gpu::Device>, String) {
+    backend::backend(log_file);
+    (gpu::devices(), backend::system_info())
+}
+
+impl ModelInfo {
+    /// Where the layers went, in one line ("CPU" or "GPU: 31 of 31 layers …").
+    pub fn placement(&self) -> String {
+        let mut s = if self.gpu {
+            format!("GPU: {} of {} layers (+ output) offloaded", self.gpu_layers.min(self.n_layer as i32), self.n_layer)
+        } else {
+            format!("CPU ({} layers)", self.n_layer)
+        };
+        s.push_str(&format!("; flash attention {}; KV cache {}", self.flash_attn, self.cache_types));
+        if let Some(n) = &self.gpu_note {
+            s.push_str(&format!("; note: {n}"));
+        }
+        s
+    }
+}
+
 use crate::chat::Message;
-use crate::config::{Config, OverflowPolicy, SamplingConfig};
+use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, SamplingConfig};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +55,14 @@ pub struct EngineOptions {
     /// 0 = logical cores.
     pub threads_batch: u32,
     pub batch: u32,
-    pub gpu_layers: i32,
+    pub gpu_layers: GpuLayers,
+    pub flash_attn: FlashAttn,
+    pub cache_type_k: String,
+    pub cache_type_v: String,
     pub template: String,
     pub log_file: Option<PathBuf>,
+    /// Why an earlier attempt fell back to the CPU (set by the engine itself).
+    pub gpu_fallback: Option<String>,
 }
 
 impl EngineOptions {
@@ -46,8 +75,12 @@ impl EngineOptions {
             threads_batch: config.model.threads_batch,
             batch: config.model.batch,
             gpu_layers: config.model.gpu_layers,
+            flash_attn: config.model.flash_attn,
+            cache_type_k: config.model.cache_type_k.clone(),
+            cache_type_v: config.model.cache_type_v.clone(),
             template: config.model.template.clone(),
             log_file,
+            gpu_fallback: None,
         }
     }
 }
@@ -103,7 +136,7 @@ impl Request {
 }
 
 /// What the model is and how it runs.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ModelInfo {
     pub name: String,
     pub path: PathBuf,
@@ -116,8 +149,15 @@ pub struct ModelInfo {
     pub n_batch: u32,
     pub threads: u32,
     pub threads_batch: u32,
+    /// Some layers run on a GPU.
     pub gpu: bool,
+    /// Layers offloaded (of `n_layer` + the output layer).
     pub gpu_layers: i32,
+    pub n_layer: u32,
+    /// Why the GPU was not used as asked, if it was not.
+    pub gpu_note: Option<String>,
+    pub flash_attn: String,
+    pub cache_types: String,
     pub chat_format: String,
     pub load_ms: f64,
     pub system_info: String,

@@ -2,7 +2,7 @@
 
 use super::session::{GenLimits, KvSession};
 use super::template::ChatFormat;
-use super::{backend, bench, sampling};
+use super::{backend, bench, gpu, sampling};
 use super::{EngineError, EngineOptions, Event, GenStats, ModelInfo, Request, RequestId, StopReason};
 use crate::chat::{drop_oldest_turn, Message};
 use crate::config::{OverflowPolicy, SamplingConfig};
@@ -41,34 +41,21 @@ fn serve(
 ) -> Option<EngineOptions> {
     let started = Instant::now();
     let backend = backend::backend(opts.log_file.as_deref());
-    let gpu = backend.supports_gpu_offload();
-    let gpu_layers = match (gpu, opts.gpu_layers) {
-        (false, _) => 0,
-        (true, n) if n < 0 => u32::MAX,
-        (true, n) => n as u32,
-    };
-    let progress_tx = tx.clone();
-    let mut last = -1.0f32;
-    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers).with_progress_callback(move |p| {
-        if p - last >= 0.02 || p >= 1.0 {
-            last = p;
-            let _ = progress_tx.send(Event::Loading(p));
-        }
-        true
-    });
     let fail = |error: EngineError| {
         let _ = tx.send(Event::Error { id: None, error });
         wait_for_load(rx, tx)
     };
     let path = opts.model_path.display().to_string();
-    let model = match LlamaModel::load_from_file(backend, &opts.model_path, &params) {
-        Ok(m) => m,
-        Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
-    };
-    let n_ctx_train = model.n_ctx_train();
-    let n_ctx = match opts.context {
-        0 => n_ctx_train,
-        c => c.min(n_ctx_train.max(256)),
+    // Sizes are known from the GGUF header, before loading: the layer plan needs the context.
+    let n_ctx_train = crate::models::gguf::inspect(&opts.model_path)
+        .ok()
+        .and_then(|g| g.context_length)
+        .map_or(0, |n| n.min(u32::MAX as u64) as u32);
+    let n_ctx = match (opts.context, n_ctx_train) {
+        (0, 0) => 4096,
+        (0, t) => t,
+        (c, 0) => c,
+        (c, t) => c.min(t.max(256)),
     };
     let threads = if opts.threads == 0 { backend::physical_cores() } else { opts.threads };
     let threads_batch = if opts.threads_batch == 0 { backend::logical_cores() } else { opts.threads_batch };
@@ -80,9 +67,50 @@ fn serve(
         .with_n_seq_max(1)
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads_batch as i32)
+        .with_flash_attention_policy(gpu::flash_attn(opts.flash_attn))
+        .with_type_k(gpu::kv_type(&opts.cache_type_k))
+        .with_type_v(gpu::kv_type(&opts.cache_type_v))
         .with_no_perf(false);
+    let (mut gpu_layers, mut gpu_note) = gpu::plan_layers(backend, opts.gpu_layers, &opts.model_path, &cparams);
+    if opts.gpu_fallback.is_some() {
+        gpu_note = opts.gpu_fallback.clone();
+    }
+    let load = |layers: u32| {
+        let progress_tx = tx.clone();
+        let mut last = -1.0f32;
+        let params = LlamaModelParams::default().with_n_gpu_layers(layers).with_progress_callback(move |p| {
+            if p - last >= 0.02 || p >= 1.0 {
+                last = p;
+                let _ = progress_tx.send(Event::Loading(p));
+            }
+            true
+        });
+        LlamaModel::load_from_file(backend, &opts.model_path, &params)
+    };
+    let model = match load(gpu_layers) {
+        Ok(m) => m,
+        Err(e) if gpu_layers > 0 => {
+            gpu_note = Some(format!("loading on the GPU failed ({e}); running on the CPU"));
+            gpu_layers = 0;
+            match load(0) {
+                Ok(m) => m,
+                Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
+            }
+        }
+        Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
+    };
+    let n_ctx_train = model.n_ctx_train();
     let ctx = match model.new_context(backend, cparams) {
         Ok(c) => c,
+        Err(e) if gpu_layers > 0 => {
+            // Out of device memory for the KV cache: load again, all on the CPU.
+            let note = format!("the context did not fit in GPU memory ({e}); running on the CPU");
+            return Some(EngineOptions {
+                gpu_layers: crate::config::GpuLayers::Count(0),
+                gpu_fallback: Some(note),
+                ..opts
+            });
+        }
         Err(e) => return fail(EngineError::Context { n_ctx, why: e.to_string() }),
     };
     let format = match ChatFormat::select(&opts.template, &model) {
@@ -103,8 +131,12 @@ fn serve(
         n_batch: ctx.n_batch(),
         threads,
         threads_batch,
-        gpu,
-        gpu_layers: if gpu { gpu_layers.min(i32::MAX as u32) as i32 } else { 0 },
+        gpu: gpu_layers > 0,
+        gpu_layers: gpu_layers.min(model.n_layer() + 1) as i32,
+        n_layer: model.n_layer(),
+        gpu_note,
+        flash_attn: opts.flash_attn.to_string(),
+        cache_types: format!("{}/{}", opts.cache_type_k, opts.cache_type_v),
         chat_format: format.describe(),
         load_ms: started.elapsed().as_secs_f64() * 1000.0,
         system_info: backend::system_info(),

@@ -160,11 +160,15 @@ impl App {
         self.status.ctx_size = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
-            "{} loaded in {:.1} s · chat format: {} · /help for commands",
+            "{} loaded in {:.1} s · {} · chat format: {} · /help for commands",
             info.name,
             info.load_ms / 1000.0,
+            if info.gpu { format!("{} layers on the GPU", info.gpu_layers) } else { "CPU".into() },
             info.chat_format
         ));
+        if let Some(n) = &info.gpu_note {
+            self.error(n.clone());
+        }
     }
 
     fn stream(&mut self, text: &str) {

@@ -200,5 +200,6 @@ fn fake_info() -> crate::engine::ModelInfo {
         chat_format: "bench".into(),
         load_ms: 0.0,
         system_info: String::new(),
+        ..Default::default()
     }
 }

@@ -28,6 +28,7 @@ fn info() -> ModelInfo {
         chat_format: "jinja".into(),
         load_ms: 1200.0,
         system_info: String::new(),
+        ..Default::default()
     }
 }
 

@@ -32,17 +32,11 @@ pub fn models_dir() -> PathBuf {
 }
 
 pub fn options(context: u32) -> EngineOptions {
-    EngineOptions {
-        model_path: model_path(),
-        model_name: "smollm2-135m".into(),
-        context,
-        threads: 2,
-        threads_batch: 2,
-        batch: 512,
-        gpu_layers: 0,
-        template: "auto".into(),
-        log_file: None,
-    }
+    let mut config = Config::default();
+    config.model.context = context;
+    config.model.threads = 2;
+    config.model.threads_batch = 2;
+    EngineOptions::from_config(&config, model_path(), "smollm2-135m".into(), None)
 }
 
 pub fn engine(context: u32) -> Engine {

@@ -1,0 +1,68 @@
+//! `moat doctor`: what this build can use and what it found: compiled-in backends, ggml's devices
+//! with their memory, the CPU features llama.cpp uses, and where the configured model's layers go.
+
+use super::args::{DoctorArgs, ModelArgs};
+use super::setup::{self, Setup};
+use super::Failure;
+use crate::engine::gpu;
+use crate::models::store::human_bytes;
+use crate::models::ModelRef;
+
+pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
+    let setup = Setup::new(flags)?;
+    let log = setup.loaded.paths.log_file(&setup.config().log.file);
+    let (devices, cpu) = crate::engine::probe(log.as_deref());
+    let backends = gpu::compiled_backends();
+    let model = if args.no_model { Err("skipped (--no-model)".to_string()) } else { load_model(&setup) };
+    if args.json {
+        let json = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "backends": backends,
+            "devices": devices,
+            "cpu": cpu,
+            "model": match &model {
+                Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "error": e }),
+            },
+        });
+        println!("{json}");
+        return Ok(0);
+    }
+    println!("moat {}   backends compiled in: {}", env!("CARGO_PKG_VERSION"), backends.join(", "));
+    println!("devices:");
+    for d in &devices {
+        let memory = if d.memory_total > 0 {
+            format!("{} free of {}", human_bytes(d.memory_free), human_bytes(d.memory_total))
+        } else {
+            "memory n/a".into()
+        };
+        println!("  {:<8} {:<15} {}  ({memory})", d.name, d.kind, d.description);
+    }
+    if !devices.iter().any(|d| d.kind != "CPU") {
+        let why = if backends.len() == 1 {
+            "this is a CPU build; rebuild with `--features cuda` (NVIDIA), `metal` (Apple) or `vulkan` to use a GPU"
+        } else {
+            "no GPU was found by the compiled-in backends: check the driver (`nvidia-smi`) and that the toolkit's libraries are on the library path"
+        };
+        println!("  (no GPU: {why})");
+    }
+    println!("cpu:     {cpu}");
+    match model {
+        Ok(info) => {
+            println!("model:   {} — {}", info.name, info.path.display());
+            println!("         {} · load {:.0} ms · context {}", info.placement(), info.load_ms, info.n_ctx);
+        }
+        Err(e) => println!("model:   {e}"),
+    }
+    Ok(0)
+}
+
+/// Loads the configured model (never downloading it) to see where its layers go.
+fn load_model(setup: &Setup) -> Result<crate::engine::ModelInfo, String> {
+    let model = ModelRef::parse(&setup.config().model.name).map_err(|e| e.to_string())?;
+    let mut opts = setup.pull_options(true);
+    opts.auto_pull = false;
+    let path = setup.store.ensure(&model, &opts).map_err(|e| e.to_string())?;
+    let engine_opts = setup.engine_options(&model, path);
+    setup::start(engine_opts).map(|(_, info)| info).map_err(|f| f.message)
+}
