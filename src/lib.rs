@@ -8,6 +8,7 @@ pub mod engine;
 pub mod history;
 pub mod interrupt;
 pub mod models;
+pub mod prompts;
 pub mod render;
 pub mod repl;
 pub mod tui;

@@ -2,11 +2,13 @@
 //! saved-session file and what each slash command does to them. Front ends (full-screen chat, line
 //! REPL) only decide how to show the [`Outcome`]s.
 
+use super::prompt_job::{self, PromptJob};
 use super::store::{self, SavedSession, SessionStore};
 use super::{Conversation, Message, Role};
 use crate::commands::{self, Command};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
 use crate::engine::{GenStats, Request, StopReason};
+use crate::prompts::Library;
 
 /// What a command or turn asks the front end to do or show.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub enum Outcome {
     Edit(String),
     /// Turn the per-reply figures line on or off.
     StatsLine(bool),
+    /// Run a library prompt or script; its result becomes the reply.
+    RunPrompt(PromptJob),
     Quit,
 }
 
@@ -46,6 +50,10 @@ pub struct ChatSession {
     pub last_reply: Option<String>,
     /// An autosave that failed, for the front end to show once.
     pub save_warning: Option<String>,
+    /// The prompt library, for `/prompts`, `/prompt` and `/run`.
+    pub library: Library,
+    /// A prompt armed by `/prompt` or `/run` for the next message.
+    pending_prompt: Option<PromptJob>,
 }
 
 impl ChatSession {
@@ -63,6 +71,8 @@ impl ChatSession {
             last: None,
             last_reply: None,
             save_warning: None,
+            library: Library::builtin(),
+            pending_prompt: None,
         }
     }
 
@@ -209,6 +219,12 @@ impl ChatSession {
                 one(Outcome::Note(format!("saved sessions (newest first; /load NAME):\n{}", lines.join("\n"))))
             }
             Command::Stats(Some(on)) => one(Outcome::StatsLine(on)),
+            Command::Prompts(tag) => one(Outcome::Note(self.list_prompts(tag.as_deref()))),
+            Command::PromptOff => {
+                self.pending_prompt = None;
+                one(Outcome::Note("messages go to the model as they are again".into()))
+            }
+            Command::Prompt(args) | Command::Run(args) => one(self.arm_prompt(&args)),
             Command::Stats(None) => one(Outcome::Note(match &self.last {
                 Some(s) => format!(
                     "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
@@ -217,6 +233,56 @@ impl ChatSession {
                 None => "no reply yet".into(),
             })),
         }
+    }
+
+    fn list_prompts(&self, tag: Option<&str>) -> String {
+        let mut lines =
+            vec!["prompt library (/prompt ID k=v, /run SCRIPT k=v; `moat prompts show ID` for details):".to_string()];
+        for id in self.library.ids() {
+            let Ok(p) = self.library.prompt(&id) else { continue };
+            if tag.is_some_and(|t| !p.file.tags.iter().any(|x| x == t)) {
+                continue;
+            }
+            let kind = if p.file.is_script() { "script" } else { "prompt" };
+            lines.push(format!("  {id:<34} {kind:<7} {}", p.file.title.as_deref().unwrap_or("")));
+        }
+        lines.join("\n")
+    }
+
+    /// `/prompt ID k=v [--last]`: runs now on the last reply, or waits for the next message.
+    fn arm_prompt(&mut self, args: &str) -> Outcome {
+        let (id, vars, last) = match prompt_job::parse_args(args) {
+            Ok(x) => x,
+            Err(e) => return Outcome::Error(e),
+        };
+        if let Err(e) = self.library.resolve(&id) {
+            return Outcome::Error(e.to_string());
+        }
+        if last {
+            return match &self.last_reply {
+                Some(input) => Outcome::RunPrompt(PromptJob { id, vars, input: input.clone() }),
+                None => Outcome::Error("there is no reply yet to run it on".into()),
+            };
+        }
+        let note = format!("your next message goes through {id}; /prompt off cancels");
+        self.pending_prompt = Some(PromptJob { id, vars, input: String::new() });
+        Outcome::Note(note)
+    }
+
+    /// The armed prompt, with `input` as its input (once: the message after is a normal one).
+    pub fn take_prompt(&mut self, input: &str) -> Option<PromptJob> {
+        self.pending_prompt.take().map(|mut j| {
+            j.input = input.to_string();
+            j
+        })
+    }
+
+    /// A prompt job finished: its input and result join the conversation like a turn.
+    pub fn prompt_done(&mut self, job: &PromptJob, result: String) {
+        self.conversation.push(Message::user(format!("[{}] {}", job.id, job.input)));
+        self.last_reply = Some(result.clone());
+        self.conversation.push(Message::assistant(result));
+        self.autosave();
     }
 
     /// Removes the last user message and everything after it (`to_edit`), or only what follows it.

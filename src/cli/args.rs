@@ -27,6 +27,11 @@ pub enum Command {
     Models(ModelsCommand),
     /// Measure load time, prompt and generation speed, and moat's overhead over llama.cpp.
     Bench(BenchArgs),
+    /// The prompt library: list, show, lint and test prompts and scripts.
+    #[command(subcommand)]
+    Prompts(PromptsCommand),
+    /// Run a library prompt or script (or a .toml file) on stdin or --input, non-interactively.
+    Run(RunArgs),
     /// Backends, GPUs and their memory, CPU features, and where the model's layers go.
     Doctor(DoctorArgs),
     /// Show where moat's files are and the configuration in effect.
@@ -218,6 +223,45 @@ pub struct BenchArgs {
     /// Tokens streamed for --ui.
     #[arg(long, default_value_t = 2000)]
     pub tokens: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PromptsCommand {
+    /// Every prompt and script: id, title, version, languages, where it comes from.
+    List {
+        /// Only those with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Description, variables, input, output contract and steps of one prompt or script.
+    Show { id: String },
+    /// Check prompt files (all of them, or a file or folder) for mistakes.
+    Lint { path: Option<std::path::PathBuf> },
+    /// Run the tests embedded in the files (render-only and mocked; no model needed).
+    Test { id: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Library id (e.g. market/swot, scripts/ai-startup-feasibility) or a path to a .toml file.
+    pub id: String,
+    /// A variable, key=value (repeatable).
+    #[arg(short = 'v', long = "var", value_name = "KEY=VALUE")]
+    pub var: Vec<String>,
+    /// Read the input from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
+    /// Language of the prompt text: en, zh or auto (from the input).
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// Output: text, json, view or trace (default: view on a terminal, text otherwise).
+    #[arg(long = "as", value_name = "FORMAT")]
+    pub output: Option<String>,
+    /// Also write every step's output (and a trace) into DIR, atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

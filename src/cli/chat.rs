@@ -25,6 +25,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let history = History::load(Some(data_dir.join("history.jsonl")));
     let sessions = (!args.no_save).then(|| SessionStore::new(&data_dir));
     let mut app = App::new(setup.config().clone(), sessions, history);
+    app.session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;
     match resume {
         Some(Ok(saved)) => app.resume(saved),
         Some(Err(new_name)) => app.session.name = new_name,

@@ -8,7 +8,9 @@ mod config_cmd;
 mod doctor;
 mod input;
 mod models_cmd;
+mod prompts_cmd;
 mod repl;
+mod run;
 mod setup;
 
 pub use args::{Cli, Command};
@@ -96,6 +98,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(Command::Ask(a)) => ask::run(&cli.model, a),
         Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
         Some(Command::Bench(b)) => bench::run(&cli.model, b),
+        Some(Command::Prompts(p)) => prompts_cmd::run(&cli.model, p),
+        Some(Command::Run(r)) => run::run(&cli.model, r),
         Some(Command::Doctor(d)) => doctor::run(&cli.model, d),
         Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),

@@ -18,6 +18,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let opts = setup.engine_options(&model, path);
     let sessions = (!args.no_save).then(|| SessionStore::new(&data_dir));
     let mut session = ChatSession::new(setup.config(), sessions);
+    session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;
     let mut greeting = None;
     match resume {
         Some(Ok(saved)) => greeting = Some(session.resume(saved)),

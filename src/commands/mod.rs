@@ -21,6 +21,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("load", "NAME", "open a saved conversation"),
     ("sessions", "", "list saved conversations"),
     ("stats", "[on|off]", "token counts and speed of the last reply; on/off: after every reply"),
+    ("prompts", "[TAG]", "list the prompt library"),
+    ("prompt", "ID [k=v…] [--last]", "run the next message (or the last reply) through a library prompt; off: stop"),
+    ("run", "SCRIPT [k=v…] [--last]", "run a prompt script on the next message (or the last reply)"),
     ("quit", "", "leave (also /exit, Ctrl+D)"),
 ];
 

@@ -17,6 +17,14 @@ pub enum Command {
     Sessions,
     /// Show the last reply's figures; `on`/`off` turns the per-reply line on or off (REPL).
     Stats(Option<bool>),
+    /// List the prompt library (optionally one tag).
+    Prompts(Option<String>),
+    /// Run a library prompt (`/prompt`) or script (`/run`) on the next message, or with `--last`
+    /// on the last reply. The raw argument text is parsed by the chat layer.
+    Prompt(String),
+    Run(String),
+    /// Stop routing messages through a prompt.
+    PromptOff,
     Quit,
 }
 
@@ -166,6 +174,10 @@ pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
             "off" => Ok(Command::Stats(Some(false))),
             other => Err(CommandError::Invalid(format!("/stats {other}: expected on or off (or nothing)"))),
         },
+        "prompts" => Ok(Command::Prompts((!arg.is_empty()).then(|| arg.to_string()))),
+        "prompt" if arg == "off" => Ok(Command::PromptOff),
+        "prompt" => need("prompt", "a prompt id", "/prompt market/swot subject=Acme").map(Command::Prompt),
+        "run" => need("run", "a script id", "/run scripts/competitive-brief company=Acme").map(Command::Run),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(CommandError::Unknown(other.to_string())),
     };

@@ -24,6 +24,7 @@ pub struct Config {
     pub sampling: SamplingConfig,
     pub chat: ChatConfig,
     pub models: ModelsConfig,
+    pub prompts: PromptsConfig,
     pub log: LogConfig,
 }
 
@@ -86,6 +87,8 @@ section!(ModelsConfig, StrictModels, models { dir: String, auto_pull: bool, pypi
 
 section!(LogConfig, StrictLog, log { file: String });
 
+section!(PromptsConfig, StrictPrompts, prompts { dirs: Vec<String> });
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverflowPolicy {
@@ -105,6 +108,7 @@ struct BuiltinDefaults {
     sampling: SamplingConfig,
     chat: ChatConfig,
     models: ModelsConfig,
+    prompts: PromptsConfig,
     log: LogConfig,
 }
 
@@ -115,6 +119,7 @@ struct StrictFile {
     sampling: StrictSampling,
     chat: StrictChat,
     models: StrictModels,
+    prompts: StrictPrompts,
     log: StrictLog,
 }
 
@@ -127,6 +132,7 @@ fn builtin() -> &'static BuiltinDefaults {
             sampling: f.sampling.into(),
             chat: f.chat.into(),
             models: f.models.into(),
+            prompts: f.prompts.into(),
             log: f.log.into(),
         }
     })
@@ -140,6 +146,7 @@ impl Default for Config {
             sampling: b.sampling.clone(),
             chat: b.chat.clone(),
             models: b.models.clone(),
+            prompts: b.prompts.clone(),
             log: b.log.clone(),
         }
     }

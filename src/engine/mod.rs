@@ -98,6 +98,14 @@ pub enum Request {
         overflow: OverflowPolicy,
         reserve: u32,
     },
+    /// One reply to `messages` for a prompt file: nothing is trimmed to fit, and with `json_schema`
+    /// decoding is constrained by the grammar llama.cpp derives from the schema.
+    Structured {
+        id: RequestId,
+        messages: Vec<Message>,
+        sampling: SamplingConfig,
+        json_schema: Option<String>,
+    },
     /// Continue raw text (no chat template).
     Complete {
         id: RequestId,
@@ -128,6 +136,9 @@ impl Request {
                 Request::Chat { id: new, messages, sampling, overflow, reserve }
             }
             Request::Complete { prompt, sampling, .. } => Request::Complete { id: new, prompt, sampling },
+            Request::Structured { messages, sampling, json_schema, .. } => {
+                Request::Structured { id: new, messages, sampling, json_schema }
+            }
             Request::CountTokens { text, .. } => Request::CountTokens { id: new, text },
             Request::Bench { bench, .. } => Request::Bench { id: new, bench },
             other => other,
@@ -241,6 +252,8 @@ pub enum EngineError {
     PromptTooLong { tokens: usize, n_ctx: usize, reserve: usize },
     #[error("the conversation is {tokens} tokens but the context holds {n_ctx} (with {reserve} kept for the reply); start a new one, or set chat.overflow = \"drop-oldest\"")]
     ContextOverflow { tokens: usize, n_ctx: usize, reserve: usize },
+    #[error("the output schema cannot be turned into a grammar: {0}; check the prompt file's [output] schema")]
+    Grammar(String),
     #[error("decode failed: {0}")]
     Decode(String),
     #[error("cancelled")]
@@ -301,6 +314,12 @@ impl Engine {
 
     pub fn send_plain(&self, req: Request) {
         let _ = self.tx.send(req);
+    }
+
+    /// A second way in, for work that runs beside a front end (prompt jobs); such senders pick
+    /// their own ids and the front end forwards their events.
+    pub fn sender(&self) -> Sender<Request> {
+        self.tx.clone()
     }
 
     pub fn events(&self) -> &Receiver<Event> {

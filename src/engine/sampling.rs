@@ -2,6 +2,8 @@ use crate::config::SamplingConfig;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 /// Chooses the next token from the logits of the last decode.
@@ -11,6 +13,11 @@ pub enum Picker {
     /// of generation speed on small models.
     Greedy,
     Chain(LlamaSampler),
+    /// Grammar-constrained decoding. Checking every token of the vocabulary against the grammar
+    /// costs far more than a decode on small models, so, like llama.cpp's own common sampler, the
+    /// token is chosen without the grammar first and only that one is checked; the whole
+    /// vocabulary is filtered only when the grammar rejects it.
+    Constrained { grammar: LlamaSampler, inner: Box<Picker> },
 }
 
 impl Picker {
@@ -19,8 +26,37 @@ impl Picker {
             Picker::Greedy => LlamaToken(argmax(ctx.get_logits_ith(-1)) as i32),
             // `sample` also accepts the token into the chain's state (repeat penalties).
             Picker::Chain(s) => s.sample(ctx, -1),
+            Picker::Constrained { grammar, inner } => {
+                let tok = inner.pick(ctx);
+                let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(tok, 1.0, 0.0)], false);
+                grammar.apply(&mut one);
+                if one.data[0].logit() > f32::NEG_INFINITY {
+                    grammar.accept(tok);
+                    return tok;
+                }
+                let logits = ctx.get_logits_ith(-1);
+                let mut all = LlamaTokenDataArray::from_iter(
+                    logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+                    false,
+                );
+                grammar.apply(&mut all);
+                let tok = match inner.as_mut() {
+                    Picker::Chain(chain) => {
+                        chain.apply(&mut all);
+                        all.selected_token().unwrap_or_else(|| best(&all))
+                    }
+                    _ => best(&all),
+                };
+                grammar.accept(tok);
+                tok
+            }
         }
     }
+}
+
+/// The allowed candidate with the highest logit.
+fn best(a: &LlamaTokenDataArray) -> LlamaToken {
+    a.data.iter().filter(|d| d.logit() > f32::NEG_INFINITY).max_by(|x, y| x.logit().total_cmp(&y.logit())).map_or(LlamaToken(0), |d| d.id())
 }
 
 /// Index of the largest value; the first one on ties, like llama.cpp's greedy sampler.
@@ -39,9 +75,24 @@ pub fn argmax(values: &[f32]) -> usize {
 /// Builds llama.cpp's sampler chain for a reply. Temperature 0 means greedy: the same prompt then
 /// always gives the same reply.
 pub fn build(model: &LlamaModel, p: &SamplingConfig) -> (Picker, u32) {
+    build_constrained(model, p, None).expect("no grammar, nothing to fail")
+}
+
+/// As [`build`], with an optional GBNF grammar (rule `root`) that masks every token the grammar
+/// does not allow; it goes first so the other samplers only see allowed tokens.
+pub fn build_constrained(
+    model: &LlamaModel,
+    p: &SamplingConfig,
+    grammar: Option<&str>,
+) -> Result<(Picker, u32), String> {
     let seed = if p.seed < 0 { random_seed() } else { p.seed as u32 };
+    if let Some(g) = grammar {
+        let grammar = LlamaSampler::grammar(model, g, "root").map_err(|e| e.to_string())?;
+        let (inner, seed) = build_constrained(model, p, None)?;
+        return Ok((Picker::Constrained { grammar, inner: Box::new(inner) }, seed));
+    }
     if p.temperature <= 0.0 && p.repeat_penalty == 1.0 {
-        return (Picker::Greedy, seed);
+        return Ok((Picker::Greedy, seed));
     }
     let mut chain = Vec::new();
     if p.repeat_penalty != 1.0 {
@@ -49,7 +100,7 @@ pub fn build(model: &LlamaModel, p: &SamplingConfig) -> (Picker, u32) {
     }
     if p.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
-        return (Picker::Chain(LlamaSampler::chain_simple(chain)), seed);
+        return Ok((Picker::Chain(LlamaSampler::chain_simple(chain)), seed));
     }
     if p.top_k > 0 {
         chain.push(LlamaSampler::top_k(p.top_k));
@@ -62,7 +113,7 @@ pub fn build(model: &LlamaModel, p: &SamplingConfig) -> (Picker, u32) {
     }
     chain.push(LlamaSampler::temp(p.temperature));
     chain.push(LlamaSampler::dist(seed));
-    (Picker::Chain(LlamaSampler::chain_simple(chain)), seed)
+    Ok((Picker::Chain(LlamaSampler::chain_simple(chain)), seed))
 }
 
 fn random_seed() -> u32 {

@@ -151,6 +151,9 @@ fn serve(
                 (id, chat(&env, &mut session, id, messages, &sampling, overflow, reserve))
             }
             Request::Complete { id, prompt, sampling } => (id, complete(&env, &mut session, id, &prompt, &sampling)),
+            Request::Structured { id, messages, sampling, json_schema } => {
+                (id, structured(&env, &mut session, id, &messages, &sampling, json_schema.as_deref()))
+            }
             Request::CountTokens { id, text } => {
                 let tokens = tokenize(&model, &text, true).len();
                 let _ = tx.send(Event::TokenCount { id, tokens });
@@ -179,6 +182,7 @@ fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOpt
             Request::Shutdown => return None,
             Request::Chat { id, .. }
             | Request::Complete { id, .. }
+            | Request::Structured { id, .. }
             | Request::CountTokens { id, .. }
             | Request::Bench { id, .. } => {
                 let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
@@ -251,6 +255,33 @@ fn complete(
     respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start)
 }
 
+fn structured(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    messages: &[Message],
+    sampling: &SamplingConfig,
+    json_schema: Option<&str>,
+) -> Result<(), EngineError> {
+    let start = Instant::now();
+    let n_ctx = session.n_ctx();
+    let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
+    let text = env.format.render(env.model, messages, true)?;
+    check_size(env, &text, n_ctx, reserve)?;
+    let tokens = tokenize(env.model, &text, !env.format.starts_with_bos(&text));
+    if tokens.len() + reserve > n_ctx {
+        return Err(EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve });
+    }
+    let grammar = match json_schema {
+        Some(schema) => {
+            Some(llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| EngineError::Grammar(e.to_string()))?)
+        }
+        None => None,
+    };
+    let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
+    respond_with(env, session, id, &tokens, sampling, stops, start, grammar.as_deref())
+}
+
 /// Rejects text that cannot fit even if every token were the longest one, before tokenising it.
 fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Result<(), EngineError> {
     let at_least = text.len() / env.max_piece;
@@ -270,6 +301,20 @@ fn respond(
     stops: Vec<String>,
     start: Instant,
 ) -> Result<(), EngineError> {
+    respond_with(env, session, id, tokens, sampling, stops, start, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond_with(
+    env: &Loaded<'_>,
+    session: &mut KvSession<'_>,
+    id: RequestId,
+    tokens: &[LlamaToken],
+    sampling: &SamplingConfig,
+    stops: Vec<String>,
+    start: Instant,
+    grammar: Option<&str>,
+) -> Result<(), EngineError> {
     let mut stats = GenStats { prompt_tokens: tokens.len(), context_size: session.n_ctx(), ..Default::default() };
     let synced = match session.sync(tokens, env.cancel) {
         Ok(s) => s,
@@ -283,7 +328,8 @@ fn respond(
     stats.reused_tokens = synced.reused;
     stats.decoded_tokens = synced.decoded;
     stats.prompt_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let (mut sampler, seed) = sampling::build(env.model, sampling);
+    let (mut sampler, seed) =
+        sampling::build_constrained(env.model, sampling, grammar).map_err(EngineError::Grammar)?;
     stats.seed = seed;
     let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: env.cancel, ignore_eog: false };
     let tx = env.tx;

@@ -13,6 +13,7 @@ pub fn helper(models: Vec<String>, sessions: Box<dyn Fn() -> Vec<String>>) -> in
     input::ReplHelper::new(models, sessions)
 }
 
+use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
 use crate::chat::session::{ChatSession, Outcome};
 use crate::commands;
 use crate::engine::{Engine, EngineError, EngineOptions, Event, ModelInfo, Request, StopReason};
@@ -33,6 +34,7 @@ pub struct Repl {
     /// Text to pre-fill the next prompt with (`/edit`).
     edit: Option<String>,
     ctx_pct: usize,
+    n_ctx: usize,
 }
 
 enum Flow {
@@ -60,6 +62,7 @@ impl Repl {
             failed: false,
             edit: None,
             ctx_pct: 0,
+            n_ctx: info.n_ctx as usize,
         };
         repl.loaded(info);
         repl
@@ -198,6 +201,9 @@ impl Repl {
             };
         }
         let text = input.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(input).to_string();
+        if let Some(job) = self.session.take_prompt(&text) {
+            return self.run_job(job);
+        }
         let req = self.session.user_turn(text);
         self.warn_save();
         self.turn(req)
@@ -230,6 +236,11 @@ impl Repl {
                 Outcome::StatsLine(on) => {
                     self.stats_line = on;
                     println!("{}", self.dim(&format!("figures after each reply: {}", if on { "on" } else { "off" })));
+                }
+                Outcome::RunPrompt(job) => {
+                    if let Flow::Interrupted = self.run_job(job) {
+                        return Flow::Interrupted;
+                    }
                 }
                 Outcome::Quit => return Flow::Quit,
             }
@@ -331,6 +342,41 @@ impl Repl {
         }
     }
 
+    /// Runs a library prompt or script on the engine and prints its view like a reply.
+    fn run_job(&mut self, job: PromptJob) -> Flow {
+        crate::interrupt::reset();
+        println!("{}", self.dim(&format!("running {} …", job.id)));
+        let result = {
+            let mut gen = EngineGenerator::new(&mut self.engine, self.session.sampling.clone());
+            prompt_job::run(&job, &self.session.library, self.n_ctx, &mut gen)
+        };
+        match result {
+            Ok(view) => {
+                let mut styler = Styler::new(std::io::stdout().lock(), self.color);
+                styler.push(&view);
+                styler.finish();
+                if !view.ends_with('\n') {
+                    println!();
+                }
+                self.session.prompt_done(&job, view);
+                self.warn_save();
+                Flow::Continue
+            }
+            Err(e) if crate::interrupt::interrupted() => {
+                self.error(&format!("{}: {e}", job.id));
+                if std::io::stdin().is_terminal() {
+                    Flow::Continue
+                } else {
+                    Flow::Interrupted
+                }
+            }
+            Err(e) => {
+                self.error(&format!("{}: {e}", job.id));
+                Flow::Continue
+            }
+        }
+    }
+
     fn switch_model(&mut self, name: &str) {
         let next = match (self.resolve)(name, &self.current) {
             Ok(n) => n,
@@ -345,6 +391,7 @@ impl Repl {
                     self.current = target;
                     self.loaded(&info);
                     self.ctx_pct = 0;
+                    self.n_ctx = info.n_ctx as usize;
                     println!(
                         "{}",
                         self.dim(&format!(

@@ -4,6 +4,7 @@
 
 use super::editor::Editor;
 use super::transcript::{Entry, Kind, Transcript};
+use crate::chat::prompt_job::PromptJob;
 use crate::chat::session::{ChatSession, Outcome};
 use crate::chat::store::{SavedSession, SessionStore};
 use crate::chat::Role;
@@ -24,6 +25,8 @@ pub enum Effect {
     SwitchModel(String),
     /// Put text on the clipboard (OSC 52).
     Copy(String),
+    /// Run a library prompt or script beside the chat; report back with [`App::prompt_finished`].
+    RunPrompt(PromptJob),
     Quit,
 }
 
@@ -427,6 +430,10 @@ impl App {
         self.editor.take();
         // `//text` sends `/text`.
         let text = if !pasted && text.starts_with("//") { text[1..].to_string() } else { text };
+        if let Some(job) = self.session.take_prompt(&text) {
+            self.transcript.push(Entry::new(Kind::User, format!("[{}] {text}", job.id)));
+            return self.start_job(job);
+        }
         self.transcript.push(Entry::new(Kind::User, text.clone()));
         let req = self.session.user_turn(text);
         self.take_save_warning();
@@ -442,6 +449,35 @@ impl App {
         self.generating = true;
         self.scroll = 0;
         vec![Effect::Send(req)]
+    }
+
+    fn start_job(&mut self, job: PromptJob) -> Vec<Effect> {
+        let mut reply = Entry::new(Kind::Assistant, "");
+        reply.tag = format!("{} · running {} …", self.status.model, job.id);
+        self.transcript.push(reply);
+        self.streaming = Some(self.transcript.entries().len() - 1);
+        self.generating = true;
+        self.scroll = 0;
+        vec![Effect::RunPrompt(job)]
+    }
+
+    /// A prompt job ended: its view becomes the reply.
+    pub fn prompt_finished(&mut self, job: &PromptJob, result: Result<String, String>) {
+        self.generating = false;
+        self.dirty = true;
+        let Some(index) = self.streaming.take() else { return };
+        match result {
+            Ok(view) => {
+                self.transcript.append_to(index, &view);
+                self.transcript.set_tag(index, &format!("{} · {}", self.status.model, job.id));
+                self.session.prompt_done(job, view);
+                self.take_save_warning();
+            }
+            Err(e) => {
+                self.transcript.remove(index);
+                self.error(format!("{}: {e}", job.id));
+            }
+        }
     }
 
     /// Shows what the shared command layer decided, turning it into effects for the loop.
@@ -468,6 +504,10 @@ impl App {
                 Outcome::Edit(text) => self.editor.set(&text),
                 Outcome::StatsLine(_) => {
                     self.note("the status line always shows the last reply's speed; /stats gives the details")
+                }
+                Outcome::RunPrompt(job) => {
+                    self.transcript.push(Entry::new(Kind::User, format!("[{}] (the last reply)", job.id)));
+                    effects.extend(self.start_job(job));
                 }
                 Outcome::Quit => effects.extend(self.quit()),
             }

@@ -8,6 +8,7 @@ pub mod editor;
 pub mod transcript;
 pub mod view;
 
+use crate::chat::prompt_job::{self, ChannelGenerator, PromptJob, JOB_IDS};
 use crate::engine::{Engine, EngineOptions, Request};
 use app::{App, Effect};
 use crossbeam_channel::{select, Receiver};
@@ -35,6 +36,9 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
     let keys = spawn_input_reader();
     let interrupted = crate::interrupt::install();
     let mut last_draw = Instant::now() - FRAME;
+    // A running prompt job: where its engine events go, and where its result comes back.
+    let mut job_events: Option<crossbeam_channel::Sender<crate::engine::Event>> = None;
+    let (job_done_tx, job_done) = crossbeam_channel::unbounded::<(PromptJob, Result<String, String>)>();
     let result = loop {
         if app.dirty && last_draw.elapsed() >= FRAME {
             if let Err(e) = terminal.draw(|f| view::draw(f, &mut app)) {
@@ -52,14 +56,31 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Ok(ev) => on_terminal_event(&mut app, ev),
                 Err(_) => break Err("the terminal closed".into()),
             },
+            recv(job_done) -> done => {
+                job_events = None;
+                if let Ok((job, result)) = done {
+                    app.prompt_finished(&job, result);
+                }
+                Vec::new()
+            },
             recv(engine.events()) -> ev => {
                 match ev {
+                    Ok(ev) if event_id(&ev).is_some_and(|id| id >= JOB_IDS) => {
+                        if let Some(tx) = &job_events {
+                            let _ = tx.send(ev);
+                        }
+                    }
                     Ok(ev) => app.on_engine(ev),
                     Err(_) => break Err("the inference thread stopped unexpectedly; see the log (`moat config path`)".into()),
                 }
                 // Drain what else arrived so a fast stream costs one frame, not one per token.
                 while let Ok(ev) = engine.events().try_recv() {
-                    app.on_engine(ev);
+                    match (&job_events, event_id(&ev)) {
+                        (Some(tx), Some(id)) if id >= JOB_IDS => {
+                            let _ = tx.send(ev);
+                        }
+                        _ => app.on_engine(ev),
+                    }
                 }
                 Vec::new()
             },
@@ -74,6 +95,19 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Effect::Cancel => engine.cancel(),
                 Effect::Quit => app.quit = true,
                 Effect::Copy(text) => copy_osc52(&text),
+                Effect::RunPrompt(job) => {
+                    engine.cancel_flag().store(false, std::sync::atomic::Ordering::SeqCst);
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    job_events = Some(tx);
+                    let mut gen = ChannelGenerator::new(engine.sender(), rx, app.session.sampling.clone());
+                    let lib = app.session.library.clone();
+                    let n_ctx = app.status.ctx_size.max(512);
+                    let done = job_done_tx.clone();
+                    std::thread::spawn(move || {
+                        let result = prompt_job::run(&job, &lib, n_ctx, &mut gen);
+                        let _ = done.send((job, result));
+                    });
+                }
                 Effect::SwitchModel(name) => match resolve(&name, &current) {
                     Ok(next) => {
                         current = next.clone();
@@ -89,6 +123,19 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
     };
     leave();
     result
+}
+
+fn event_id(ev: &crate::engine::Event) -> Option<crate::engine::RequestId> {
+    use crate::engine::Event as E;
+    match ev {
+        E::Token { id, .. }
+        | E::Done { id, .. }
+        | E::Trimmed { id, .. }
+        | E::TokenCount { id, .. }
+        | E::Bench { id, .. } => Some(*id),
+        E::Error { id, .. } => *id,
+        E::Loading(_) | E::Loaded(_) => None,
+    }
 }
 
 fn on_terminal_event(app: &mut App, ev: event::Event) -> Vec<Effect> {

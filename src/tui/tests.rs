@@ -290,3 +290,32 @@ fn a_failed_request_puts_the_question_back() {
     assert!(!app.generating);
     assert!(screen(&mut app, 80, 12).contains("9000 tokens"));
 }
+
+#[test]
+fn slash_prompt_routes_the_next_message_through_a_library_prompt() {
+    let mut app = app();
+    type_text(&mut app, "/prompt market/swot subject=\"Acme AI\"");
+    app.on_key(key(KeyCode::Enter));
+    type_text(&mut app, "Acme sells robots.");
+    let effects = app.on_key(key(KeyCode::Enter));
+    let job = match effects.as_slice() {
+        [Effect::RunPrompt(job)] => job.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(job.id, "market/swot");
+    assert_eq!(job.vars, vec![("subject".to_string(), "Acme AI".to_string())]);
+    assert_eq!(job.input, "Acme sells robots.");
+    assert!(app.generating);
+    app.prompt_finished(&job, Ok("| Strengths |\n|---|\n| robots |".into()));
+    assert!(!app.generating);
+    let s = screen(&mut app, 60, 16);
+    assert!(s.contains("[market/swot] Acme sells robots.") && s.contains("robots"), "{s}");
+    // The next message is an ordinary one again.
+    type_text(&mut app, "thanks");
+    assert!(matches!(app.on_key(key(KeyCode::Enter)).as_slice(), [Effect::Send(_)]));
+    // A mistyped id is caught at once.
+    app.on_engine(Event::Done { id: 0, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    type_text(&mut app, "/prompt market/swat");
+    app.on_key(key(KeyCode::Enter));
+    assert!(screen(&mut app, 80, 12).contains("did you mean"));
+}

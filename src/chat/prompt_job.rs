@@ -1,0 +1,181 @@
+//! Running a library prompt or script from a conversation (`/prompt`, `/run`) or the command line
+//! (`moat run`): the prompt runner talks to the engine through [`Generator`] implementations.
+
+use super::Message;
+use crate::config::SamplingConfig;
+use crate::engine::{Engine, EngineError, Event, Request, RequestId, StopReason};
+use crate::prompts::{self, GenRequest, Generator, Lang, Library, OutputFormat, Params};
+use crossbeam_channel::{Receiver, Sender};
+
+/// A prompt or script to run on some input, as asked for in a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptJob {
+    pub id: String,
+    pub vars: Vec<(String, String)>,
+    pub input: String,
+}
+
+/// Request ids from here up belong to prompt jobs running beside a chat, so the chat's event loop
+/// can hand their events over.
+pub const JOB_IDS: RequestId = 1 << 40;
+
+/// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply;
+/// Chinese packs fewer characters into a token than English. The engine still checks exactly.
+pub fn input_budget(n_ctx: usize, lang: Lang) -> usize {
+    n_ctx.saturating_sub(1200) * if lang == Lang::Zh { 1 } else { 3 }
+}
+
+/// Runs `job` and returns its human view (or text), for showing in a conversation.
+pub fn run(job: &PromptJob, lib: &Library, n_ctx: usize, gen: &mut dyn Generator) -> Result<String, String> {
+    let lang = Lang::detect(&job.input);
+    let r = prompts::run_script(
+        lib,
+        &job.id,
+        &job.vars,
+        &job.input,
+        lang,
+        &Params::default(),
+        Some(input_budget(n_ctx, lang)),
+        gen,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(r.format(OutputFormat::View))
+}
+
+/// Variables given as `key=value`.
+pub type Vars = Vec<(String, String)>;
+
+/// Splits `/prompt ID k=v "k2=two words"` arguments; `last` is set by a trailing `--last`.
+pub fn parse_args(args: &str) -> Result<(String, Vars, bool), String> {
+    let words = shlex::split(args).ok_or_else(|| "unbalanced quotes".to_string())?;
+    let mut it = words.into_iter();
+    let id = it.next().ok_or_else(|| "which prompt? e.g. /prompt market/swot subject=Acme".to_string())?;
+    let (mut vars, mut last) = (Vec::new(), false);
+    for w in it {
+        if w == "--last" {
+            last = true;
+        } else if let Some((k, v)) = w.split_once('=') {
+            vars.push((k.to_string(), v.to_string()));
+        } else {
+            return Err(format!("{w:?}: expected key=value (or --last)"));
+        }
+    }
+    Ok((id, vars, last))
+}
+
+fn sampling_for(base: &SamplingConfig, p: &Params) -> SamplingConfig {
+    let mut s = base.clone();
+    s.temperature = p.temperature.unwrap_or(s.temperature);
+    s.top_k = p.top_k.unwrap_or(s.top_k);
+    s.top_p = p.top_p.unwrap_or(s.top_p);
+    s.min_p = p.min_p.unwrap_or(s.min_p);
+    s.repeat_penalty = p.repeat_penalty.unwrap_or(s.repeat_penalty);
+    s.seed = p.seed.unwrap_or(s.seed);
+    s.max_tokens = p.max_tokens.unwrap_or(s.max_tokens);
+    s
+}
+
+fn request(id: RequestId, base: &SamplingConfig, req: &GenRequest) -> Request {
+    let mut messages = Vec::new();
+    if let Some(system) = req.system.as_ref().filter(|s| !s.trim().is_empty()) {
+        messages.push(Message::system(system.clone()));
+    }
+    messages.push(Message::user(req.user.clone()));
+    Request::Structured {
+        id,
+        messages,
+        sampling: sampling_for(base, &req.params),
+        json_schema: req.json_schema.clone(),
+    }
+}
+
+/// A generator that owns the engine handle for the duration of a run (CLI, REPL).
+pub struct EngineGenerator<'a> {
+    pub engine: &'a mut Engine,
+    pub base: SamplingConfig,
+    /// Called before each request with its number, e.g. for a progress line.
+    pub on_request: Box<dyn FnMut(usize) + 'a>,
+    calls: usize,
+}
+
+impl<'a> EngineGenerator<'a> {
+    pub fn new(engine: &'a mut Engine, base: SamplingConfig) -> Self {
+        EngineGenerator { engine, base, on_request: Box::new(|_| {}), calls: 0 }
+    }
+}
+
+impl Generator for EngineGenerator<'_> {
+    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+        self.calls += 1;
+        (self.on_request)(self.calls);
+        let base = self.base.clone();
+        let reply = self.engine.run(|id| request(id, &base, req), |_| {}).map_err(|e| e.to_string())?;
+        match reply.reason {
+            StopReason::Cancelled => Err("interrupted".into()),
+            _ => Ok(reply.text),
+        }
+    }
+}
+
+/// A generator for a job running on its own thread beside a chat whose loop owns the engine:
+/// requests go straight to the engine, events come back through the loop (ids ≥ [`JOB_IDS`]).
+pub struct ChannelGenerator {
+    pub tx: Sender<Request>,
+    pub rx: Receiver<Event>,
+    pub base: SamplingConfig,
+    next: RequestId,
+}
+
+impl ChannelGenerator {
+    pub fn new(tx: Sender<Request>, rx: Receiver<Event>, base: SamplingConfig) -> Self {
+        ChannelGenerator { tx, rx, base, next: JOB_IDS }
+    }
+}
+
+impl Generator for ChannelGenerator {
+    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+        self.next += 1;
+        let id = self.next;
+        self.tx.send(request(id, &self.base, req)).map_err(|_| EngineError::Gone.to_string())?;
+        let mut text = String::new();
+        loop {
+            match self.rx.recv().map_err(|_| EngineError::Gone.to_string())? {
+                Event::Token { id: i, text: t } if i == id => text.push_str(&t),
+                Event::Done { id: i, reason: StopReason::Cancelled, .. } if i == id => return Err("stopped".into()),
+                Event::Done { id: i, .. } if i == id => return Ok(text),
+                Event::Error { id: Some(i), error } if i == id => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_keep_quoted_values_and_spot_mistakes() {
+        let (id, vars, last) = parse_args(r#"market/swot subject="Acme AI" max_per_quadrant=2 --last"#).unwrap();
+        assert_eq!(id, "market/swot");
+        assert_eq!(vars, vec![("subject".into(), "Acme AI".into()), ("max_per_quadrant".into(), "2".into())]);
+        assert!(last);
+        assert!(parse_args("market/swot oops").unwrap_err().contains("key=value"));
+        assert!(parse_args("").is_err());
+    }
+
+    #[test]
+    fn a_mocked_job_returns_the_view() {
+        let lib = Library::builtin();
+        let job = PromptJob {
+            id: "market/swot".into(),
+            vars: vec![("subject".into(), "Acme".into())],
+            input: "Acme sells tools.".into(),
+        };
+        let mut gen = prompts::MockGenerator::new([
+            r#"{"strengths":["brand"],"weaknesses":[],"opportunities":["export"],"threats":["rivals"]}"#,
+        ]);
+        let view = run(&job, &lib, 4096, &mut gen).unwrap();
+        assert!(view.contains("brand") && view.contains("rivals"), "{view}");
+    }
+}

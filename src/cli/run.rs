@@ -1,0 +1,104 @@
+//! `moat run ID|FILE`: one prompt or a whole script, non-interactively, on the configured model.
+
+use super::args::{ModelArgs, RunArgs};
+use super::prompts_cmd::{library, prompt_failure};
+use super::setup::{self, Setup};
+use super::{input, Failure};
+use crate::chat::prompt_job::{input_budget, EngineGenerator};
+use crate::prompts::{self, Lang, OutputFormat, Params};
+use std::io::IsTerminal;
+
+pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
+    let setup = Setup::new(flags)?;
+    let lib = library(setup.config(), &setup.loaded.paths.config_file)?;
+    let vars = parse_vars(&args.var)?;
+    // Fail on a bad id, variable or file before loading the model.
+    let entry = lib.resolve(&args.id).map_err(prompt_failure)?;
+    let input = match &args.input {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+            input::decode(&path.display().to_string(), bytes)?
+        }
+        None => input::read_stdin()?.unwrap_or_default(),
+    };
+    let lang = match args.lang.as_deref() {
+        None | Some("auto") => Lang::detect(&input),
+        Some(l) => l.parse::<Lang>().map_err(|e| Failure::usage(format!("--lang: {e}")))?,
+    };
+    let format = match args.output.as_deref() {
+        Some(f) => f.parse::<OutputFormat>().map_err(|e| Failure::usage(format!("--as: {e}")))?,
+        None if std::io::stdout().is_terminal() => OutputFormat::View,
+        None => OutputFormat::Text,
+    };
+    let cli_params = cli_params(flags);
+    // A dry render catches missing variables and oversized input without a model.
+    prompts::render_request(&lib, &entry.id_or(&args.id), &vars, &input, lang, &cli_params, None)
+        .map_err(prompt_failure)?;
+
+    let (model, path) = setup.model_path()?;
+    let (mut engine, info) = setup::start(setup.engine_options(&model, path))?;
+    let mut gen = EngineGenerator::new(&mut engine, setup.config().sampling.clone());
+    if std::io::stderr().is_terminal() {
+        gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
+    }
+    let budget = Some(input_budget(info.n_ctx as usize, lang));
+    let id = entry.id_or(&args.id);
+    let result = prompts::run_script(&lib, &id, &vars, &input, lang, &cli_params, budget, &mut gen);
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[K");
+    }
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if crate::interrupt::interrupted() {
+                eprintln!("moat: interrupted");
+                return Ok(super::exit::INTERRUPTED);
+            }
+            return Err(prompt_failure(e));
+        }
+    };
+    if let Some(dir) = &args.out_dir {
+        let written = prompts::write_outputs(dir, &result).map_err(prompt_failure)?;
+        eprintln!("moat: wrote {} file(s) to {}", written.len(), dir.display());
+    }
+    let text = result.format(format);
+    println!("{}", text.trim_end());
+    Ok(0)
+}
+
+trait EntryId {
+    fn id_or(&self, given: &str) -> String;
+}
+
+impl EntryId for prompts::Entry {
+    /// Library ids run by id; files run by path (the runner reads them again).
+    fn id_or(&self, given: &str) -> String {
+        match self.source {
+            prompts::Source::User(_) if given.ends_with(".toml") => given.to_string(),
+            _ => self.id.clone(),
+        }
+    }
+}
+
+fn parse_vars(raw: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    raw.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(Failure::usage(format!("-v {kv:?}: expected key=value, e.g. -v subject=\"Acme AI\""))),
+        })
+        .collect()
+}
+
+/// Sampling flags given on the command line: they beat the script step, the prompt file and config.
+fn cli_params(f: &ModelArgs) -> Params {
+    Params {
+        temperature: f.temp,
+        top_k: f.top_k,
+        top_p: f.top_p,
+        min_p: f.min_p,
+        repeat_penalty: f.repeat_penalty,
+        seed: f.seed,
+        max_tokens: f.max_tokens,
+    }
+}

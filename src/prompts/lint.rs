@@ -1,0 +1,500 @@
+//! Static checks for prompt and script files, run by `moat prompts lint`, before every run, and in `cargo test`
+//! over all built-ins. Each language variant is checked separately, since a locale can break a template.
+
+use std::collections::BTreeSet;
+
+use minijinja::Environment;
+
+use super::error::{locate, Problem, PromptError};
+use super::format::{AssertKind, Format, OutputSpec, PromptFile, PromptText, Step};
+use super::library::Library;
+use super::locale::Lang;
+use super::parse::Prompt;
+use super::schema::{parse_schema, validate};
+use super::template::{environment, expr_names_used, names_used};
+use super::vars::{coerce, toml_to_json, RESERVED};
+
+/// Lints one prompt by id (or path); a file that does not parse yields a single problem.
+pub fn lint(lib: &Library, id: &str) -> Vec<Problem> {
+    match lib.prompt(id) {
+        Ok(p) => lint_prompt(lib, &p),
+        Err(e) => vec![error_problem(lib, id, e)],
+    }
+}
+
+/// Every problem in every file of the library.
+pub fn lint_all(lib: &Library) -> Vec<Problem> {
+    lib.ids().iter().flat_map(|id| lint(lib, id)).collect()
+}
+
+impl Library {
+    pub fn lint(&self, id: &str) -> Vec<Problem> {
+        lint(self, id)
+    }
+
+    pub fn lint_all(&self) -> Vec<Problem> {
+        lint_all(self)
+    }
+}
+
+fn error_problem(lib: &Library, id: &str, e: PromptError) -> Problem {
+    match e {
+        PromptError::Toml { file, line, col, message } => Problem { file, pos: Some((line, col)), message },
+        other => {
+            let file = lib.get(id).map(|e| e.display_path()).unwrap_or_else(|| id.to_string());
+            Problem { file, pos: None, message: other.to_string() }
+        }
+    }
+}
+
+struct Linter<'a> {
+    lib: &'a Library,
+    prompt: &'a Prompt,
+    env: Environment<'static>,
+    out: Vec<Problem>,
+}
+
+impl Linter<'_> {
+    fn push(&mut self, near: Option<&str>, message: String) {
+        let pos = near.and_then(|n| locate(&self.prompt.text, n));
+        let p = Problem { file: self.prompt.path.clone(), pos, message };
+        if !self.out.contains(&p) {
+            self.out.push(p);
+        }
+    }
+
+    /// Checks a template's (or expression's) names: `allowed` top-level names, declared `vars.x`, and
+    /// `steps.<id>` pointing only at steps in `earlier`.
+    #[allow(clippy::too_many_arguments)]
+    fn names(
+        &mut self,
+        what: &str,
+        source: &str,
+        is_expr: bool,
+        allowed: &BTreeSet<String>,
+        declared: &BTreeSet<String>,
+        steps: Option<(&[String], usize)>,
+        near: Option<&str>,
+    ) {
+        let used = if is_expr { expr_names_used(&self.env, source, true) } else { names_used(&self.env, source, true) };
+        let used = match used {
+            Ok(u) => u,
+            Err(e) => return self.push(near, format!("{what}: {e}")),
+        };
+        for path in used {
+            let mut segs = path.split('.');
+            let head = segs.next().unwrap_or_default();
+            let second = segs.next();
+            if !allowed.contains(head) {
+                self.push(
+                    near,
+                    format!("{what}: undefined variable `{head}`; declare it under [vars] or fix the name"),
+                );
+            } else if head == "vars" {
+                if let Some(v) = second.filter(|v| !declared.contains(*v)) {
+                    self.push(near, format!("{what}: `vars.{v}` is not declared under [vars]"));
+                }
+            } else if head == "steps" {
+                let (Some(target), Some((ids, current))) = (second, steps) else { continue };
+                let here = ids.get(current).map(String::as_str).unwrap_or("result");
+                match ids.iter().position(|i| i == target) {
+                    None => self.push(near, format!("{what}: step `{here}` refers to unknown step `{target}`")),
+                    Some(j) if j >= current => {
+                        self.push(near, format!("{what}: step `{here}` refers to step `{target}`, which has not run yet at that point (steps run in file order)"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_lowercase() || f == '_')
+        && c.all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_')
+}
+
+pub fn lint_prompt(lib: &Library, prompt: &Prompt) -> Vec<Problem> {
+    let mut l = Linter { lib, prompt, env: environment(lib.partials()), out: Vec::new() };
+    for lang in prompt.languages() {
+        match prompt.variant(lang) {
+            Ok(f) => lint_variant(&mut l, &f),
+            Err(e) => l.out.push(error_problem(lib, &prompt.id, e)),
+        }
+    }
+    lint_tests(&mut l, &prompt.file);
+    l.out
+}
+
+fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
+    let declared: BTreeSet<String> = f.vars.keys().cloned().collect();
+    for (name, spec) in &f.vars {
+        let near = format!("[vars.{name}]");
+        if !is_ident(name) || RESERVED.contains(&name.as_str()) {
+            l.push(
+                Some(&near),
+                format!("variable name `{name}` must be lower_snake_case and not one of: {}", RESERVED.join(", ")),
+            );
+        }
+        use super::format::VarType as T;
+        if spec.ty == T::Enum && spec.choices.is_empty() {
+            l.push(Some(&near), format!("variable `{name}` is an enum but has no `choices`"));
+        }
+        if !spec.choices.is_empty() && matches!(spec.ty, T::Int | T::Float | T::Bool) {
+            l.push(Some(&near), format!("variable `{name}`: `choices` only apply to text, enum and list variables"));
+        }
+        if let (Some(a), Some(b)) = (spec.min, spec.max) {
+            if a > b {
+                l.push(Some(&near), format!("variable `{name}`: min {a} is above max {b}"));
+            }
+        }
+        if let Some(d) = &spec.default {
+            if let Err(e) = coerce(spec, &toml_to_json(d)) {
+                l.push(Some(&near), format!("variable `{name}`: default is invalid: {e}"));
+            }
+        }
+    }
+    let mut allowed = declared.clone();
+    allowed.extend(set(&["input", "lang", "lang_name", "vars"]));
+    if f.is_script() {
+        lint_script(l, f, &allowed, &declared);
+    } else {
+        if f.kind == Some(super::format::Kind::Script) {
+            l.push(Some("kind"), "kind = \"script\" but the file has no [[steps]]".into());
+        }
+        if !f.result.from.to_vec().is_empty() || f.result.view.is_some() {
+            l.push(Some("[result]"), "[result] only applies to scripts".into());
+        }
+        match &f.prompt {
+            None => l.push(None, "a prompt file needs a [prompt] table with `system` and/or `user`".into()),
+            Some(p) => lint_text(l, "prompt", p, &allowed, &declared, None),
+        }
+        lint_output(l, "output", &f.output, &allowed, &declared, None);
+        if let Some(schema) = f.output.schema.as_deref().and_then(|s| parse_schema(s).ok()) {
+            for (i, ex) in f.examples.iter().enumerate() {
+                let checked = super::extract::extract_json(&ex.output)
+                    .and_then(|v| validate(&schema, &v).map_err(|e| e.join("; ")));
+                if let Err(e) = checked {
+                    l.push(Some("[[examples]]"), format!("examples[{i}].output does not match the schema: {e}"));
+                }
+            }
+        }
+    }
+}
+
+fn lint_text(
+    l: &mut Linter<'_>,
+    what: &str,
+    p: &PromptText,
+    allowed: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    steps: Option<(&[String], usize)>,
+) {
+    if p.system.is_none() && p.user.is_none() {
+        l.push(None, format!("{what}: needs `system` and/or `user`"));
+    }
+    let near = steps.and_then(|(ids, i)| ids.get(i)).map(|id| format!("id = \"{id}\""));
+    for (key, src) in [("system", &p.system), ("user", &p.user)] {
+        if let Some(src) = src {
+            l.names(&format!("{what}.{key}"), src, false, allowed, declared, steps, near.as_deref());
+        }
+    }
+}
+
+fn lint_output(
+    l: &mut Linter<'_>,
+    what: &str,
+    o: &OutputSpec,
+    allowed: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    steps: Option<(&[String], usize)>,
+) {
+    let near =
+        steps.and_then(|(ids, i)| ids.get(i)).map(|id| format!("id = \"{id}\"")).unwrap_or_else(|| "[output]".into());
+    if let Some(s) = &o.schema {
+        if o.format != Format::Json {
+            l.push(Some(&near), format!("{what}: a schema needs format = \"json\""));
+        }
+        if let Err(errs) = parse_schema(s) {
+            for e in errs {
+                l.push(Some(&near), format!("{what}.schema: {e}"));
+            }
+        }
+    }
+    if o.retries.is_some_and(|r| r > 3) {
+        l.push(Some(&near), format!("{what}: retries above 3 only burn time on a small model"));
+    }
+    let mut allowed = allowed.clone();
+    allowed.extend(set(&["json", "computed", "output"]));
+    let mut seen = BTreeSet::new();
+    for c in &o.compute {
+        if !is_ident(&c.name) || !seen.insert(c.name.clone()) {
+            l.push(Some(&near), format!("{what}.compute: name `{}` must be lower_snake_case and unique", c.name));
+        }
+        if o.format != Format::Json {
+            l.push(Some(&near), format!("{what}.compute needs format = \"json\""));
+        }
+        l.names(&format!("{what}.compute.{}", c.name), &c.expr, true, &allowed, declared, steps, Some(&near));
+    }
+    if let Some(v) = &o.view {
+        l.names(&format!("{what}.view"), v, false, &allowed, declared, steps, Some(&near));
+    }
+}
+
+fn lint_script(l: &mut Linter<'_>, f: &PromptFile, allowed: &BTreeSet<String>, declared: &BTreeSet<String>) {
+    if f.kind == Some(super::format::Kind::Prompt) {
+        l.push(Some("kind"), "kind = \"prompt\" but the file has [[steps]]".into());
+    }
+    if f.prompt.is_some() || !f.examples.is_empty() || f.output.schema.is_some() || f.output.view.is_some() {
+        l.push(None, "a script takes [prompt], [[examples]] and [output] per step, not at the top level".into());
+    }
+    let ids: Vec<String> = f.steps.iter().map(|s| s.id.clone()).collect();
+    let mut allowed = allowed.clone();
+    allowed.insert("steps".into());
+    for (i, step) in f.steps.iter().enumerate() {
+        let near = format!("id = \"{}\"", step.id);
+        if !is_ident(&step.id) {
+            l.push(Some(&near), format!("step id `{}` must be lower_snake_case", step.id));
+        }
+        if ids[..i].contains(&step.id) {
+            l.push(Some(&near), format!("step id `{}` is used twice", step.id));
+        }
+        let scope = Some((ids.as_slice(), i));
+        let what = format!("steps.{}", step.id);
+        if let Some(w) = &step.when {
+            l.names(&format!("{what}.when"), w, true, &allowed, declared, scope, Some(&near));
+        }
+        if let Some(inp) = &step.input {
+            l.names(&format!("{what}.input"), inp, false, &allowed, declared, scope, Some(&near));
+        }
+        match (&step.uses, &step.prompt) {
+            (Some(_), Some(_)) | (None, None) => {
+                l.push(Some(&near), format!("step `{}` needs exactly one of `uses` or [steps.prompt]", step.id))
+            }
+            (Some(uses), None) => lint_uses(l, step, uses, &allowed, declared, scope),
+            (None, Some(p)) => {
+                lint_text(l, &what, p, &allowed, declared, scope);
+                if let Some(o) = &step.output {
+                    lint_output(l, &format!("{what}.output"), o, &allowed, declared, scope);
+                }
+            }
+        }
+    }
+    for from in f.result.from.to_vec() {
+        if !ids.contains(&from) {
+            l.push(Some("[result]"), format!("[result] from names unknown step `{from}`"));
+        }
+    }
+    if let Some(v) = &f.result.view {
+        let mut a = allowed.clone();
+        a.insert("result_step".into());
+        l.names("result.view", v, false, &a, declared, Some((ids.as_slice(), ids.len())), Some("[result]"));
+    }
+}
+
+fn lint_uses(
+    l: &mut Linter<'_>,
+    step: &Step,
+    uses: &str,
+    allowed: &BTreeSet<String>,
+    declared: &BTreeSet<String>,
+    scope: Option<(&[String], usize)>,
+) {
+    let near = format!("id = \"{}\"", step.id);
+    if step.output.is_some() {
+        l.push(Some(&near), format!("step `{}`: a `uses` step takes its [output] from the used prompt", step.id));
+    }
+    for (k, v) in &step.with_vars {
+        if let toml::Value::String(s) = v {
+            l.names(&format!("steps.{}.with.{k}", step.id), s, false, allowed, declared, scope, Some(&near));
+        }
+    }
+    let used = match l.lib.prompt(uses) {
+        Ok(p) => p,
+        Err(e) => return l.push(Some(&near), format!("step `{}`: {e}", step.id)),
+    };
+    if let Err(e) = super::run::check_pin(&used, uses) {
+        return l.push(Some(&near), format!("step `{}`: {e}", step.id));
+    }
+    if used.file.is_script() {
+        return l.push(Some(&near), format!("step `{}`: `{uses}` is a script; scripts cannot be nested", step.id));
+    }
+    for k in step.with_vars.keys() {
+        if !used.file.vars.contains_key(k) {
+            l.push(Some(&near), format!("step `{}`: `{uses}` has no variable `{k}`", step.id));
+        }
+    }
+    for (name, spec) in &used.file.vars {
+        if spec.required && spec.default.is_none() && !step.with_vars.contains_key(name) {
+            l.push(Some(&near), format!("step `{}`: `{uses}` needs `{name}`; add it to `with`", step.id));
+        }
+    }
+}
+
+fn lint_tests(l: &mut Linter<'_>, f: &PromptFile) {
+    let is_script = f.is_script();
+    let ids: Vec<String> = f.steps.iter().map(|s| s.id.clone()).collect();
+    let mut names = BTreeSet::new();
+    for t in &f.tests {
+        let near = format!("name = \"{}\"", t.name);
+        let what = format!("test `{}`", t.name);
+        if !names.insert(t.name.clone()) {
+            l.push(Some(&near), format!("{what}: duplicate test name"));
+        }
+        if let Some(lang) = &t.lang {
+            if let Err(e) = lang.parse::<Lang>() {
+                l.push(Some(&near), format!("{what}: {e}"));
+            }
+        }
+        for k in t.vars.keys() {
+            if !f.vars.contains_key(k) {
+                l.push(Some(&near), format!("{what}: variable `{k}` is not declared"));
+            }
+        }
+        if is_script && t.mock_output.is_some() {
+            l.push(Some(&near), format!("{what}: scripts use [tests.mock] (step id = reply), not mock_output"));
+        }
+        if !is_script && !t.mock.is_empty() {
+            l.push(Some(&near), format!("{what}: prompt files use mock_output, not [tests.mock]"));
+        }
+        for k in t.mock.keys() {
+            if !ids.contains(k) {
+                l.push(Some(&near), format!("{what}: [tests.mock] names unknown step `{k}`"));
+            }
+        }
+        if t.assert.is_empty() {
+            l.push(Some(&near), format!("{what}: has no [[tests.assert]]"));
+        }
+        for a in &t.assert {
+            if a.kind != AssertKind::Schema && a.value.is_none() {
+                l.push(Some(&near), format!("{what}: a {:?} assertion needs `value`", a.kind));
+            }
+            if a.kind.needs_output() && a.kind != AssertKind::ErrorContains && !t.is_mocked() && !t.requires_model {
+                l.push(Some(&near), format!("{what}: a {:?} assertion needs a mocked output", a.kind));
+            }
+            if let Some(s) = &a.step {
+                if !is_script {
+                    l.push(Some(&near), format!("{what}: `step` only applies to script tests"));
+                } else if !ids.contains(s) {
+                    l.push(Some(&near), format!("{what}: assertion names unknown step `{s}`"));
+                }
+            }
+            for expr in
+                [a.value.as_deref().filter(|_| a.kind == AssertKind::Expr), a.of.as_deref()].into_iter().flatten()
+            {
+                if let Err(e) = expr_names_used(&l.env, expr, false) {
+                    l.push(Some(&near), format!("{what}: expression `{expr}`: {e}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib_with(files: &[(&str, &str)]) -> (tempfile::TempDir, Library) {
+        let dir = tempfile::tempdir().unwrap();
+        for (id, text) in files {
+            let path = dir.path().join(format!("{id}.toml"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+        }
+        let lib = Library::load(&[dir.path().to_path_buf()]).unwrap();
+        (dir, lib)
+    }
+
+    const SCRIPT: &str = r#"
+format = 1
+kind = "script"
+[vars.company]
+required = true
+
+[[steps]]
+id = "facts"
+uses = "market/extract-facts@1"
+[steps.with]
+focus = "{{ steps.brief.output }}"
+
+[[steps]]
+id = "score"
+[steps.prompt]
+user = "{{ steps.facts.output }} {{ steps.nope.json }} {{ vars.compnay }} {{ companyy }}"
+
+[[steps]]
+id = "brief"
+uses = "market/exec-brief"
+when = "steps.score.json.verdict != 'x'"
+"#;
+
+    #[test]
+    fn step_references_are_checked() {
+        let (_d, lib) = lib_with(&[("t/s", SCRIPT)]);
+        let msgs: Vec<String> = lint(&lib, "t/s").iter().map(|p| p.to_string()).collect();
+        let all = msgs.join("\n");
+        assert!(all.contains("step `facts` refers to step `brief`, which has not run yet"), "{all}");
+        assert!(all.contains("step `score` refers to unknown step `nope`"), "{all}");
+        assert!(all.contains("`vars.compnay` is not declared"), "{all}");
+        assert!(all.contains("undefined variable `companyy`"), "{all}");
+        assert!(all.contains("`market/exec-brief` needs `subject`"), "{all}");
+        assert!(msgs.iter().any(|m| m.contains(":8:") && m.contains("`brief`")), "position of the facts step: {all}");
+    }
+
+    #[test]
+    fn running_a_script_with_bad_refs_exits_2() {
+        let (_d, lib) = lib_with(&[("t/s", SCRIPT)]);
+        let mut gen = crate::prompts::params::MockGenerator::default();
+        let e =
+            crate::prompts::script::run_script(&lib, "t/s", &[], "x", Lang::En, &Default::default(), None, &mut gen)
+                .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(gen.requests.is_empty());
+    }
+
+    #[test]
+    fn bad_schema_vars_and_tests_are_reported() {
+        let text = r#"
+format = 1
+[vars.n]
+type = "int"
+default = 50
+max = 10
+[vars.input]
+[vars.kind]
+type = "enum"
+[prompt]
+user = "x"
+[output]
+format = "json"
+schema = '{"type":"object","properties":{"a":{"type":"string"}}}'
+[[examples]]
+input = "i"
+output = "{\"a\": 1}"
+[[tests]]
+name = "t"
+vars = { zzz = 1 }
+[[tests.assert]]
+type = "contains"
+value = "x"
+"#;
+        let (_d, lib) = lib_with(&[("t/p", text)]);
+        let all: Vec<String> = lint(&lib, "t/p").iter().map(|p| p.to_string()).collect();
+        let all = all.join("\n");
+        for needle in [
+            "default is invalid: 50 is above the maximum 10",
+            "variable name `input`",
+            "enum but has no `choices`",
+            "examples[0].output does not match the schema",
+            "variable `zzz` is not declared",
+            "needs a mocked output",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+}

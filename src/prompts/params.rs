@@ -1,0 +1,96 @@
+//! The boundary between prompt files and whatever engine produces text.
+//!
+//! Nothing here knows about llama.cpp: the engine receives the rendered messages, sampling overrides and
+//! the JSON Schema as text, and compiles that schema into its own grammar.
+
+use serde::{Deserialize, Serialize};
+
+/// One generation request. `json_schema` is the schema exactly as written in the prompt file, so the key order
+/// the author chose (e.g. reasons before verdicts) survives into the grammar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenRequest {
+    pub system: Option<String>,
+    pub user: String,
+    pub params: Params,
+    pub json_schema: Option<String>,
+}
+
+/// Sampling parameters. `None` means "not set at this level", so layers can be stacked with [`Params::overlay`];
+/// whatever is still `None` at the end is left to the engine's config defaults (the lowest layer).
+#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+impl Params {
+    /// `over` wins wherever it is set. Precedence CLI > script step > script > prompt file is built as
+    /// `file.overlay(script).overlay(step).overlay(cli)`; the engine then fills the gaps from config.
+    pub fn overlay(&self, over: &Params) -> Params {
+        Params {
+            temperature: over.temperature.or(self.temperature),
+            top_k: over.top_k.or(self.top_k),
+            top_p: over.top_p.or(self.top_p),
+            min_p: over.min_p.or(self.min_p),
+            repeat_penalty: over.repeat_penalty.or(self.repeat_penalty),
+            seed: over.seed.or(self.seed),
+            max_tokens: over.max_tokens.or(self.max_tokens),
+        }
+    }
+}
+
+/// Anything that turns a request into text: the llama.cpp engine in moat, a mock in tests.
+pub trait Generator {
+    fn generate(&mut self, req: &GenRequest) -> Result<String, String>;
+}
+
+/// Replays canned replies in order; used by embedded tests and unit tests. Records what it was asked so tests can
+/// check the wiring (e.g. that a retry carried the validator's message).
+#[derive(Default, Debug)]
+pub struct MockGenerator {
+    pub replies: Vec<String>,
+    pub requests: Vec<GenRequest>,
+}
+
+impl MockGenerator {
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(replies: I) -> Self {
+        MockGenerator { replies: replies.into_iter().map(Into::into).collect(), requests: Vec::new() }
+    }
+}
+
+impl Generator for MockGenerator {
+    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+        self.requests.push(req.clone());
+        if self.replies.is_empty() {
+            return Err("mock generator has no reply left".into());
+        }
+        Ok(self.replies.remove(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_precedence() {
+        let file = Params { temperature: Some(0.2), max_tokens: Some(500), ..Default::default() };
+        let step = Params { temperature: Some(0.0), ..Default::default() };
+        let cli = Params { seed: Some(7), ..Default::default() };
+        let p = file.overlay(&step).overlay(&cli);
+        assert_eq!(p, Params { temperature: Some(0.0), max_tokens: Some(500), seed: Some(7), ..Default::default() });
+    }
+}

@@ -1,0 +1,474 @@
+//! Running one prompt: variables → input budget → rendered messages → generation → JSON check with one retry →
+//! computed values → view.
+
+use std::time::Instant;
+
+use minijinja::Environment;
+use serde_json::{Map, Value};
+
+use super::error::{Problem, PromptError};
+use super::extract::{extract_json, strip_think};
+use super::format::{Example, Format, InputSpec, OutputSpec, PromptFile, PromptText, Truncate};
+use super::library::{Library, Source};
+use super::locale::Lang;
+use super::params::{GenRequest, Generator, Params};
+use super::parse::Prompt;
+use super::schema::{parse_schema, validate};
+use super::template::{environment, eval, render, to_json};
+use super::vars::resolve_vars;
+
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub id: String,
+    pub version: Option<String>,
+    pub source: Source,
+    pub lang: Lang,
+    pub format: Format,
+    pub params: Params,
+    pub system: Option<String>,
+    pub user: String,
+    /// The last reply as the model wrote it (think blocks removed).
+    pub output: String,
+    /// The validated JSON with computed values merged in (they overwrite model fields of the same name: the
+    /// program's arithmetic is authoritative).
+    pub json: Option<Value>,
+    pub computed: Map<String, Value>,
+    pub view: Option<String>,
+    pub attempts: u32,
+    pub ms: u128,
+    pub input_truncated: bool,
+}
+
+/// What a generation produced once checked; shared by prompts and script steps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcome {
+    pub output: String,
+    pub json: Option<Value>,
+    pub computed: Map<String, Value>,
+    pub view: Option<String>,
+    pub attempts: u32,
+}
+
+/// A prompt file made ready to send: vars resolved, input budgeted, messages rendered.
+pub(crate) struct Prepared {
+    pub file: PromptFile,
+    pub ctx: Value,
+    pub system: Option<String>,
+    pub user: String,
+    pub truncated: bool,
+}
+
+pub(crate) type StepGen<'a> = dyn FnMut(&str, &GenRequest) -> Result<String, String> + 'a;
+
+// The signature is the one moat's CLI and REPL call; bundling it into a struct would hide the precedence order.
+#[allow(clippy::too_many_arguments)]
+pub fn run_prompt(
+    lib: &Library,
+    id_or_path: &str,
+    vars: &[(String, String)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut dyn Generator,
+) -> Result<RunResult, PromptError> {
+    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    run_prompt_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
+}
+
+/// The request that would be sent, without generating (`--dry-run`, `prompts show --render`, render tests).
+pub fn render_request(
+    lib: &Library,
+    id_or_path: &str,
+    vars: &[(String, String)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+) -> Result<GenRequest, PromptError> {
+    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let prompt = load_checked(lib, id_or_path)?;
+    let env = environment(lib.partials());
+    let p = prepare(&env, &prompt, lang, &given, input, max_input_chars)?;
+    Ok(request(&p, cli_params))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_prompt_with(
+    lib: &Library,
+    id_or_path: &str,
+    given: &[(String, Value)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut StepGen<'_>,
+) -> Result<RunResult, PromptError> {
+    let started = Instant::now();
+    let prompt = load_checked(lib, id_or_path)?;
+    if prompt.file.is_script() {
+        return Err(PromptError::Invalid {
+            problems: vec![Problem {
+                file: prompt.path.clone(),
+                pos: None,
+                message: format!("`{}` is a script; run it with run_script", prompt.id),
+            }],
+        });
+    }
+    let env = environment(lib.partials());
+    let p = prepare(&env, &prompt, lang, given, input, max_input_chars)?;
+    let req = request(&p, cli_params);
+    let out = generate_checked(&env, &prompt.path, &prompt.id, &p.file.output, req.clone(), &p.ctx, lang, &mut |r| {
+        gen(&prompt.id, r)
+    })?;
+    Ok(RunResult {
+        id: prompt.id.clone(),
+        version: p.file.version.clone(),
+        source: prompt.source.clone(),
+        lang,
+        format: p.file.output.format,
+        params: req.params,
+        system: p.system,
+        user: p.user,
+        output: out.output,
+        json: out.json,
+        computed: out.computed,
+        view: out.view,
+        attempts: out.attempts,
+        ms: started.elapsed().as_millis(),
+        input_truncated: p.truncated,
+    })
+}
+
+/// Resolves, parses and lints one file, so a broken file fails before any tokens are spent.
+pub(crate) fn load_checked(lib: &Library, id_or_path: &str) -> Result<Prompt, PromptError> {
+    let prompt = lib.prompt(id_or_path)?;
+    check_pin(&prompt, id_or_path)?;
+    let problems = super::lint::lint_prompt(lib, &prompt);
+    if !problems.is_empty() {
+        return Err(PromptError::Invalid { problems });
+    }
+    Ok(prompt)
+}
+
+/// `id@1` / `id@^1` pins the major version, so a user file shadowing a built-in with a different output contract
+/// is refused instead of breaking a script downstream.
+pub(crate) fn check_pin(prompt: &Prompt, reference: &str) -> Result<(), PromptError> {
+    let Some((_, pin)) = reference.split_once('@') else { return Ok(()) };
+    let want = pin.trim_start_matches('^').split('.').next().unwrap_or("");
+    let have = prompt.file.version.as_deref().unwrap_or("0.0.0");
+    if have.split('.').next() == Some(want) {
+        Ok(())
+    } else {
+        Err(PromptError::Invalid {
+            problems: vec![Problem {
+                file: prompt.path.clone(),
+                pos: None,
+                message: format!("`{reference}` wants major version {want}, but this file has version {have}"),
+            }],
+        })
+    }
+}
+
+pub(crate) fn prepare(
+    env: &Environment<'_>,
+    prompt: &Prompt,
+    lang: Lang,
+    given: &[(String, Value)],
+    input: &str,
+    max_input_chars: Option<usize>,
+) -> Result<Prepared, PromptError> {
+    let file = prompt.variant(lang)?;
+    let vars = resolve_vars(&prompt.id, &file, given)?;
+    let (input, truncated) = budget_input(&prompt.id, &file.input, input, max_input_chars)?;
+    let ctx = base_ctx(&vars, &input, lang);
+    let text = file.prompt.clone().unwrap_or_default();
+    let (system, user) = render_messages(env, &prompt.path, &text, &file.examples, &ctx, lang, true)?;
+    Ok(Prepared { file, ctx, system, user, truncated })
+}
+
+pub(crate) fn request(p: &Prepared, cli: &Params) -> GenRequest {
+    GenRequest {
+        system: p.system.clone(),
+        user: p.user.clone(),
+        params: p.file.model.overlay(cli),
+        json_schema: p.file.output.schema.clone(),
+    }
+}
+
+/// Declared vars are visible both bare (`{{ subject }}`) and as `vars.subject`.
+pub(crate) fn base_ctx(vars: &Map<String, Value>, input: &str, lang: Lang) -> Value {
+    let mut ctx = vars.clone();
+    ctx.insert("vars".into(), Value::Object(vars.clone()));
+    ctx.insert("input".into(), Value::String(input.to_string()));
+    ctx.insert("lang".into(), Value::String(lang.code().into()));
+    ctx.insert("lang_name".into(), Value::String(lang.name().into()));
+    Value::Object(ctx)
+}
+
+pub(crate) fn budget_input(
+    id: &str,
+    spec: &InputSpec,
+    input: &str,
+    caller_max: Option<usize>,
+) -> Result<(String, bool), PromptError> {
+    if spec.required && input.trim().is_empty() {
+        return Err(PromptError::InputRequired { id: id.to_string() });
+    }
+    let max = match (spec.max_chars, caller_max) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => match a.or(b) {
+            Some(m) => m,
+            None => return Ok((input.to_string(), false)),
+        },
+    };
+    let chars = input.chars().count();
+    if chars <= max {
+        return Ok((input.to_string(), false));
+    }
+    match spec.truncate {
+        Truncate::Error => Err(PromptError::InputTooLarge { chars, max }),
+        Truncate::Head => Ok((input.chars().take(max).collect(), true)),
+        Truncate::Tail => Ok((input.chars().skip(chars - max).collect(), true)),
+    }
+}
+
+/// Renders system and user. Few-shot examples are folded into the user message because the engine request has
+/// no turn list; with `append_input`, input the template never placed is added after a blank line (fabric's
+/// rule), and a missing user template makes the input itself the user message.
+pub(crate) fn render_messages(
+    env: &Environment<'_>,
+    path: &str,
+    text: &PromptText,
+    examples: &[Example],
+    ctx: &Value,
+    lang: Lang,
+    append_input: bool,
+) -> Result<(Option<String>, String), PromptError> {
+    let system = match &text.system {
+        Some(s) => Some(render(env, path, "system", s, ctx)?.trim().to_string()),
+        None => None,
+    };
+    let input = ctx.get("input").and_then(Value::as_str).unwrap_or("");
+    let mut user = match &text.user {
+        Some(u) => {
+            let mut out = render(env, path, "user", u, ctx)?.trim().to_string();
+            let uses_input = super::template::names_used(env, u, false).map(|n| n.contains("input")).unwrap_or(true);
+            if append_input && !uses_input && !input.trim().is_empty() {
+                out.push_str("\n\n");
+                out.push_str(input);
+            }
+            out
+        }
+        None => input.to_string(),
+    };
+    if !examples.is_empty() {
+        let (qi, qo) = match lang {
+            Lang::Zh => ("示例输入：", "示例输出："),
+            Lang::En => ("Example input:", "Example output:"),
+        };
+        let mut block = String::new();
+        for ex in examples {
+            block.push_str(&format!("{qi}\n{}\n{qo}\n{}\n\n", ex.input.trim(), ex.output.trim()));
+        }
+        user = format!("{block}{user}");
+    }
+    Ok((system, user))
+}
+
+/// Generates, and for JSON outputs extracts, validates and retries with the validator's message appended, then
+/// runs `compute` and the `view`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn generate_checked(
+    env: &Environment<'_>,
+    path: &str,
+    id: &str,
+    spec: &OutputSpec,
+    req: GenRequest,
+    ctx: &Value,
+    lang: Lang,
+    gen: &mut dyn FnMut(&GenRequest) -> Result<String, String>,
+) -> Result<Outcome, PromptError> {
+    let schema = match &spec.schema {
+        Some(s) => Some(parse_schema(s).map_err(|errs| PromptError::Invalid {
+            problems: errs.into_iter().map(|m| Problem { file: path.to_string(), pos: None, message: m }).collect(),
+        })?),
+        None => None,
+    };
+    let is_json = spec.format == Format::Json;
+    let max_attempts = if is_json { 1 + spec.retries() } else { 1 };
+    let mut current = req.clone();
+    let mut attempts = 0;
+    let (output, json) = loop {
+        attempts += 1;
+        let raw = gen(&current).map_err(|message| PromptError::Generation { id: id.to_string(), message })?;
+        let text = strip_think(&raw).trim().to_string();
+        if !is_json {
+            break (text, None);
+        }
+        let checked = extract_json(&text).and_then(|v| match &schema {
+            Some(s) => validate(s, &v).map(|_| v).map_err(|errs| errs.join("; ")),
+            None => Ok(v),
+        });
+        match checked {
+            Ok(v) => break (text, Some(v)),
+            Err(message) if attempts >= max_attempts => {
+                return Err(PromptError::OutputInvalid { id: id.to_string(), attempts, message, raw: text });
+            }
+            Err(message) => current = retry_request(&req, &message, lang),
+        }
+    };
+    let mut full = ctx.as_object().cloned().unwrap_or_default();
+    full.insert("output".into(), Value::String(output.clone()));
+    let mut json = json;
+    let mut computed = Map::new();
+    for c in &spec.compute {
+        full.insert("json".into(), json.clone().unwrap_or(Value::Null));
+        full.insert("computed".into(), Value::Object(computed.clone()));
+        let v = eval(env, path, &format!("compute.{}", c.name), &c.expr, &Value::Object(full.clone()))?;
+        let v = to_json(&v);
+        if let Some(Value::Object(obj)) = json.as_mut() {
+            obj.insert(c.name.clone(), v.clone());
+        }
+        computed.insert(c.name.clone(), v);
+    }
+    full.insert("json".into(), json.clone().unwrap_or(Value::Null));
+    full.insert("computed".into(), Value::Object(computed.clone()));
+    let view = match &spec.view {
+        Some(v) => Some(render(env, path, "view", v, &Value::Object(full))?.trim().to_string()),
+        None => None,
+    };
+    Ok(Outcome { output, json, computed, view, attempts })
+}
+
+/// Small models fix a concrete complaint better than a restated instruction, so the retry quotes the validator.
+fn retry_request(req: &GenRequest, message: &str, lang: Lang) -> GenRequest {
+    let note = match lang {
+        Lang::Zh => format!("\n\n你上一次的回答未通过校验：{message}\n请只输出一个修正后的 JSON 对象。"),
+        Lang::En => {
+            format!("\n\nYour previous answer was rejected: {message}\nReply with one corrected JSON object only.")
+        }
+    };
+    GenRequest { user: format!("{}{note}", req.user), ..req.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompts::params::MockGenerator;
+
+    fn lib_with(id: &str, text: &str) -> (tempfile::TempDir, Library) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{id}.toml"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        let lib = Library::load(&[dir.path().to_path_buf()]).unwrap();
+        (dir, lib)
+    }
+
+    const SCORE: &str = r#"
+format = 1
+version = "1.0.0"
+[input]
+required = true
+[vars.subject]
+required = true
+[model]
+temperature = 0.2
+max_tokens = 300
+[prompt]
+system = "Score {{ subject }}."
+user = "Material:\n{{ input }}"
+[output]
+format = "json"
+schema = '{"type":"object","required":["demand","risk"],"properties":{"demand":{"type":"integer","minimum":1,"maximum":5},"risk":{"type":"integer","minimum":1,"maximum":5}}}'
+compute = [
+  { name = "weighted_score", expr = "json | weighted_mean({'demand': 0.6, 'risk': 0.4}) | round(2)" },
+  { name = "verdict", expr = "'go' if computed.weighted_score >= 3.5 else 'no-go'" },
+]
+view = "Score {{ json.weighted_score }} → {{ computed.verdict }}"
+"#;
+
+    fn vars() -> Vec<(String, String)> {
+        vec![("subject".into(), "ClaimPilot".into())]
+    }
+
+    #[test]
+    fn retry_on_invalid_then_valid_with_computed_score() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let mut gen = MockGenerator::new([
+            "Here you go: {\"demand\": 9, \"risk\": 2}",
+            "```json\n{\"demand\": 4, \"risk\": 3, \"weighted_score\": 1.0}\n```",
+        ]);
+        let cli = Params { temperature: Some(0.0), ..Default::default() };
+        let r = run_prompt(&lib, "t/score", &vars(), "notes", Lang::En, &cli, None, &mut gen).unwrap();
+        assert_eq!(r.attempts, 2);
+        assert!(gen.requests[1].user.contains("$.demand: 9 is greater than the maximum 5"), "{}", gen.requests[1].user);
+        assert_eq!(
+            gen.requests[0].params,
+            Params { temperature: Some(0.0), max_tokens: Some(300), ..Default::default() }
+        );
+        assert!(gen.requests[0].json_schema.as_deref().unwrap().contains("\"demand\""));
+        // 4*0.6 + 3*0.4 = 3.6: the model's own 1.0 is overwritten by the program's arithmetic.
+        assert_eq!(r.json.as_ref().unwrap()["weighted_score"], serde_json::json!(3.6));
+        assert_eq!(r.computed["verdict"], "go");
+        assert_eq!(r.view.as_deref(), Some("Score 3.6 → go"));
+    }
+
+    #[test]
+    fn invalid_twice_exits_3() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let mut gen = MockGenerator::new(["{\"demand\": 9, \"risk\": 2}", "not json at all"]);
+        let e =
+            run_prompt(&lib, "t/score", &vars(), "notes", Lang::En, &Params::default(), None, &mut gen).unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.to_string().contains("no JSON object"), "{e}");
+    }
+
+    #[test]
+    fn user_input_with_template_syntax_stays_literal() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let req =
+            render_request(&lib, "t/score", &vars(), "price is {{ x }} {% if %}", Lang::En, &Params::default(), None)
+                .unwrap();
+        assert!(req.user.ends_with("price is {{ x }} {% if %}"), "{}", req.user);
+        let vars = vec![("subject".to_string(), "{{ input }}".to_string())];
+        let req = render_request(&lib, "t/score", &vars, "a", Lang::En, &Params::default(), None).unwrap();
+        assert_eq!(req.system.as_deref(), Some("Score {{ input }}."));
+    }
+
+    #[test]
+    fn input_budget_error_and_truncation() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let e =
+            render_request(&lib, "t/score", &vars(), "0123456789", Lang::En, &Params::default(), Some(5)).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("input is 10 characters but the limit is 5"), "{e}");
+        let e = render_request(&lib, "t/score", &vars(), "  ", Lang::En, &Params::default(), None).unwrap_err();
+        assert!(matches!(e, PromptError::InputRequired { .. }));
+        let head = InputSpec { max_chars: Some(4), truncate: Truncate::Head, ..Default::default() };
+        assert_eq!(budget_input("x", &head, "风险登记表", Some(100)).unwrap(), ("风险登记".to_string(), true));
+        let tail = InputSpec { truncate: Truncate::Tail, ..Default::default() };
+        assert_eq!(budget_input("x", &tail, "abcdef", Some(2)).unwrap(), ("ef".to_string(), true));
+    }
+
+    #[test]
+    fn unused_input_is_appended_and_missing_var_gives_usage() {
+        let (_d, lib) =
+            lib_with("t/plain", "format = 1\n[vars.x]\nrequired = true\n[prompt]\nuser = \"Summarise for {{ x }}.\"\n");
+        let req =
+            render_request(&lib, "t/plain", &[("x".into(), "me".into())], "TEXT", Lang::En, &Params::default(), None)
+                .unwrap();
+        assert_eq!(req.user, "Summarise for me.\n\nTEXT");
+        let e = render_request(&lib, "t/plain", &[], "TEXT", Lang::En, &Params::default(), None).unwrap_err();
+        assert_eq!(e.to_string(), "missing variable `x`; usage: moat run t/plain -v x=<text> [< input.txt]");
+    }
+
+    #[test]
+    fn pin_mismatch_is_refused() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let e = render_request(&lib, "t/score@2", &vars(), "a", Lang::En, &Params::default(), None).unwrap_err();
+        assert!(e.to_string().contains("wants major version 2"), "{e}");
+        assert!(render_request(&lib, "t/score@^1", &vars(), "a", Lang::En, &Params::default(), None).is_ok());
+    }
+}

@@ -1,0 +1,305 @@
+//! Running a script: steps in file order, each reading earlier results through `steps.<id>.output|json`.
+//!
+//! Steps are strictly sequential: one local model means there is nothing to gain from a DAG, and a linear order
+//! is what lint checks references against.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::error::PromptError;
+use super::format::{OutputSpec, PromptFile, Step};
+use super::library::{Library, Source};
+use super::locale::Lang;
+use super::params::{Generator, Params};
+use super::parse::Prompt;
+use super::run::{
+    base_ctx, budget_input, check_pin, generate_checked, load_checked, prepare, render_messages, request, StepGen,
+};
+use super::template::{environment, eval, render};
+use super::vars::{resolve_vars, toml_to_json};
+
+#[derive(Debug, Clone, Default)]
+pub struct StepResult {
+    pub id: String,
+    pub title: Option<String>,
+    pub uses: Option<String>,
+    pub skipped: bool,
+    pub params: Params,
+    pub system: Option<String>,
+    pub user: String,
+    pub output: String,
+    pub json: Option<Value>,
+    pub computed: Map<String, Value>,
+    pub view: Option<String>,
+    pub attempts: u32,
+    pub ms: u128,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScriptResult {
+    pub id: String,
+    pub version: Option<String>,
+    pub source: Source,
+    pub lang: Lang,
+    pub vars: Map<String, Value>,
+    pub steps: Vec<StepResult>,
+    /// The step whose output is "the" result: first of `[result] from` that ran, else the last step that ran.
+    pub result_step: Option<String>,
+    /// Every step's computed values, keyed `step.name`.
+    pub computed: BTreeMap<String, Value>,
+    /// `[result] view` rendered over all steps, if the script has one.
+    pub view: Option<String>,
+    pub ms: u128,
+}
+
+impl ScriptResult {
+    pub fn step(&self, id: &str) -> Option<&StepResult> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn result(&self) -> Option<&StepResult> {
+        self.result_step.as_deref().and_then(|id| self.step(id))
+    }
+}
+
+/// Runs a script, or a plain prompt as a one-step script.
+// The signature is the one moat's CLI and REPL call; bundling it into a struct would hide the precedence order.
+#[allow(clippy::too_many_arguments)]
+pub fn run_script(
+    lib: &Library,
+    id_or_path: &str,
+    vars: &[(String, String)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut dyn Generator,
+) -> Result<ScriptResult, PromptError> {
+    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_script_with(
+    lib: &Library,
+    id_or_path: &str,
+    given: &[(String, Value)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut StepGen<'_>,
+) -> Result<ScriptResult, PromptError> {
+    let started = Instant::now();
+    let script = load_checked(lib, id_or_path)?;
+    let mut file = script.variant(lang)?;
+    if !file.is_script() {
+        file = as_one_step(&script);
+    }
+    let env = environment(lib.partials());
+    let vars = resolve_vars(&script.id, &file, given)?;
+    let (input, _) = budget_input(&script.id, &file.input, input, max_input_chars)?;
+    let mut steps_ctx = Map::new();
+    let mut results = Vec::new();
+    for step in &file.steps {
+        let t0 = Instant::now();
+        let mut ctx = base_ctx(&vars, &input, lang);
+        ctx["steps"] = Value::Object(steps_ctx.clone());
+        let run = match &step.when {
+            Some(expr) => eval(&env, &script.path, &format!("steps.{}.when", step.id), expr, &ctx)?.is_true(),
+            None => true,
+        };
+        let mut r = if !run {
+            StepResult {
+                id: step.id.clone(),
+                title: step.title.clone(),
+                uses: step.uses.clone(),
+                skipped: true,
+                ..Default::default()
+            }
+        } else if let Some(uses) = &step.uses {
+            run_uses_step(lib, &env, &script, &file, step, uses, &ctx, lang, cli_params, max_input_chars, gen)?
+        } else {
+            run_inline_step(&env, &script, &file, step, &ctx, lang, cli_params, max_input_chars, gen)?
+        };
+        r.ms = t0.elapsed().as_millis();
+        steps_ctx.insert(step.id.clone(), step_value(&r));
+        results.push(r);
+    }
+    let from = file.result.from.to_vec();
+    let ran = |id: &String| results.iter().any(|r: &StepResult| &r.id == id && !r.skipped);
+    let result_step = from
+        .iter()
+        .find(|id| ran(id))
+        .cloned()
+        .or_else(|| results.iter().rev().find(|r| !r.skipped).map(|r| r.id.clone()));
+    let mut computed = BTreeMap::new();
+    for r in &results {
+        for (k, v) in &r.computed {
+            computed.insert(format!("{}.{k}", r.id), v.clone());
+        }
+    }
+    let view = match &file.result.view {
+        Some(v) => {
+            let mut ctx = base_ctx(&vars, &input, lang);
+            ctx["steps"] = Value::Object(steps_ctx);
+            ctx["result_step"] = result_step.clone().map(Value::String).unwrap_or(Value::Null);
+            Some(render(&env, &script.path, "result.view", v, &ctx)?.trim().to_string())
+        }
+        None => None,
+    };
+    Ok(ScriptResult {
+        id: script.id.clone(),
+        version: file.version.clone(),
+        source: script.source.clone(),
+        lang,
+        vars,
+        steps: results,
+        result_step,
+        computed,
+        view,
+        ms: started.elapsed().as_millis(),
+    })
+}
+
+/// What later steps see as `steps.<id>`.
+pub(crate) fn step_value(r: &StepResult) -> Value {
+    serde_json::json!({
+        "output": r.output,
+        "json": r.json.clone().unwrap_or(Value::Null),
+        "computed": r.computed,
+        "view": r.view,
+        "skipped": r.skipped,
+        "ms": r.ms as u64,
+    })
+}
+
+fn as_one_step(prompt: &Prompt) -> PromptFile {
+    let mut f = prompt.file.clone();
+    f.prompt = None;
+    f.steps = vec![Step { id: "main".into(), uses: Some(prompt.id.clone()), ..Default::default() }];
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_uses_step(
+    lib: &Library,
+    env: &minijinja::Environment<'_>,
+    script: &Prompt,
+    file: &PromptFile,
+    step: &Step,
+    uses: &str,
+    ctx: &Value,
+    lang: Lang,
+    cli: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut StepGen<'_>,
+) -> Result<StepResult, PromptError> {
+    let used = if uses == script.id { script.clone() } else { lib.prompt(uses)? };
+    check_pin(&used, uses)?;
+    let mut given = Vec::new();
+    for (k, v) in &step.with_vars {
+        let value = match v {
+            toml::Value::String(s) => {
+                Value::String(render(env, &script.path, &format!("steps.{}.with.{k}", step.id), s, ctx)?)
+            }
+            other => toml_to_json(other),
+        };
+        given.push((k.clone(), value));
+    }
+    // A one-step run of a plain prompt passes the caller's typed vars straight through.
+    if step.id == "main" && uses == script.id {
+        given = ctx["vars"]
+            .as_object()
+            .map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+    }
+    let input_tmpl = step.input.as_deref().unwrap_or("{{ input }}");
+    let step_input = render(env, &script.path, &format!("steps.{}.input", step.id), input_tmpl, ctx)?;
+    let p = prepare(env, &used, lang, &given, &step_input, max_input_chars).map_err(|e| match e {
+        PromptError::InputRequired { .. } => {
+            PromptError::StepInputEmpty { script: script.id.clone(), step: step.id.clone() }
+        }
+        other => other,
+    })?;
+    let mut req = request(&p, &Params::default());
+    req.params = p.file.model.overlay(&file.model).overlay(&step.model).overlay(cli);
+    let out = generate_checked(
+        env,
+        &used.path,
+        &format!("{}/{}", script.id, step.id),
+        &p.file.output,
+        req.clone(),
+        &p.ctx,
+        lang,
+        &mut |r| gen(&step.id, r),
+    )?;
+    Ok(StepResult {
+        id: step.id.clone(),
+        title: step.title.clone().or(p.file.title.clone()),
+        uses: Some(uses.to_string()),
+        skipped: false,
+        params: req.params,
+        system: p.system,
+        user: p.user,
+        output: out.output,
+        json: out.json,
+        computed: out.computed,
+        view: out.view,
+        attempts: out.attempts,
+        ms: 0,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_inline_step(
+    env: &minijinja::Environment<'_>,
+    script: &Prompt,
+    file: &PromptFile,
+    step: &Step,
+    ctx: &Value,
+    lang: Lang,
+    cli: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut StepGen<'_>,
+) -> Result<StepResult, PromptError> {
+    let mut ctx = ctx.clone();
+    // An inline step sees the script's input unless it builds its own; only an explicit input is appended.
+    if let Some(tmpl) = &step.input {
+        let rendered = render(env, &script.path, &format!("steps.{}.input", step.id), tmpl, &ctx)?;
+        let spec = super::format::InputSpec::default();
+        let (budgeted, _) = budget_input(&script.id, &spec, &rendered, max_input_chars)?;
+        ctx["input"] = Value::String(budgeted);
+    }
+    let text = step.prompt.clone().unwrap_or_default();
+    let (system, user) = render_messages(env, &script.path, &text, &[], &ctx, lang, step.input.is_some())?;
+    let spec: OutputSpec = step.output.clone().unwrap_or_default();
+    let params = file.model.overlay(&step.model).overlay(cli);
+    let req = super::params::GenRequest {
+        system: system.clone(),
+        user: user.clone(),
+        params: params.clone(),
+        json_schema: spec.schema.clone(),
+    };
+    let out =
+        generate_checked(env, &script.path, &format!("{}/{}", script.id, step.id), &spec, req, &ctx, lang, &mut |r| {
+            gen(&step.id, r)
+        })?;
+    Ok(StepResult {
+        id: step.id.clone(),
+        title: step.title.clone(),
+        uses: None,
+        skipped: false,
+        params,
+        system,
+        user,
+        output: out.output,
+        json: out.json,
+        computed: out.computed,
+        view: out.view,
+        attempts: out.attempts,
+        ms: 0,
+    })
+}
