@@ -17,7 +17,10 @@ pub enum Picker {
     /// costs far more than a decode on small models, so, like llama.cpp's own common sampler, the
     /// token is chosen without the grammar first and only that one is checked; the whole
     /// vocabulary is filtered only when the grammar rejects it.
-    Constrained { grammar: LlamaSampler, inner: Box<Picker> },
+    Constrained {
+        grammar: LlamaSampler,
+        inner: Box<Picker>,
+    },
 }
 
 impl Picker {
@@ -34,18 +37,24 @@ impl Picker {
                     grammar.accept(tok);
                     return tok;
                 }
+                // Rejected: the grammar checks the most likely candidates first (almost always one
+                // of them is allowed), and the whole vocabulary only if none is.
                 let logits = ctx.get_logits_ith(-1);
-                let mut all = LlamaTokenDataArray::from_iter(
-                    logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
-                    false,
-                );
-                grammar.apply(&mut all);
+                let mut allowed = top_candidates(logits, TOP_CANDIDATES);
+                grammar.apply(&mut allowed);
+                if !allowed.data.iter().any(|d| d.logit() > f32::NEG_INFINITY) {
+                    allowed = LlamaTokenDataArray::from_iter(
+                        logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+                        false,
+                    );
+                    grammar.apply(&mut allowed);
+                }
                 let tok = match inner.as_mut() {
                     Picker::Chain(chain) => {
-                        chain.apply(&mut all);
-                        all.selected_token().unwrap_or_else(|| best(&all))
+                        chain.apply(&mut allowed);
+                        allowed.selected_token().unwrap_or_else(|| best(&allowed))
                     }
-                    _ => best(&all),
+                    _ => best(&allowed),
                 };
                 grammar.accept(tok);
                 tok
@@ -54,9 +63,30 @@ impl Picker {
     }
 }
 
+/// How many of the most likely tokens the grammar sees before it is shown the whole vocabulary.
+const TOP_CANDIDATES: usize = 128;
+
+/// The `k` tokens with the highest logits.
+fn top_candidates(logits: &[f32], k: usize) -> LlamaTokenDataArray {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    let k = k.min(idx.len());
+    if k > 0 && k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+        idx.truncate(k);
+    }
+    LlamaTokenDataArray::new(
+        idx.into_iter().map(|i| LlamaTokenData::new(LlamaToken(i as i32), logits[i], 0.0)).collect(),
+        false,
+    )
+}
+
 /// The allowed candidate with the highest logit.
 fn best(a: &LlamaTokenDataArray) -> LlamaToken {
-    a.data.iter().filter(|d| d.logit() > f32::NEG_INFINITY).max_by(|x, y| x.logit().total_cmp(&y.logit())).map_or(LlamaToken(0), |d| d.id())
+    a.data
+        .iter()
+        .filter(|d| d.logit() > f32::NEG_INFINITY)
+        .max_by(|x, y| x.logit().total_cmp(&y.logit()))
+        .map_or(LlamaToken(0), |d| d.id())
 }
 
 /// Index of the largest value; the first one on ties, like llama.cpp's greedy sampler.
@@ -125,6 +155,15 @@ fn random_seed() -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn top_candidates_are_the_highest_logits() {
+        let logits = [0.1, 5.0, -2.0, 3.0, 4.0, f32::NEG_INFINITY];
+        let mut ids: Vec<i32> = super::top_candidates(&logits, 3).data.iter().map(|d| d.id().0).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 3, 4]);
+        assert_eq!(super::top_candidates(&logits, 10).data.len(), 6);
+    }
+
     #[test]
     fn argmax_takes_the_first_maximum() {
         assert_eq!(super::argmax(&[0.5, 2.0, -1.0, 2.0]), 1);
