@@ -4,6 +4,7 @@
 
 mod backend;
 mod bench;
+mod classify;
 mod sampling;
 mod session;
 mod template;
@@ -11,6 +12,7 @@ pub mod text;
 mod worker;
 
 pub use bench::{BenchRequest, BenchSample};
+pub use classify::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
 
 use crate::chat::Message;
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
@@ -82,6 +84,17 @@ pub enum Request {
         id: RequestId,
         bench: BenchRequest,
     },
+    /// Label scores (logits of each label's first token) for many lines; answers with one
+    /// `Scored` per line, in input order, then `Done`.
+    Score {
+        id: RequestId,
+        score: Box<ScoreRequest>,
+    },
+    /// Pooled embeddings for many lines; one `Embedded` per line in input order, then `Done`.
+    Embed {
+        id: RequestId,
+        embed: Box<EmbedRequest>,
+    },
     /// Replace the loaded model (and context) with another.
     Load(EngineOptions),
     Shutdown,
@@ -97,6 +110,8 @@ impl Request {
             Request::Complete { prompt, sampling, .. } => Request::Complete { id: new, prompt, sampling },
             Request::CountTokens { text, .. } => Request::CountTokens { id: new, text },
             Request::Bench { bench, .. } => Request::Bench { id: new, bench },
+            Request::Score { score, .. } => Request::Score { id: new, score },
+            Request::Embed { embed, .. } => Request::Embed { id: new, embed },
             other => other,
         }
     }
@@ -183,6 +198,16 @@ pub enum Event {
         id: RequestId,
         sample: BenchSample,
     },
+    Scored {
+        id: RequestId,
+        index: usize,
+        result: ItemResult,
+    },
+    Embedded {
+        id: RequestId,
+        index: usize,
+        result: ItemResult,
+    },
     Error {
         id: Option<RequestId>,
         error: EngineError,
@@ -201,6 +226,8 @@ pub enum EngineError {
     PromptTooLong { tokens: usize, n_ctx: usize, reserve: usize },
     #[error("the conversation is {tokens} tokens but the context holds {n_ctx} (with {reserve} kept for the reply); start a new one, or set chat.overflow = \"drop-oldest\"")]
     ContextOverflow { tokens: usize, n_ctx: usize, reserve: usize },
+    #[error("{0}")]
+    Classify(String),
     #[error("decode failed: {0}")]
     Decode(String),
     #[error("cancelled")]
