@@ -46,6 +46,8 @@ pub struct ChatSession {
     pub last_reply: Option<String>,
     /// An autosave that failed, for the front end to show once.
     pub save_warning: Option<String>,
+    /// Classifier mode (`/classify`): lines are classified instead of answered.
+    pub classify: Option<crate::classify::mode::ClassifyMode>,
 }
 
 impl ChatSession {
@@ -63,6 +65,7 @@ impl ChatSession {
             last: None,
             last_reply: None,
             save_warning: None,
+            classify: None,
         }
     }
 
@@ -142,6 +145,20 @@ impl ChatSession {
         match cmd {
             Command::Help => one(Outcome::Note(commands::help())),
             Command::Quit => one(Outcome::Quit),
+            Command::Classify(labels) => {
+                let labels = labels.unwrap_or_else(crate::classify::sentiment_labels);
+                let note = format!(
+                    "classifier mode ({}): each line you send is classified on {}; /chat goes back",
+                    labels.join(", "),
+                    self.model
+                );
+                self.classify = Some(crate::classify::mode::ClassifyMode::new(labels));
+                one(Outcome::Note(note))
+            }
+            Command::Chat => match self.classify.take() {
+                Some(m) => one(Outcome::Note(format!("back to chat · {}", m.tally()))),
+                None => one(Outcome::Note("already chatting".into())),
+            },
             Command::Clear => {
                 let system = self.conversation.messages.iter().find(|m| m.role == Role::System).cloned();
                 self.conversation = Conversation::default();

@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod head;
 pub mod input;
 pub mod metrics;
+pub mod mode;
 pub mod output;
 pub mod prompt;
 

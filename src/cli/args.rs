@@ -327,9 +327,9 @@ pub struct TrainArgs {
     pub heldout: f64,
     #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
     pub pooling: PoolingArg,
-    /// Prompt around each line before pooling, with {text}.
-    #[arg(long, default_value = "{text}")]
-    pub template: String,
+    /// Prompt around each line before pooling, with {text} where the line goes.
+    #[arg(long = "feature-prompt", default_value = "{text}")]
+    pub feature_prompt: String,
     #[arg(long, default_value_t = 300)]
     pub epochs: usize,
     #[arg(long, default_value_t = 1e-3)]

@@ -370,8 +370,8 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
         return Err(Failure::usage("the training data needs at least two different labels"));
     }
     check_gold(&items, &labels)?;
-    if !t.template.contains("{text}") {
-        return Err(Failure::usage("--template must contain {text}"));
+    if !t.feature_prompt.contains("{text}") {
+        return Err(Failure::usage("--feature-prompt must contain {text}"));
     }
     let model_name = flags.model.clone().unwrap_or_else(|| DEFAULT_PROMPT_MODEL.to_string());
     let (mut engine, info) = start(flags, &model_name)?;
@@ -389,7 +389,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
         .iter()
         .map(|&i| labels.iter().position(|l| Some(l) == items[i].label.as_ref()).expect("checked"))
         .collect();
-    let prompt = crate::engine::PromptSpec::raw(t.template.clone());
+    let prompt = crate::engine::PromptSpec::raw(t.feature_prompt.clone());
     let mut xs: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
     let bar = progress(texts.len());
     let started = Instant::now();
@@ -422,7 +422,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     };
     let opts = TrainOptions { epochs: t.epochs, l2: t.l2, ..TrainOptions::default() };
     let mut head =
-        Head::train(labels.clone(), &tx, &ty, t.pooling.into(), t.template.clone(), t.io.truncate, opts, prov);
+        Head::train(labels.clone(), &tx, &ty, t.pooling.into(), t.feature_prompt.clone(), t.io.truncate, opts, prov);
     let pairs: Vec<(usize, usize)> = held_idx
         .iter()
         .map(|&i| (ys[i], Prediction::from_probs_pub(head.predict(xs[i].as_ref().expect("kept"))).label))

@@ -21,6 +21,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("load", "NAME", "open a saved conversation"),
     ("sessions", "", "list saved conversations"),
     ("stats", "[on|off]", "token counts and speed of the last reply; on/off: after every reply"),
+    ("classify", "[LABELS]", "classifier mode: classify each line (labels a,b,c; default positive,negative)"),
+    ("chat", "", "leave classifier mode"),
     ("quit", "", "leave (also /exit, Ctrl+D)"),
 ];
 

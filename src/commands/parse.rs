@@ -17,6 +17,10 @@ pub enum Command {
     Sessions,
     /// Show the last reply's figures; `on`/`off` turns the per-reply line on or off (REPL).
     Stats(Option<bool>),
+    /// Classifier mode: every line is classified (labels comma-separated; default positive,negative).
+    Classify(Option<Vec<String>>),
+    /// Back to chatting from classifier mode.
+    Chat,
     Quit,
 }
 
@@ -166,6 +170,13 @@ pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
             "off" => Ok(Command::Stats(Some(false))),
             other => Err(CommandError::Invalid(format!("/stats {other}: expected on or off (or nothing)"))),
         },
+        "classify" => match arg {
+            "" => Ok(Command::Classify(None)),
+            list => crate::classify::parse_labels(list)
+                .map(|l| Command::Classify(Some(l)))
+                .map_err(|e| CommandError::Invalid(format!("/classify: {e}"))),
+        },
+        "chat" => Ok(Command::Chat),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(CommandError::Unknown(other.to_string())),
     };
