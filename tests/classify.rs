@@ -65,7 +65,7 @@ fn batched_and_one_at_a_time_agree() {
         labels: moat::classify::sentiment_labels(),
         shots: 4,
         examples: Vec::new(),
-        chat: true,
+        chat: false,
         calibrate: true,
         template: None,
     };

@@ -99,7 +99,7 @@ impl Metrics {
 pub fn bar(value: f64, width: usize) -> String {
     let eighths = (value.clamp(0.0, 1.0) * (width * 8) as f64).round() as usize;
     let mut s = "█".repeat(eighths / 8);
-    if eighths % 8 > 0 {
+    if !eighths.is_multiple_of(8) {
         s.push(['▏', '▎', '▍', '▌', '▋', '▊', '▉'][eighths % 8 - 1]);
     }
     let used = s.chars().count();

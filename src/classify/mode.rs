@@ -22,7 +22,7 @@ pub struct ClassifyMode {
 impl ClassifyMode {
     pub fn new(labels: Vec<String>) -> ClassifyMode {
         let shots = if prompt::is_sentiment(&labels) { 8 } else { 0 };
-        let plan = prompt::plan(&labels, shots, &[], true);
+        let plan = prompt::plan(&labels, shots, &[], false);
         let counts = vec![0; labels.len()];
         ClassifyMode { labels, counts, plan, calibration: None, lines: Vec::new(), offset: 0, cf_rows: Vec::new() }
     }

@@ -32,7 +32,7 @@ pub enum Command {
     /// Measure load time, prompt and generation speed, and moat's overhead over llama.cpp.
     Bench(BenchArgs),
     /// Classify lines of text (sentiment by default, or any --labels), evaluate, or train a head.
-    Classify(ClassifyArgs),
+    Classify(Box<ClassifyArgs>),
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -268,7 +268,8 @@ pub struct ClassifyArgs {
     /// Skip contextual calibration (prompt method).
     #[arg(long)]
     pub no_calibrate: bool,
-    /// Prompt method: use the model's chat template (default: on for models that have one).
+    /// Prompt method: wrap the prompt in the model's chat template (default false: a plain
+    /// completion prompt measured better, even on instruction-tuned models).
     #[arg(long)]
     pub chat_prompt: Option<bool>,
     /// Your own completion prompt with {text} where the line goes; labels follow it after a space.

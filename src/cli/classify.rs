@@ -94,7 +94,8 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
     let classifier = match head {
         Some(h) => Classifier::head(h, args.io.batch),
         None => {
-            let chat = args.chat_prompt.unwrap_or(!info.chat_format.starts_with("plain"));
+            // Measured: a completion-style prompt beats the chat template even on instruction models.
+            let chat = args.chat_prompt.unwrap_or(false);
             let shots = args.shots.unwrap_or(if sentiment || !examples.is_empty() { DEFAULT_SHOTS } else { 0 });
             let o = PromptOptions {
                 labels: labels.clone(),

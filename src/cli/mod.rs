@@ -97,7 +97,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
         Some(Command::Bench(b)) => bench::run(&cli.model, b),
         Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
-        Some(Command::Classify(c)) => classify::run(&cli.model, c),
+        Some(Command::Classify(c)) => classify::run(&cli.model, *c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }
