@@ -232,12 +232,3 @@ pub fn parse_labels(s: &str) -> Result<Vec<String>, String> {
     }
     Ok(labels)
 }
-
-/// The sentiment head that ships with moat (see README "Classify"), if this build has one.
-pub fn shipped_head() -> Option<Head> {
-    const TEXT: &str = include_str!("../../models/heads/sentiment.json");
-    if TEXT.trim().is_empty() {
-        return None;
-    }
-    Head::from_json(TEXT).ok()
-}

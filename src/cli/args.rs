@@ -212,11 +212,11 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ClassifyMethod {
-    /// The measured best for the label set: the shipped head for positive/negative, else prompt.
+    /// A head when --head is given, else label scoring (the measured best without training).
     Auto,
     /// Label scoring with an instruction prompt (zero/few-shot, calibrated).
     Prompt,
-    /// A trained head (--head FILE, or the shipped sentiment head).
+    /// A trained head (--head FILE).
     Head,
 }
 

@@ -28,25 +28,12 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
         None => None,
     };
     let sentiment = labels_flag.as_ref().is_none_or(|l| cls::prompt::is_sentiment(l));
-    let use_head = match args.method {
-        ClassifyMethod::Head => true,
-        ClassifyMethod::Prompt => false,
-        ClassifyMethod::Auto => {
-            head.is_some()
-                || (sentiment
-                    && args.shots.is_none()
-                    && args.examples.is_none()
-                    && args.prompt.is_none()
-                    && cls::shipped_head().is_some())
+    let head = match (args.method, head) {
+        (ClassifyMethod::Prompt, _) => None,
+        (ClassifyMethod::Head, None) => {
+            return Err(Failure::usage("no head: pass --head FILE (train one with `moat classify train`)"))
         }
-    };
-    let head = if use_head {
-        Some(
-            head.or_else(cls::shipped_head)
-                .ok_or_else(|| Failure::usage("no head: pass --head FILE (train one with `moat classify train`)"))?,
-        )
-    } else {
-        None
+        (_, h) => h,
     };
     if let (Some(h), Some(l)) = (&head, &labels_flag) {
         if &h.labels != l {
