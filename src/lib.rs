@@ -1,6 +1,7 @@
 //! moat: a terminal workbench for local language models.
 
 pub mod chat;
+pub mod classify;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -94,3 +94,20 @@ fn ctrl_c_stops_a_reply_and_history_recalls_it() {
     let end = tmux.wait("r", 20, "moat to exit", |x| x.contains("MOAT-EXIT="));
     assert!(end.contains("MOAT-EXIT=0"), "{end}");
 }
+
+#[test]
+fn classifier_mode_classifies_each_line_then_chat_returns() {
+    let s = Sandbox::new();
+    let script = "/classify\n\
+                  \"\"\"\nI love this phone, the battery life is fantastic.\nIt broke after one day; a complete waste of money.\n\"\"\"\n\
+                  /chat\n";
+    let o = repl(&s, &["--temp", "0", "-n", "16"], script);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("classifier mode (positive, negative)"), "{out}");
+    let labels: Vec<&str> =
+        out.lines().filter_map(|l| l.split("  ").next()).filter(|w| *w == "positive" || *w == "negative").collect();
+    assert_eq!(labels, ["positive", "negative"], "{out}");
+    assert!(out.contains("▶ positive") && out.contains("tally: positive 1 · negative 1 (2 classified)"), "{out}");
+    assert!(out.contains("back to chat"), "{out}");
+}

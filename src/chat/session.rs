@@ -54,6 +54,8 @@ pub struct ChatSession {
     pub library: Library,
     /// A prompt armed by `/prompt` or `/run` for the next message.
     pending_prompt: Option<PromptJob>,
+    /// Classifier mode (`/classify`): lines are classified instead of answered.
+    pub classify: Option<crate::classify::mode::ClassifyMode>,
 }
 
 impl ChatSession {
@@ -73,6 +75,7 @@ impl ChatSession {
             save_warning: None,
             library: Library::builtin(),
             pending_prompt: None,
+            classify: None,
         }
     }
 
@@ -152,6 +155,20 @@ impl ChatSession {
         match cmd {
             Command::Help => one(Outcome::Note(commands::help())),
             Command::Quit => one(Outcome::Quit),
+            Command::Classify(labels) => {
+                let labels = labels.unwrap_or_else(crate::classify::sentiment_labels);
+                let note = format!(
+                    "classifier mode ({}): each line you send is classified on {}; /chat goes back",
+                    labels.join(", "),
+                    self.model
+                );
+                self.classify = Some(crate::classify::mode::ClassifyMode::new(labels));
+                one(Outcome::Note(note))
+            }
+            Command::Chat => match self.classify.take() {
+                Some(m) => one(Outcome::Note(format!("back to chat · {}", m.tally()))),
+                None => one(Outcome::Note("already chatting".into())),
+            },
             Command::Clear => {
                 let system = self.conversation.messages.iter().find(|m| m.role == Role::System).cloned();
                 self.conversation = Conversation::default();

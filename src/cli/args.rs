@@ -1,5 +1,9 @@
+use crate::classify::input::InputFormat;
+use crate::classify::output::OutputFormat;
 use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, CACHE_TYPES};
+use crate::engine::Pooling;
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 /// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
 #[derive(Debug, Parser)]
@@ -34,6 +38,8 @@ pub enum Command {
     Run(RunArgs),
     /// Backends, GPUs and their memory, CPU features, and where the model's layers go.
     Doctor(DoctorArgs),
+    /// Classify lines of text (sentiment by default, or any --labels), evaluate, or train a head.
+    Classify(Box<ClassifyArgs>),
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -283,4 +289,133 @@ pub enum ConfigCommand {
         #[arg(long)]
         defaults: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassifyMethod {
+    /// A head when --head is given, else label scoring (the measured best without training).
+    Auto,
+    /// Label scoring with an instruction prompt (zero/few-shot, calibrated).
+    Prompt,
+    /// A trained head (--head FILE).
+    Head,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolingArg {
+    Mean,
+    Last,
+}
+
+impl From<PoolingArg> for Pooling {
+    fn from(p: PoolingArg) -> Pooling {
+        match p {
+            PoolingArg::Mean => Pooling::Mean,
+            PoolingArg::Last => Pooling::Last,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ClassifyArgs {
+    #[command(subcommand)]
+    pub action: Option<ClassifyAction>,
+    #[command(flatten)]
+    pub io: ClassifyIo,
+    /// Labels to choose from, comma-separated (default: positive,negative, or the head's).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Output: tsv (default on pipes), jsonl, or table (default on a terminal).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Evaluate against the gold labels in the input: accuracy, macro-F1, per-class P/R/F1, confusion.
+    #[arg(long)]
+    pub eval: bool,
+    /// With --eval or --bench: print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value_t = ClassifyMethod::Auto)]
+    pub method: ClassifyMethod,
+    /// A head trained with `moat classify train`.
+    #[arg(long, value_name = "FILE")]
+    pub head: Option<PathBuf>,
+    /// Few-shot examples in the prompt (prompt method).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Labelled TSV/CSV/JSONL to draw few-shot examples from.
+    #[arg(long, value_name = "FILE")]
+    pub examples: Option<PathBuf>,
+    /// Skip contextual calibration (prompt method).
+    #[arg(long)]
+    pub no_calibrate: bool,
+    /// Prompt method: wrap the prompt in the model's chat template (default false: a plain
+    /// completion prompt measured better, even on instruction-tuned models).
+    #[arg(long)]
+    pub chat_prompt: Option<bool>,
+    /// Your own completion prompt with {text} where the line goes; labels follow it after a space.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub prompt: Option<String>,
+    /// Compare the naive path (each line's full prompt decoded alone) with the batched one.
+    #[arg(long)]
+    pub bench: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClassifyIo {
+    /// Input files (default: stdin). One line in, one result out.
+    pub inputs: Vec<PathBuf>,
+    /// Input format (default: from the extension, else plain lines).
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+    /// Text column: 1-based number or header name (default: "text", else the last column).
+    #[arg(long, visible_alias = "field")]
+    pub text_column: Option<String>,
+    /// Gold label column or field (default: "label", else the first column).
+    #[arg(long, visible_alias = "label-field")]
+    pub label_column: Option<String>,
+    /// Id column or field, printed instead of the text.
+    #[arg(long, visible_alias = "id-field")]
+    pub id_column: Option<String>,
+    /// Only the first N lines.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Longest line in tokens; longer ones keep their first and last halves.
+    #[arg(long, default_value_t = 256)]
+    pub truncate: usize,
+    /// Lines per decode.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClassifyAction {
+    /// Train a head on labelled data and save it.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub io: ClassifyIo,
+    /// Where to save the head (JSON).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Labels in this order (default: as they first appear).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Share of the data held out for the metrics stored in the head.
+    #[arg(long, default_value_t = 0.2)]
+    pub heldout: f64,
+    #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
+    pub pooling: PoolingArg,
+    /// Prompt around each line before pooling, with {text} where the line goes.
+    #[arg(long = "feature-prompt", default_value = "{text}")]
+    pub feature_prompt: String,
+    #[arg(long, default_value_t = 300)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2: f32,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -4,6 +4,7 @@ mod args;
 mod ask;
 mod bench;
 mod chat;
+mod classify;
 mod config_cmd;
 mod doctor;
 mod input;
@@ -66,7 +67,7 @@ impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Self {
         use crate::engine::EngineError as E;
         let code = match e {
-            E::PromptTooLong { .. } | E::ContextOverflow { .. } | E::Template(_) => exit::USAGE,
+            E::PromptTooLong { .. } | E::ContextOverflow { .. } | E::Template(_) | E::Classify(_) => exit::USAGE,
             E::Cancelled => exit::INTERRUPTED,
             _ => exit::RUNTIME,
         };
@@ -102,6 +103,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(Command::Run(r)) => run::run(&cli.model, r),
         Some(Command::Doctor(d)) => doctor::run(&cli.model, d),
         Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
+        Some(Command::Classify(c)) => classify::run(&cli.model, *c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }

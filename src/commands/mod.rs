@@ -24,6 +24,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("prompts", "[TAG]", "list the prompt library"),
     ("prompt", "ID [k=v…] [--last]", "run the next message (or the last reply) through a library prompt; off: stop"),
     ("run", "SCRIPT [k=v…] [--last]", "run a prompt script on the next message (or the last reply)"),
+    ("classify", "[LABELS]", "classifier mode: classify each line (labels a,b,c; default positive,negative)"),
+    ("chat", "", "leave classifier mode"),
     ("quit", "", "leave (also /exit, Ctrl+D)"),
 ];
 

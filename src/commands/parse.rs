@@ -25,6 +25,10 @@ pub enum Command {
     Run(String),
     /// Stop routing messages through a prompt.
     PromptOff,
+    /// Classifier mode: every line is classified (labels comma-separated; default positive,negative).
+    Classify(Option<Vec<String>>),
+    /// Back to chatting from classifier mode.
+    Chat,
     Quit,
 }
 
@@ -178,6 +182,13 @@ pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
         "prompt" if arg == "off" => Ok(Command::PromptOff),
         "prompt" => need("prompt", "a prompt id", "/prompt market/swot subject=Acme").map(Command::Prompt),
         "run" => need("run", "a script id", "/run scripts/competitive-brief company=Acme").map(Command::Run),
+        "classify" => match arg {
+            "" => Ok(Command::Classify(None)),
+            list => crate::classify::parse_labels(list)
+                .map(|l| Command::Classify(Some(l)))
+                .map_err(|e| CommandError::Invalid(format!("/classify: {e}"))),
+        },
+        "chat" => Ok(Command::Chat),
         "quit" | "exit" | "q" => Ok(Command::Quit),
         other => Err(CommandError::Unknown(other.to_string())),
     };

@@ -44,3 +44,14 @@ fn settings_apply_to_sampling() {
     Setting::Temperature(0.0).apply(&mut s);
     assert_eq!((s.max_tokens, s.temperature), (12, 0.0));
 }
+
+#[test]
+fn classify_and_chat_commands() {
+    assert_eq!(parse("/classify"), Some(Ok(Command::Classify(None))));
+    assert_eq!(
+        parse("/classify bullish, bearish ,neutral"),
+        Some(Ok(Command::Classify(Some(vec!["bullish".into(), "bearish".into(), "neutral".into()]))))
+    );
+    assert!(parse("/classify solo").unwrap().unwrap_err().to_string().contains("two labels"));
+    assert_eq!(parse("/chat"), Some(Ok(Command::Chat)));
+}

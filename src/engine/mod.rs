@@ -4,6 +4,7 @@
 
 mod backend;
 mod bench;
+mod classify;
 pub mod gpu;
 mod sampling;
 mod session;
@@ -12,6 +13,7 @@ pub mod text;
 mod worker;
 
 pub use bench::{BenchRequest, BenchSample};
+pub use classify::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
 
 /// Starts llama.cpp (once per process, logs to `log_file`) and describes this machine to it:
 /// the devices ggml found and the CPU features it uses.
@@ -123,6 +125,17 @@ pub enum Request {
         id: RequestId,
         bench: BenchRequest,
     },
+    /// Label scores (logits of each label's first token) for many lines; answers with one
+    /// `Scored` per line, in input order, then `Done`.
+    Score {
+        id: RequestId,
+        score: Box<ScoreRequest>,
+    },
+    /// Pooled embeddings for many lines; one `Embedded` per line in input order, then `Done`.
+    Embed {
+        id: RequestId,
+        embed: Box<EmbedRequest>,
+    },
     /// Replace the loaded model (and context) with another.
     Load(EngineOptions),
     Shutdown,
@@ -141,6 +154,8 @@ impl Request {
             }
             Request::CountTokens { text, .. } => Request::CountTokens { id: new, text },
             Request::Bench { bench, .. } => Request::Bench { id: new, bench },
+            Request::Score { score, .. } => Request::Score { id: new, score },
+            Request::Embed { embed, .. } => Request::Embed { id: new, embed },
             other => other,
         }
     }
@@ -234,6 +249,16 @@ pub enum Event {
         id: RequestId,
         sample: BenchSample,
     },
+    Scored {
+        id: RequestId,
+        index: usize,
+        result: ItemResult,
+    },
+    Embedded {
+        id: RequestId,
+        index: usize,
+        result: ItemResult,
+    },
     Error {
         id: Option<RequestId>,
         error: EngineError,
@@ -254,6 +279,8 @@ pub enum EngineError {
     ContextOverflow { tokens: usize, n_ctx: usize, reserve: usize },
     #[error("the output schema cannot be turned into a grammar: {0}; check the prompt file's [output] schema")]
     Grammar(String),
+    #[error("{0}")]
+    Classify(String),
     #[error("decode failed: {0}")]
     Decode(String),
     #[error("cancelled")]

@@ -2,7 +2,7 @@
 
 use super::session::{GenLimits, KvSession};
 use super::template::ChatFormat;
-use super::{backend, bench, gpu, sampling};
+use super::{backend, bench, classify, gpu, sampling};
 use super::{EngineError, EngineOptions, Event, GenStats, ModelInfo, Request, RequestId, StopReason};
 use crate::chat::{drop_oldest_turn, Message};
 use crate::config::{OverflowPolicy, SamplingConfig};
@@ -31,6 +31,8 @@ pub(super) struct Loaded<'a> {
     pub cancel: &'a AtomicBool,
     /// Longest token in bytes: lets a huge input be rejected without tokenising all of it.
     pub max_piece: usize,
+    pub backend: &'a llama_cpp_2::llama_backend::LlamaBackend,
+    pub threads_batch: i32,
 }
 
 fn serve(
@@ -143,7 +145,8 @@ fn serve(
     };
     let _ = tx.send(Event::Loaded(Box::new(info.clone())));
 
-    let env = Loaded { model: &model, format, tx, cancel, max_piece };
+    let env = Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32 };
+    let mut classify_slot = classify::Slot(None);
     let mut session = KvSession::new(ctx);
     for req in rx.iter() {
         let (id, result) = match req {
@@ -164,6 +167,8 @@ fn serve(
                 continue;
             }
             Request::Bench { id, bench } => (id, bench::run(&env, &mut session, id, &bench, &info)),
+            Request::Score { id, score } => (id, classify::score(&env, &mut classify_slot, id, &score)),
+            Request::Embed { id, embed } => (id, classify::embed(&env, &mut classify_slot, id, &embed)),
             Request::Load(next) => return Some(next),
             Request::Shutdown => return None,
         };
@@ -184,7 +189,9 @@ fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOpt
             | Request::Complete { id, .. }
             | Request::Structured { id, .. }
             | Request::CountTokens { id, .. }
-            | Request::Bench { id, .. } => {
+            | Request::Bench { id, .. }
+            | Request::Score { id, .. }
+            | Request::Embed { id, .. } => {
                 let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
                 let _ = tx.send(Event::Error { id: Some(id), error });
             }

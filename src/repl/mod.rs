@@ -204,6 +204,12 @@ impl Repl {
         if let Some(job) = self.session.take_prompt(&text) {
             return self.run_job(job);
         }
+        if let Some(mode) = self.session.classify.as_mut() {
+            return match mode.request(&text) {
+                Some(req) => self.classify(req),
+                None => Flow::Continue,
+            };
+        }
         let req = self.session.user_turn(text);
         self.warn_save();
         self.turn(req)
@@ -266,6 +272,33 @@ impl Repl {
         } else {
             s.to_string()
         }
+    }
+
+    /// Classifier mode: prints each line's label and bars as results arrive, then the tally.
+    fn classify(&mut self, req: Request) -> Flow {
+        crate::interrupt::reset();
+        let id = self.engine.send(|id| req.with_id(id));
+        loop {
+            let ev = match self.engine.events().recv() {
+                Ok(ev) => ev,
+                Err(_) => break self.error(&EngineError::Gone.to_string()),
+            };
+            match ev {
+                Event::Scored { id: i, index, result } if i == id => {
+                    if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
+                        println!("{shown}");
+                    }
+                }
+                Event::Done { id: i, .. } if i == id => break,
+                Event::Error { id: Some(i), error } if i == id => break self.error(&error.to_string()),
+                Event::Error { id: None, error } => break self.error(&error.to_string()),
+                _ => {}
+            }
+        }
+        if let Some(m) = &self.session.classify {
+            println!("{}", self.dim(&m.tally()));
+        }
+        Flow::Continue
     }
 
     /// Streams one reply; Ctrl+C stops it and keeps what came.

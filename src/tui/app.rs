@@ -143,6 +143,19 @@ impl App {
                 self.session.trimmed(dropped_messages);
             }
             Event::Token { id, text } if Some(id) == self.pending => self.stream(&text),
+            Event::Scored { id, index, result } if Some(id) == self.pending => {
+                if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
+                    self.note(shown);
+                }
+            }
+            Event::Done { id, .. } if Some(id) == self.pending && self.streaming.is_none() => {
+                // A classification finished (replies always have a streaming entry).
+                self.pending = None;
+                self.generating = false;
+                if let Some(m) = &self.session.classify {
+                    self.note(m.tally());
+                }
+            }
             Event::Done { id, reason, stats } if Some(id) == self.pending => self.finished(reason, stats),
             Event::Error { id, error } if id.is_none() || id == self.pending => {
                 if id.is_none() {
@@ -435,6 +448,12 @@ impl App {
             return self.start_job(job);
         }
         self.transcript.push(Entry::new(Kind::User, text.clone()));
+        if let Some(mode) = self.session.classify.as_mut() {
+            let Some(req) = mode.request(&text) else { return Vec::new() };
+            self.generating = true;
+            self.scroll = 0;
+            return vec![Effect::Send(req)];
+        }
         let req = self.session.user_turn(text);
         self.take_save_warning();
         self.ask(req)

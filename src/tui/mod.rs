@@ -132,7 +132,9 @@ fn event_id(ev: &crate::engine::Event) -> Option<crate::engine::RequestId> {
         | E::Done { id, .. }
         | E::Trimmed { id, .. }
         | E::TokenCount { id, .. }
-        | E::Bench { id, .. } => Some(*id),
+        | E::Bench { id, .. }
+        | E::Scored { id, .. }
+        | E::Embedded { id, .. } => Some(*id),
         E::Error { id, .. } => *id,
         E::Loading(_) | E::Loaded(_) => None,
     }

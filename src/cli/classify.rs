@@ -1,0 +1,460 @@
+//! `moat classify`: classify lines, evaluate against gold labels, benchmark, or train a head.
+
+use super::args::{ClassifyArgs, ClassifyIo, ClassifyMethod, ModelArgs, TrainArgs};
+use super::setup::{self, Setup};
+use super::Failure;
+use crate::classify::head::{Head, Provenance, TrainOptions};
+use crate::classify::input::{self, Column, InputFormat, InputSpec, Item};
+use crate::classify::metrics::Metrics;
+use crate::classify::output::{self, OutputFormat, Row};
+use crate::classify::{self as cls, Classifier, Prediction, PromptOptions};
+use crate::engine::{Engine, ModelInfo};
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+/// The model label scoring uses when none is named: it measured best (see README "Classify").
+pub const DEFAULT_PROMPT_MODEL: &str = "gemma3-270m";
+/// Few-shot examples in the default prompt.
+const DEFAULT_SHOTS: usize = 8;
+
+pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
+    if let Some(super::args::ClassifyAction::Train(t)) = args.action {
+        return train(flags, t);
+    }
+    let labels_flag = args.labels.as_deref().map(cls::parse_labels).transpose().map_err(Failure::usage)?;
+    let head = match &args.head {
+        Some(p) => Some(Head::load(p).map_err(Failure::usage)?),
+        None => None,
+    };
+    let sentiment = labels_flag.as_ref().is_none_or(|l| cls::prompt::is_sentiment(l));
+    let head = match (args.method, head) {
+        (ClassifyMethod::Prompt, _) => None,
+        (ClassifyMethod::Head, None) => {
+            return Err(Failure::usage("no head: pass --head FILE (train one with `moat classify train`)"))
+        }
+        (_, h) => h,
+    };
+    if let (Some(h), Some(l)) = (&head, &labels_flag) {
+        if &h.labels != l {
+            return Err(Failure::usage(format!(
+                "the head's labels are {}; drop --labels or train a head for yours",
+                h.labels.join(",")
+            )));
+        }
+    }
+    let labels = match (&head, labels_flag) {
+        (Some(h), _) => h.labels.clone(),
+        (None, Some(l)) => l,
+        (None, None) => cls::sentiment_labels(),
+    };
+    let examples = match &args.examples {
+        Some(p) => {
+            let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..args.io.clone() }, true)?;
+            items
+                .into_iter()
+                .filter_map(|i| Some((i.label?, i.text.ok()?)))
+                .filter(|(l, _)| labels.contains(l))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let items = read_items(&args.io, args.eval || args.bench)?;
+    if args.eval || args.bench {
+        check_gold(&items, &labels)?;
+    }
+
+    let model_name = match (&flags.model, &head) {
+        (Some(m), _) => m.clone(),
+        (None, Some(h)) => h.provenance.model.clone(),
+        (None, None) => DEFAULT_PROMPT_MODEL.to_string(),
+    };
+    if let (Some(h), Some(m)) = (&head, &flags.model) {
+        if *m != h.provenance.model {
+            return Err(Failure::usage(format!(
+                "the head was trained on {}, not {m}; drop --model or train a head on {m}",
+                h.provenance.model
+            )));
+        }
+    }
+    let (mut engine, info) = start(flags, &model_name)?;
+    let classifier = match head {
+        Some(h) => Classifier::head(h, args.io.batch),
+        None => {
+            // Measured: a completion-style prompt beats the chat template even on instruction models.
+            let chat = args.chat_prompt.unwrap_or(false);
+            let shots = args.shots.unwrap_or(if sentiment || !examples.is_empty() { DEFAULT_SHOTS } else { 0 });
+            let o = PromptOptions {
+                labels: labels.clone(),
+                shots,
+                examples,
+                chat,
+                calibrate: !args.no_calibrate,
+                template: args.prompt.clone(),
+            };
+            Classifier::prompt(&mut engine, &o, args.io.truncate, args.io.batch)?
+        }
+    };
+    if args.bench {
+        return bench(&mut engine, &info, &classifier, &items, args.json);
+    }
+    let format =
+        args.format.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Tsv });
+    let started = Instant::now();
+    let results = predict(&mut engine, &classifier, &items, !args.eval, format)?;
+    let secs = started.elapsed().as_secs_f64();
+    let skipped = results.iter().filter(|r| r.is_err()).count();
+    if args.eval {
+        let pairs: Vec<(usize, usize)> = items
+            .iter()
+            .zip(&results)
+            .filter_map(|(i, r)| {
+                let p = r.as_ref().ok()?;
+                Some((labels.iter().position(|l| Some(l) == i.label.as_ref())?, p.label))
+            })
+            .collect();
+        let m = Metrics::compute(&labels, &pairs, skipped);
+        let rate = items.len() as f64 / secs.max(1e-9);
+        if args.json {
+            let j = serde_json::json!({
+                "model": info.name, "method": classifier.describe(), "metrics": m,
+                "seconds": secs, "lines_per_s": rate,
+            });
+            println!("{j}");
+        } else {
+            println!("{} · {}", info.name, classifier.describe());
+            print!("{}", m.report());
+            println!("\n{} lines in {:.1} s ({:.1} lines/s)", items.len(), secs, rate);
+        }
+    } else if skipped > 0 {
+        eprintln!("moat: {skipped} of {} line(s) could not be classified (see the error column)", items.len());
+    }
+    Ok(0)
+}
+
+fn start(flags: &ModelArgs, model: &str) -> Result<(Engine, ModelInfo), Failure> {
+    let mut flags = flags.clone();
+    flags.model = Some(model.to_string());
+    let setup = Setup::new(&flags)?;
+    let (m, path) = setup.model_path()?;
+    let mut opts = setup.engine_options(&m, path);
+    opts.context = 512; // the chat context is not used; classification has its own
+    setup::start(opts)
+}
+
+/// Reads every input (files in order, or stdin) into items; `labelled` = gold labels are needed.
+fn read_items(io: &ClassifyIo, labelled: bool) -> Result<Vec<Item>, Failure> {
+    let mut items = Vec::new();
+    let sources: Vec<Option<&Path>> = if io.inputs.is_empty() {
+        vec![None]
+    } else {
+        io.inputs.iter().map(|p| Some(p.as_path()).filter(|p| *p != Path::new("-"))).collect()
+    };
+    for src in sources {
+        let (name, bytes) = match src {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read(p).map_err(|e| Failure::usage(format!("cannot read {}: {e}", p.display())))?,
+            ),
+            None => {
+                if std::io::stdin().is_terminal() {
+                    return Err(Failure::usage("no input: pass a file (`moat classify reviews.txt`) or pipe lines in"));
+                }
+                let mut b = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
+                ("stdin".to_string(), b)
+            }
+        };
+        let format = io.input_format.unwrap_or_else(|| {
+            let ext = src.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+            match ext.as_str() {
+                "tsv" => InputFormat::Tsv,
+                "csv" => InputFormat::Csv,
+                "jsonl" | "ndjson" => InputFormat::Jsonl,
+                _ if labelled => InputFormat::Tsv,
+                _ => InputFormat::Lines,
+            }
+        });
+        let spec = spec_for(format, io, &bytes, labelled);
+        let mut got = input::parse(&bytes, &spec).map_err(|e| Failure::usage(format!("{name}: {}", e.0)))?;
+        if io.inputs.len() > 1 {
+            for i in got.iter_mut() {
+                i.text = std::mem::replace(&mut i.text, Ok(String::new())).map_err(|e| format!("{name}: {e}"));
+            }
+        }
+        items.extend(got);
+    }
+    if let Some(n) = io.limit {
+        items.truncate(n);
+    }
+    Ok(items)
+}
+
+/// Column defaults: "text"/"label" when the header names them, else last/first column.
+fn spec_for(format: InputFormat, io: &ClassifyIo, bytes: &[u8], labelled: bool) -> InputSpec {
+    let first = bytes.split(|&b| b == b'\n').next().map(String::from_utf8_lossy).unwrap_or_default().to_string();
+    let sep = if format == InputFormat::Csv { ',' } else { '\t' };
+    let cells: Vec<String> = first.split(sep).map(|c| c.trim().trim_matches('"').to_lowercase()).collect();
+    let table = matches!(format, InputFormat::Tsv | InputFormat::Csv);
+    let text = match &io.text_column {
+        Some(c) => Column::parse(c),
+        None if !table || cells.iter().any(|c| c == "text") => Column::Name("text".into()),
+        None => Column::Index(cells.len().saturating_sub(1)),
+    };
+    let label = match &io.label_column {
+        Some(c) => Some(Column::parse(c)),
+        None if !labelled => None,
+        None if !table || cells.iter().any(|c| c == "label") => Some(Column::Name("label".into())),
+        None => Some(Column::Index(0)),
+    };
+    InputSpec { format, text, label, id: io.id_column.as_deref().map(Column::parse) }
+}
+
+/// Malformed evaluation data is an error for the whole run (exit 2), naming the first bad line.
+fn check_gold(items: &[Item], labels: &[String]) -> Result<(), Failure> {
+    if items.is_empty() {
+        return Err(Failure::usage("the labelled input has no rows"));
+    }
+    for i in items {
+        if let Err(e) = &i.text {
+            return Err(Failure::usage(format!("line {}: {e}; fix the labelled file", i.line)));
+        }
+        match &i.label {
+            None => return Err(Failure::usage(format!("line {}: no gold label; pass --label-column", i.line))),
+            Some(l) if !labels.contains(l) => {
+                return Err(Failure::usage(format!(
+                    "line {}: unknown label {l:?} (labels: {}); pass --labels",
+                    i.line,
+                    labels.join(",")
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn progress(n: usize) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() && n >= 32 {
+        let b = indicatif::ProgressBar::with_draw_target(Some(n as u64), indicatif::ProgressDrawTarget::stderr());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("classifying [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Classifies every item, printing rows in input order as they finish when `print` is set.
+fn predict(
+    engine: &mut Engine,
+    c: &Classifier,
+    items: &[Item],
+    print: bool,
+    format: OutputFormat,
+) -> Result<Vec<Result<Prediction, String>>, Failure> {
+    let valid: Vec<usize> = (0..items.len()).filter(|&i| items[i].text.is_ok()).collect();
+    let texts: Vec<String> = valid.iter().map(|&i| items[i].text.clone().expect("valid")).collect();
+    let mut results: Vec<Option<Result<Prediction, String>>> =
+        items.iter().map(|i| i.text.as_ref().err().map(|e| Err(e.clone()))).collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let width = terminal_width();
+    if print {
+        if let Some(h) = output::header(&c.labels, format) {
+            let _ = writeln!(out, "{h}");
+        }
+    }
+    let bar = progress(items.len());
+    let mut next = 0usize; // first item not printed yet
+    let mut flush = |results: &mut Vec<Option<Result<Prediction, String>>>, out: &mut std::io::StdoutLock<'_>| {
+        while next < items.len() {
+            let Some(r) = &results[next] else { break };
+            if print {
+                let it = &items[next];
+                let row = Row { line: it.line, id: it.id.as_deref(), text: it.text.as_deref().ok(), result: r };
+                let _ = writeln!(out, "{}", output::row(&c.labels, format, &row, width));
+            }
+            next += 1;
+            bar.inc(1);
+        }
+        let _ = out.flush();
+    };
+    flush(&mut results, &mut out);
+    c.run(engine, texts, true, |vi, r| {
+        results[valid[vi]] = Some(r);
+        flush(&mut results, &mut out);
+    })?;
+    bar.finish_and_clear();
+    Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err("not classified".into()))).collect())
+}
+
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+}
+
+/// The naive path (every line's whole prompt decoded alone, one line per decode) against the
+/// batched default, on the same lines: lines/s, speed-up, and accuracy of each.
+fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], json: bool) -> Result<i32, Failure> {
+    let texts: Vec<String> = items.iter().map(|i| i.text.clone().expect("checked")).collect();
+    let gold: Vec<usize> =
+        items.iter().map(|i| c.labels.iter().position(|l| Some(l) == i.label.as_ref()).expect("checked")).collect();
+    // Warm-up: graphs and the shared prefix.
+    let _ = c.run(engine, texts.iter().take(2).cloned().collect(), true, |_, _| {});
+    let mut measure = |naive: bool| -> Result<(f64, f64), Failure> {
+        let mut correct = 0usize;
+        let t = Instant::now();
+        let naive_c = Classifier { batch: 1, ..c.clone() };
+        let which = if naive { &naive_c } else { c };
+        which.run(engine, texts.clone(), !naive, |i, r| {
+            if r.is_ok_and(|p| p.label == gold[i]) {
+                correct += 1;
+            }
+        })?;
+        Ok((texts.len() as f64 / t.elapsed().as_secs_f64().max(1e-9), correct as f64 / texts.len() as f64))
+    };
+    let (naive_rate, naive_acc) = measure(true)?;
+    let (rate, acc) = measure(false)?;
+    let speedup = rate / naive_rate.max(1e-9);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"model": info.name, "method": c.describe(), "lines": texts.len(), "threads": info.threads_batch,
+                "naive_lines_per_s": naive_rate, "naive_accuracy": naive_acc, "lines_per_s": rate, "accuracy": acc, "speedup": speedup})
+        );
+    } else {
+        println!("{} · {} · {} lines · {} threads", info.name, c.describe(), texts.len(), info.threads_batch);
+        println!("  one at a time, full prompt   {naive_rate:>8.1} lines/s   accuracy {naive_acc:.3}");
+        println!("  moat (shared prefix, batch {:>2}) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
+        println!("  speed-up {speedup:.2}x");
+    }
+    Ok(0)
+}
+
+fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
+    if !(0.0..0.9).contains(&t.heldout) {
+        return Err(Failure::usage("--heldout must be between 0 and 0.9"));
+    }
+    let items = read_items(&t.io, true)?;
+    let labels = match &t.labels {
+        Some(l) => cls::parse_labels(l).map_err(Failure::usage)?,
+        None => {
+            let mut l: Vec<String> = Vec::new();
+            for i in &items {
+                if let Some(x) = &i.label {
+                    if !l.contains(x) {
+                        l.push(x.clone());
+                    }
+                }
+            }
+            l
+        }
+    };
+    if labels.len() < 2 {
+        return Err(Failure::usage("the training data needs at least two different labels"));
+    }
+    check_gold(&items, &labels)?;
+    if !t.feature_prompt.contains("{text}") {
+        return Err(Failure::usage("--feature-prompt must contain {text}"));
+    }
+    let model_name = flags.model.clone().unwrap_or_else(|| DEFAULT_PROMPT_MODEL.to_string());
+    let (mut engine, info) = start(flags, &model_name)?;
+    // Deterministic shuffle, then the held-out tail.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..order.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let texts: Vec<String> = order.iter().map(|&i| items[i].text.clone().expect("checked")).collect();
+    let ys: Vec<usize> = order
+        .iter()
+        .map(|&i| labels.iter().position(|l| Some(l) == items[i].label.as_ref()).expect("checked"))
+        .collect();
+    let prompt = crate::engine::PromptSpec::raw(t.feature_prompt.clone());
+    let mut xs: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+    let bar = progress(texts.len());
+    let started = Instant::now();
+    cls::features(&mut engine, texts.clone(), &prompt, t.pooling.into(), t.io.truncate, t.io.batch, |i, r| {
+        xs[i] = r.ok();
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let feat_s = started.elapsed().as_secs_f64();
+    let keep: Vec<usize> = (0..texts.len()).filter(|&i| xs[i].is_some()).collect();
+    let n_held = ((keep.len() as f64) * t.heldout).round() as usize;
+    let (train_idx, held_idx) = keep.split_at(keep.len() - n_held);
+    let tx: Vec<Vec<f32>> = train_idx.iter().map(|&i| xs[i].clone().expect("kept")).collect();
+    let ty: Vec<usize> = train_idx.iter().map(|&i| ys[i]).collect();
+    let training_set =
+        t.io.inputs
+            .iter()
+            .map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("+");
+    let prov = Provenance {
+        model: model_name.clone(),
+        model_sha256: sha256_file(&info.path).unwrap_or_default(),
+        training_set: if training_set.is_empty() { "stdin".into() } else { training_set },
+        n_train: tx.len(),
+        n_heldout: held_idx.len(),
+        heldout_accuracy: None,
+        heldout_macro_f1: None,
+        created: jiff::Timestamp::now().to_string(),
+    };
+    let opts = TrainOptions { epochs: t.epochs, l2: t.l2, ..TrainOptions::default() };
+    let mut head =
+        Head::train(labels.clone(), &tx, &ty, t.pooling.into(), t.feature_prompt.clone(), t.io.truncate, opts, prov);
+    let pairs: Vec<(usize, usize)> = held_idx
+        .iter()
+        .map(|&i| (ys[i], Prediction::from_probs_pub(head.predict(xs[i].as_ref().expect("kept"))).label))
+        .collect();
+    let m = (!pairs.is_empty()).then(|| Metrics::compute(&labels, &pairs, 0));
+    if let Some(m) = &m {
+        head.provenance.heldout_accuracy = Some(m.accuracy);
+        head.provenance.heldout_macro_f1 = Some(m.macro_f1);
+    }
+    head.save(&t.output).map_err(Failure::runtime)?;
+    if t.json {
+        println!(
+            "{}",
+            serde_json::json!({"head": t.output, "provenance": head.provenance, "heldout": m, "feature_seconds": feat_s})
+        );
+    } else {
+        println!(
+            "trained a {}-label head on {} examples ({} features from {}, {:.1} s); saved {}",
+            labels.len(),
+            tx.len(),
+            head.dim(),
+            info.name,
+            feat_s,
+            t.output.display()
+        );
+        if let Some(m) = &m {
+            println!("held-out ({} examples):", pairs.len());
+            print!("{}", m.report());
+        }
+    }
+    Ok(0)
+}
+
+fn sha256_file(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(hex::encode(h.finalize()))
+}
