@@ -34,8 +34,10 @@ pub fn models_dir() -> PathBuf {
 pub fn options(context: u32) -> EngineOptions {
     let mut config = Config::default();
     config.model.context = context;
-    config.model.threads = 2;
-    config.model.threads_batch = 2;
+    // One thread each: cargo runs two tests at once on a 2-core machine, and llama.cpp's OpenMP
+    // threads spin at barriers, so oversubscribing the cores slows decoding by orders of magnitude.
+    config.model.threads = 1;
+    config.model.threads_batch = 1;
     EngineOptions::from_config(&config, model_path(), "smollm2-135m".into(), None)
 }
 
@@ -62,7 +64,7 @@ impl Sandbox {
     /// The same environment as a shell prefix, for commands run inside tmux.
     pub fn shell_env(&self) -> String {
         format!(
-            "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=2 TERM=xterm-256color",
+            "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=1 MOAT_MODEL_THREADS_BATCH=1 TERM=xterm-256color",
             self.path("config.toml").display(),
             self.path("data").display(),
             models_dir().display()
@@ -80,7 +82,8 @@ impl Sandbox {
         c.env("MOAT_CONFIG", self.path("config.toml"))
             .env("MOAT_DATA_DIR", self.path("data"))
             .env("MOAT_MODELS_DIR", models_dir())
-            .env("MOAT_MODEL_THREADS", "2")
+            .env("MOAT_MODEL_THREADS", "1")
+            .env("MOAT_MODEL_THREADS_BATCH", "1")
             .env("NO_COLOR", "1");
         c
     }
