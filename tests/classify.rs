@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{run, Sandbox};
 use moat::classify::{Classifier, PromptOptions};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/classify");
-
-fn run(mut cmd: Command, stdin: &[u8]) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("moat starts");
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("moat finishes");
-    let _ = writer.join();
-    out
-}
 
 /// `moat classify` on the test model with the prompt method.
 fn classify(s: &Sandbox, args: &[&str]) -> Command {

@@ -3,23 +3,8 @@
 
 mod common;
 
-use common::Sandbox;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn run(mut cmd: Command, stdin: &[u8]) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("moat starts");
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    // Written from a thread: moat may exit before reading a huge input.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("moat finishes");
-    let _ = writer.join();
-    out
-}
+use common::{run, Sandbox};
+use std::process::{Output, Stdio};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

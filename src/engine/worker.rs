@@ -254,11 +254,7 @@ fn complete(
     let start = Instant::now();
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
-    check_size(env, prompt, n_ctx, reserve)?;
-    let tokens = tokenize(env.model, prompt, true);
-    if tokens.len() + reserve > n_ctx {
-        return Err(EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve });
-    }
+    let tokens = tokens_that_fit(env, prompt, true, n_ctx, reserve)?;
     respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start)
 }
 
@@ -274,11 +270,7 @@ fn structured(
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
     let text = env.format.render(env.model, messages, true)?;
-    check_size(env, &text, n_ctx, reserve)?;
-    let tokens = tokenize(env.model, &text, !env.format.starts_with_bos(&text));
-    if tokens.len() + reserve > n_ctx {
-        return Err(EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve });
-    }
+    let tokens = tokens_that_fit(env, &text, !env.format.starts_with_bos(&text), n_ctx, reserve)?;
     let grammar = match json_schema {
         Some(schema) => {
             Some(llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| EngineError::Grammar(e.to_string()))?)
@@ -287,6 +279,22 @@ fn structured(
     };
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
     respond_with(env, session, id, &tokens, sampling, stops, start, grammar.as_deref())
+}
+
+/// The prompt's tokens, or `PromptTooLong` when they and `reserve` reply tokens exceed the context.
+fn tokens_that_fit(
+    env: &Loaded<'_>,
+    text: &str,
+    add_bos: bool,
+    n_ctx: usize,
+    reserve: usize,
+) -> Result<Vec<LlamaToken>, EngineError> {
+    check_size(env, text, n_ctx, reserve)?;
+    let tokens = tokenize(env.model, text, add_bos);
+    if tokens.len() + reserve > n_ctx {
+        return Err(EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve });
+    }
+    Ok(tokens)
 }
 
 /// Rejects text that cannot fit even if every token were the longest one, before tokenising it.

@@ -7,8 +7,9 @@ pub mod tmux;
 use moat::config::Config;
 use moat::engine::{Engine, EngineOptions};
 use moat::models::{ModelRef, PullOptions, Store};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
@@ -87,4 +88,19 @@ impl Sandbox {
             .env("NO_COLOR", "1");
         c
     }
+}
+
+/// Runs `cmd` with `stdin` piped in, collecting its output.
+pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("moat starts");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // Written from a thread: moat may exit before reading a huge input.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("moat finishes");
+    let _ = writer.join();
+    out
 }
