@@ -241,7 +241,7 @@ fn chat(
         let _ = env.tx.send(Event::Trimmed { id, dropped_messages: dropped, prompt_tokens: tokens.len() });
     }
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
-    respond(env, session, id, &tokens, sampling, stops, start)
+    respond(env, session, id, &tokens, sampling, stops, start, None)
 }
 
 fn complete(
@@ -255,7 +255,7 @@ fn complete(
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
     let tokens = tokens_that_fit(env, prompt, true, n_ctx, reserve)?;
-    respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start)
+    respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start, None)
 }
 
 fn structured(
@@ -278,7 +278,7 @@ fn structured(
         None => None,
     };
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
-    respond_with(env, session, id, &tokens, sampling, stops, start, grammar.as_deref())
+    respond(env, session, id, &tokens, sampling, stops, start, grammar.as_deref())
 }
 
 /// The prompt's tokens, or `PromptTooLong` when they and `reserve` reply tokens exceed the context.
@@ -306,21 +306,10 @@ fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Res
     Ok(())
 }
 
-/// Decodes the prompt (only what is not cached), then streams the reply as events.
-fn respond(
-    env: &Loaded<'_>,
-    session: &mut KvSession<'_>,
-    id: RequestId,
-    tokens: &[LlamaToken],
-    sampling: &SamplingConfig,
-    stops: Vec<String>,
-    start: Instant,
-) -> Result<(), EngineError> {
-    respond_with(env, session, id, tokens, sampling, stops, start, None)
-}
-
+/// Decodes the prompt (only what is not cached), then streams the reply as events; a GBNF
+/// `grammar` constrains it.
 #[allow(clippy::too_many_arguments)]
-fn respond_with(
+fn respond(
     env: &Loaded<'_>,
     session: &mut KvSession<'_>,
     id: RequestId,
