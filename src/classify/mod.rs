@@ -4,6 +4,7 @@
 //! measures.
 
 pub mod calibrate;
+pub mod chunk;
 pub mod head;
 pub mod input;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod prompt;
 
 use crate::engine::{EmbedRequest, Engine, EngineError, Event, Pooling, PromptSpec, Request, ScoreRequest};
 use calibrate::{softmax, Calibration, CONTENT_FREE};
+use chunk::LongInput;
 use head::Head;
 
 /// The default label set.
@@ -26,6 +28,9 @@ pub enum Method {
     Prompt { plan: prompt::Plan, calibration: Option<Calibration> },
     /// A trained head over pooled hidden states.
     Head(Box<Head>),
+    /// A sequence classifier's own head (llama.cpp RANK pooling); `order[i]` is the model output
+    /// that holds label `i`.
+    Native { order: Vec<usize> },
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct Classifier {
     pub max_tokens: usize,
     /// Lines per decode.
     pub batch: usize,
+    /// Lines longer than `max_tokens`: chunked and averaged, or truncated.
+    pub long: LongInput,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -86,6 +93,7 @@ impl Classifier {
             method: Method::Prompt { plan, calibration: None },
             max_tokens,
             batch,
+            long: LongInput::default(),
         };
         if o.calibrate {
             let mut rows = Vec::new();
@@ -107,11 +115,54 @@ impl Classifier {
             max_tokens: head.max_tokens,
             method: Method::Head(Box::new(head)),
             batch,
+            long: LongInput::default(),
+        }
+    }
+
+    /// A native sequence classifier with `model_labels` (from its GGUF). `wanted` may reorder them
+    /// but not change the set: the head was trained for exactly these outputs.
+    pub fn native(
+        model_labels: &[String],
+        wanted: Option<&[String]>,
+        max_tokens: usize,
+        batch: usize,
+    ) -> Result<Classifier, String> {
+        let labels = wanted.map_or_else(|| model_labels.to_vec(), <[String]>::to_vec);
+        let order: Option<Vec<usize>> = labels.iter().map(|l| model_labels.iter().position(|m| m == l)).collect();
+        match order {
+            Some(order) if labels.len() == model_labels.len() => Ok(Classifier {
+                labels,
+                method: Method::Native { order },
+                max_tokens,
+                batch,
+                long: LongInput::default(),
+            }),
+            _ => Err(format!(
+                "this model classifies into {} (from its GGUF); drop --labels or list exactly those",
+                model_labels.join(",")
+            )),
         }
     }
 
     /// One line describing the method, for reports.
     pub fn describe(&self) -> String {
+        let long = match self.long {
+            LongInput::Chunk => format!(
+                "; lines over {} tokens are split at sentence ends into ~{}-token chunks (at most {}) and averaged",
+                self.max_tokens,
+                self.chunk_budget(),
+                chunk::MAX_CHUNKS
+            ),
+            LongInput::Truncate => format!("; lines over {} tokens keep their first and last halves", self.max_tokens),
+        };
+        self.describe_method() + &long
+    }
+
+    fn chunk_budget(&self) -> usize {
+        (self.max_tokens / 2).max(16)
+    }
+
+    fn describe_method(&self) -> String {
         match &self.method {
             Method::Prompt { plan, calibration } => {
                 let shots = plan.spec.template.matches("Text: ").count().saturating_sub(1);
@@ -130,6 +181,7 @@ impl Classifier {
                 h.provenance.training_set,
                 h.provenance.n_train
             ),
+            Method::Native { .. } => "native sequence classifier (the model's own head, labels from its GGUF)".into(),
         }
     }
 
@@ -163,6 +215,55 @@ impl Classifier {
         share_prefix: bool,
         mut on: impl FnMut(usize, Result<Prediction, String>),
     ) -> Result<(), EngineError> {
+        if self.long == LongInput::Truncate {
+            return self.run_lines(engine, items, share_prefix, on);
+        }
+        let mut owner = Vec::with_capacity(items.len());
+        let mut pieces = Vec::with_capacity(items.len());
+        for (i, text) in items.iter().enumerate() {
+            for c in chunk::split(text, self.max_tokens, self.chunk_budget()) {
+                owner.push(i);
+                pieces.push(c);
+            }
+        }
+        let n_pieces: Vec<usize> = owner.iter().fold(vec![0; items.len()], |mut n, &i| {
+            n[i] += 1;
+            n
+        });
+        // Pieces arrive in input order, so each line completes before the next begins.
+        let (mut sum, mut seen, mut ok, mut first_err): (Vec<f32>, usize, usize, Option<String>) =
+            (Vec::new(), 0, 0, None);
+        self.run_lines(engine, pieces, share_prefix, |pi, r| {
+            let i = owner[pi];
+            seen += 1;
+            match r {
+                Ok(p) => {
+                    sum.resize(p.probs.len(), 0.0);
+                    sum.iter_mut().zip(&p.probs).for_each(|(s, x)| *s += x);
+                    ok += 1;
+                }
+                Err(e) => first_err = first_err.take().or(Some(e)),
+            }
+            if seen == n_pieces[i] {
+                let result = if ok > 0 {
+                    Ok(Prediction::from_probs(sum.iter().map(|s| s / ok as f32).collect()))
+                } else {
+                    Err(first_err.take().unwrap_or_else(|| "not classified".into()))
+                };
+                on(i, result);
+                (sum, seen, ok, first_err) = (Vec::new(), 0, 0, None);
+            }
+        })
+    }
+
+    /// Classifies each item as one line (truncated to `max_tokens` by the engine).
+    fn run_lines(
+        &self,
+        engine: &mut Engine,
+        items: Vec<String>,
+        share_prefix: bool,
+        mut on: impl FnMut(usize, Result<Prediction, String>),
+    ) -> Result<(), EngineError> {
         match &self.method {
             Method::Prompt { calibration, .. } => self.scores(engine, items, share_prefix, |i, r| {
                 on(
@@ -180,6 +281,27 @@ impl Classifier {
                 let h = h.clone();
                 features(engine, items, &h.prompt(), h.pooling, h.max_tokens, self.batch, |i, r| {
                     on(i, r.map(|x| Prediction::from_probs(h.predict(&x))))
+                })
+            }
+            Method::Native { order } => {
+                // Raw logits of a single-label head: softmax, then the user's label order.
+                let batch = if share_prefix { self.batch } else { 1 };
+                let raw = PromptSpec::raw("{text}");
+                features(engine, items, &raw, Pooling::Rank, self.max_tokens, batch, |i, r| {
+                    on(
+                        i,
+                        r.and_then(|logits| {
+                            if logits.len() != order.len() {
+                                return Err(format!(
+                                    "the model gave {} outputs for {} labels",
+                                    logits.len(),
+                                    order.len()
+                                ));
+                            }
+                            let p = softmax(&logits);
+                            Ok(Prediction::from_probs(order.iter().map(|&k| p[k]).collect()))
+                        }),
+                    )
                 })
             }
         }

@@ -29,7 +29,7 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
     };
     let sentiment = labels_flag.as_ref().is_none_or(|l| cls::prompt::is_sentiment(l));
     let head = match (args.method, head) {
-        (ClassifyMethod::Prompt, _) => None,
+        (ClassifyMethod::Prompt | ClassifyMethod::Native, _) => None,
         (ClassifyMethod::Head, None) => {
             return Err(Failure::usage("no head: pass --head FILE (train one with `moat classify train`)"))
         }
@@ -60,13 +60,13 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
         None => Vec::new(),
     };
     let items = read_items(&args.io, args.eval || args.bench)?;
-    if args.eval || args.bench {
-        check_gold(&items, &labels)?;
-    }
 
     let model_name = match (&flags.model, &head) {
         (Some(m), _) => m.clone(),
         (None, Some(h)) => h.provenance.model.clone(),
+        (None, None) if args.method == ClassifyMethod::Native => {
+            return Err(Failure::usage("--method native needs --model: a GGUF sequence classifier"))
+        }
         (None, None) => DEFAULT_PROMPT_MODEL.to_string(),
     };
     if let (Some(h), Some(m)) = (&head, &flags.model) {
@@ -78,8 +78,28 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
         }
     }
     let (mut engine, info) = start(flags, &model_name)?;
-    let classifier = match head {
+    let native = head.is_none() && !info.classifier_labels.is_empty() && args.method != ClassifyMethod::Prompt;
+    if args.method == ClassifyMethod::Native && info.classifier_labels.is_empty() {
+        return Err(Failure::usage(format!(
+            "{} is not a sequence classifier (its GGUF has no classifier.output_labels); drop --method native",
+            info.name
+        )));
+    }
+    if native && (args.examples.is_some() || args.shots.is_some() || args.prompt.is_some()) {
+        return Err(Failure::usage(format!(
+            "{} is a sequence classifier with its own head; --examples, --shots and --prompt need --method prompt",
+            info.name
+        )));
+    }
+    let mut classifier = match head {
         Some(h) => Classifier::head(h, args.io.batch),
+        None if native => Classifier::native(
+            &info.classifier_labels,
+            args.labels.is_some().then_some(labels.as_slice()),
+            args.io.truncate,
+            args.io.batch,
+        )
+        .map_err(Failure::usage)?,
         None => {
             // Measured: a completion-style prompt beats the chat template even on instruction models.
             let chat = args.chat_prompt.unwrap_or(false);
@@ -95,6 +115,11 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
             Classifier::prompt(&mut engine, &o, args.io.truncate, args.io.batch)?
         }
     };
+    classifier.long = args.io.long;
+    let labels = classifier.labels.clone();
+    if args.eval || args.bench {
+        check_gold(&items, &labels)?;
+    }
     if args.bench {
         return bench(&mut engine, &info, &classifier, &items, args.json);
     }
@@ -329,7 +354,8 @@ fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], 
     } else {
         println!("{} · {} · {} lines · {} threads", info.name, c.describe(), texts.len(), info.threads_batch);
         println!("  one at a time, full prompt   {naive_rate:>8.1} lines/s   accuracy {naive_acc:.3}");
-        println!("  moat (shared prefix, batch {:>2}) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
+        let how = if matches!(c.method, cls::Method::Prompt { .. }) { "shared prefix" } else { "batched" };
+        println!("  moat ({how}, {:>2} per decode) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
         println!("  speed-up {speedup:.2}x");
     }
     Ok(0)

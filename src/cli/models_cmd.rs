@@ -124,6 +124,7 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
                     "context_length": header.context_length, "block_count": header.block_count,
                     "file_type": header.file_type.map(file_type_name), "has_chat_template": header.chat_template.is_some(),
                     "tensors": header.tensor_count, "file_size": header.file_size,
+                    "classifier_labels": header.classifier_labels,
                 },
                 "registry": entry.map(|e| serde_json::json!({"name": e.name, "license": e.license, "sha256": e.sha256,
                     "sources": e.sources.iter().map(|s| s.label()).collect::<Vec<_>>()})),
@@ -151,6 +152,9 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
         if header.chat_template.is_some() { "present in the GGUF".into() } else { "none in the GGUF".into() },
     );
     row("chat format", info.chat_format.clone());
+    if !header.classifier_labels.is_empty() {
+        row("classifier", format!("{} (use with `moat classify -m …`)", header.classifier_labels.join(", ")));
+    }
     row("device", info.placement());
     row("threads", format!("{} generation, {} prompt", info.threads, info.threads_batch));
     row("load time", format!("{:.0} ms", info.load_ms));

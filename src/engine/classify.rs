@@ -50,6 +50,8 @@ pub struct ScoreRequest {
 pub enum Pooling {
     Mean,
     Last,
+    /// A native sequence classifier's head (llama.cpp's RANK pooling): one logit per output label.
+    Rank,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,7 @@ fn context<'s, 'm>(
         let pt = match pool {
             Pooling::Mean => LlamaPoolingType::Mean,
             Pooling::Last => LlamaPoolingType::Last,
+            Pooling::Rank => LlamaPoolingType::Rank,
         };
         p = p.with_embeddings(true).with_pooling_type(pt);
     }
@@ -370,13 +373,25 @@ pub(super) fn embed<'m>(
     let model = env.model;
     let (before, after) = split_prompt(model, &env.format, &req.prompt)?;
     let vocab = model.vocab();
-    let prefix = vocab.tokenize(before.as_bytes(), !env.format.starts_with_bos(&before), true);
+    // Under RANK the model's own specials wrap the line instead (below).
+    let add_bos = req.pooling != Pooling::Rank && !env.format.starts_with_bos(&before);
+    let prefix = vocab.tokenize(before.as_bytes(), add_bos, true);
     let suffix = vocab.tokenize(after.as_bytes(), false, true);
     let fixed = prefix.len() + suffix.len();
     if fixed + 8 > N_BATCH {
         return Err(EngineError::Classify("the embedding prompt is too long".into()));
     }
-    let max_item = req.max_item_tokens.max(8).min(N_BATCH - fixed);
+    let mut max_item = req.max_item_tokens.max(8).min(N_BATCH - fixed);
+    // A classifier's head reads the model's own special tokens ([CLS] … [SEP]) around the text, and
+    // absolute position tables end at the training context.
+    let (open, close) = if req.pooling == Pooling::Rank {
+        let wrap = vocab.tokenize(b"", true, false);
+        let n_open = wrap.iter().take_while(|t| **t == vocab.bos()).count();
+        max_item = max_item.min((model.n_ctx_train() as usize).saturating_sub(wrap.len()).max(1));
+        (wrap[..n_open].to_vec(), wrap[n_open..].to_vec())
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let n_seq = req.batch.clamp(1, MAX_SEQ);
     let cc = context(slot, model, env.backend, env.threads_batch, Some(req.pooling), n_seq, N_BATCH)?;
     cc.prefix.clear();
@@ -393,7 +408,7 @@ pub(super) fn embed<'m>(
             (
                 i,
                 item_tokens(model, t, max_item)
-                    .map(|v| prefix.iter().chain(v.iter()).chain(suffix.iter()).copied().collect::<Vec<_>>()),
+                    .map(|v| [&open, &prefix, &v, &suffix, &close].into_iter().flatten().copied().collect::<Vec<_>>()),
             )
         })
         .peekable();

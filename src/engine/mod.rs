@@ -183,6 +183,8 @@ pub struct ModelInfo {
     /// Why the GPU was not used as asked, if it was not.
     pub gpu_note: Option<String>,
     pub flash_attn: String,
+    /// A sequence classifier's output labels, read from the GGUF (empty for other models).
+    pub classifier_labels: Vec<String>,
     pub cache_types: String,
     pub chat_format: String,
     pub load_ms: f64,

@@ -49,10 +49,8 @@ fn serve(
     };
     let path = opts.model_path.display().to_string();
     // Sizes are known from the GGUF header, before loading: the layer plan needs the context.
-    let n_ctx_train = crate::models::gguf::inspect(&opts.model_path)
-        .ok()
-        .and_then(|g| g.context_length)
-        .map_or(0, |n| n.min(u32::MAX as u64) as u32);
+    let header = crate::models::gguf::inspect(&opts.model_path).ok();
+    let n_ctx_train = header.as_ref().and_then(|g| g.context_length).map_or(0, |n| n.min(u32::MAX as u64) as u32);
     let n_ctx = match (opts.context, n_ctx_train) {
         (0, 0) => 4096,
         (0, t) => t,
@@ -138,6 +136,7 @@ fn serve(
         n_layer: model.n_layer(),
         gpu_note,
         flash_attn: opts.flash_attn.to_string(),
+        classifier_labels: header.map(|h| h.classifier_labels).unwrap_or_default(),
         cache_types: format!("{}/{}", opts.cache_type_k, opts.cache_type_v),
         chat_format: format.describe(),
         load_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -35,6 +35,8 @@ pub struct GgufInfo {
     pub file_type: Option<u32>,
     pub bos_token_id: Option<u64>,
     pub eos_token_id: Option<u64>,
+    /// `<arch>.classifier.output_labels`: a sequence classifier's outputs, in order (empty otherwise).
+    pub classifier_labels: Vec<String>,
 }
 
 /// Guards against absurd lengths in a corrupt header (a 2^60-byte string, say).
@@ -71,8 +73,11 @@ pub fn inspect(path: &Path) -> Result<GgufInfo, GgufError> {
     for _ in 0..kv_count {
         let key = r.string().map_err(|e| e.into_gguf(&p, file_size))?;
         let ty = r.u32().map_err(short)?;
-        let value = r.value(ty).map_err(|e| e.into_gguf(&p, file_size))?;
+        // Only this one string array is kept: the vocabulary arrays are large and not needed here.
+        let keep = key.ends_with(".classifier.output_labels");
+        let value = r.value(ty, keep).map_err(|e| e.into_gguf(&p, file_size))?;
         match (key.as_str(), value) {
+            (_, Value::Strs(labels)) => info.classifier_labels = labels,
             ("general.architecture", Value::Str(s)) => info.architecture = Some(s),
             ("general.name", Value::Str(s)) => info.name = Some(s),
             ("general.alignment", Value::Int(n)) if n.is_power_of_two() => alignment = n,
@@ -175,6 +180,7 @@ pub fn file_type_name(ft: u32) -> &'static str {
 enum Value {
     Int(u64),
     Str(String),
+    Strs(Vec<String>),
     Other,
 }
 
@@ -233,7 +239,8 @@ impl<R: Read + Seek> Reader<R> {
         self.read_exact(&mut buf)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
-    fn value(&mut self, ty: u32) -> Result<Value, ReadError> {
+    /// One metadata value; `keep` collects a string array instead of skipping it.
+    fn value(&mut self, ty: u32, keep: bool) -> Result<Value, ReadError> {
         let scalar = |n: u64| -> Result<Value, ReadError> { Ok(Value::Int(n)) };
         match ty {
             0 | 1 | 7 => {
@@ -272,9 +279,16 @@ impl<R: Read + Seek> Reader<R> {
                 };
                 match width {
                     Some(w) => self.skip(n * w)?,
+                    None if keep && elem == 8 => {
+                        let mut v = Vec::new();
+                        for _ in 0..n {
+                            v.push(self.string()?);
+                        }
+                        return Ok(Value::Strs(v));
+                    }
                     None => {
                         for _ in 0..n {
-                            self.value(elem)?;
+                            self.value(elem, false)?;
                         }
                     }
                 }
@@ -349,6 +363,33 @@ mod tests {
         let f = write(b"");
         assert!(matches!(inspect(f.path()), Err(GgufError::NotGguf { .. })));
         assert!(matches!(inspect(Path::new("/nonexistent/x.gguf")), Err(GgufError::Missing { .. })));
+    }
+
+    #[test]
+    fn reads_classifier_labels_only_from_their_key() {
+        let s = |v: &mut Vec<u8>, t: &str| {
+            v.extend_from_slice(&(t.len() as u64).to_le_bytes());
+            v.extend_from_slice(t.as_bytes());
+        };
+        let arr = |v: &mut Vec<u8>, key: &str, items: &[&str]| {
+            s(v, key);
+            v.extend_from_slice(&9u32.to_le_bytes());
+            v.extend_from_slice(&8u32.to_le_bytes());
+            v.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for i in items {
+                s(v, i);
+            }
+        };
+        let mut v = Vec::new();
+        v.extend_from_slice(b"GGUF");
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(&2u64.to_le_bytes());
+        arr(&mut v, "tokenizer.ggml.tokens", &["[CLS]", "good"]);
+        arr(&mut v, "bert.classifier.output_labels", &["negative", "positive"]);
+        let f = write(&v);
+        assert_eq!(inspect(f.path()).unwrap().classifier_labels, ["negative", "positive"]);
+        assert!(inspect(write(&tiny_gguf()).path()).unwrap().classifier_labels.is_empty());
     }
 
     #[test]
