@@ -283,6 +283,8 @@ pub enum EngineError {
     Grammar(String),
     #[error("{0}")]
     Classify(String),
+    #[error("{name} is a sequence classifier ({labels}), not a model that writes text; use it with `moat classify -m {name}`")]
+    NotGenerative { name: String, labels: String },
     #[error("decode failed: {0}")]
     Decode(String),
     #[error("cancelled")]

@@ -147,8 +147,19 @@ fn serve(
     let env = Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32 };
     let mut classify_slot = classify::Slot(None);
     let mut session = KvSession::new(ctx);
+    // A classifier's graph ends in its head: there are no next-token logits to sample from.
+    let not_generative =
+        || EngineError::NotGenerative { name: info.name.clone(), labels: info.classifier_labels.join(", ") };
     for req in rx.iter() {
         let (id, result) = match req {
+            Request::Chat { id, .. }
+            | Request::Complete { id, .. }
+            | Request::Structured { id, .. }
+            | Request::Bench { id, .. }
+                if !info.classifier_labels.is_empty() =>
+            {
+                (id, Err(not_generative()))
+            }
             Request::Chat { id, messages, sampling, overflow, reserve } => {
                 (id, chat(&env, &mut session, id, messages, &sampling, overflow, reserve))
             }
