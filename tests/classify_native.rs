@@ -127,3 +127,17 @@ fn a_classifier_refuses_to_chat_and_a_chat_model_refuses_native() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a sequence classifier"));
 }
+
+#[test]
+fn classifier_mode_in_the_repl_uses_the_models_head() {
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["-m", MODEL, "repl", "--no-save"]);
+    let o = run(c, b"/classify\nthe battery life is fantastic\nthis is terrible\n/chat\n");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}{out}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("with its own head"), "{out}");
+    assert!(out.contains("positive  0.98  the battery life is fantastic"), "{out}");
+    assert!(out.contains("negative  0.97  this is terrible"), "{out}");
+    assert!(out.contains("back to chat · tally: negative 1 · positive 1 (2 classified)"), "{out}");
+}

@@ -56,6 +56,8 @@ pub struct ChatSession {
     pending_prompt: Option<PromptJob>,
     /// Classifier mode (`/classify`): lines are classified instead of answered.
     pub classify: Option<crate::classify::mode::ClassifyMode>,
+    /// The loaded model's labels when it is a sequence classifier (it cannot chat then).
+    pub classifier_labels: Vec<String>,
 }
 
 impl ChatSession {
@@ -76,6 +78,7 @@ impl ChatSession {
             library: Library::builtin(),
             pending_prompt: None,
             classify: None,
+            classifier_labels: Vec::new(),
         }
     }
 
@@ -156,14 +159,19 @@ impl ChatSession {
             Command::Help => one(Outcome::Note(commands::help())),
             Command::Quit => one(Outcome::Quit),
             Command::Classify(labels) => {
-                let labels = labels.unwrap_or_else(crate::classify::sentiment_labels);
-                let note = format!(
-                    "classifier mode ({}): each line you send is classified on {}; /chat goes back",
-                    labels.join(", "),
-                    self.model
-                );
-                self.classify = Some(crate::classify::mode::ClassifyMode::new(labels));
-                one(Outcome::Note(note))
+                match crate::classify::mode::ClassifyMode::for_model(labels, &self.classifier_labels) {
+                    Ok(m) => {
+                        let note = format!(
+                            "classifier mode ({}): each line you send is classified on {}{}; /chat goes back",
+                            m.labels.join(", "),
+                            self.model,
+                            if self.classifier_labels.is_empty() { "" } else { " with its own head" }
+                        );
+                        self.classify = Some(m);
+                        one(Outcome::Note(note))
+                    }
+                    Err(e) => one(Outcome::Error(e)),
+                }
             }
             Command::Chat => match self.classify.take() {
                 Some(m) => one(Outcome::Note(format!("back to chat · {}", m.tally()))),

@@ -138,7 +138,7 @@ impl Classifier {
                 long: LongInput::default(),
             }),
             _ => Err(format!(
-                "this model classifies into {} (from its GGUF); drop --labels or list exactly those",
+                "this model classifies into {} (labels from its GGUF); give no labels or exactly those",
                 model_labels.join(",")
             )),
         }

@@ -1,11 +1,11 @@
 //! Classifier mode for the interactive front ends (`/classify [labels]` … `/chat`): every line the
 //! user sends is classified on the loaded model instead of answered, shown with per-label
 //! probability bars, with a running tally. The first request also scores the content-free inputs
-//! so the rest are calibrated.
+//! so the rest are calibrated. On a native sequence classifier the model's own head is used instead.
 
 use super::calibrate::{softmax, Calibration, CONTENT_FREE};
 use super::{output, prompt, Prediction};
-use crate::engine::{ItemResult, Request, ScoreRequest};
+use crate::engine::{EmbedRequest, ItemResult, Pooling, PromptSpec, Request, ScoreRequest};
 
 #[derive(Debug, Clone)]
 pub struct ClassifyMode {
@@ -17,6 +17,8 @@ pub struct ClassifyMode {
     lines: Vec<String>,
     offset: usize,
     cf_rows: Vec<Vec<f32>>,
+    /// A native classifier: `order[i]` is the model output holding label `i`.
+    native: Option<Vec<usize>>,
 }
 
 impl ClassifyMode {
@@ -24,7 +26,29 @@ impl ClassifyMode {
         let shots = if prompt::is_sentiment(&labels) { 8 } else { 0 };
         let plan = prompt::plan(&labels, shots, &[], false);
         let counts = vec![0; labels.len()];
-        ClassifyMode { labels, counts, plan, calibration: None, lines: Vec::new(), offset: 0, cf_rows: Vec::new() }
+        ClassifyMode {
+            labels,
+            counts,
+            plan,
+            calibration: None,
+            lines: Vec::new(),
+            offset: 0,
+            cf_rows: Vec::new(),
+            native: None,
+        }
+    }
+
+    /// Classifier mode for the loaded model: its own head when it is a sequence classifier
+    /// (`model_labels` from its GGUF; `labels` may reorder them), else label scoring.
+    pub fn for_model(labels: Option<Vec<String>>, model_labels: &[String]) -> Result<ClassifyMode, String> {
+        if model_labels.is_empty() {
+            return Ok(ClassifyMode::new(labels.unwrap_or_else(super::sentiment_labels)));
+        }
+        let c = super::Classifier::native(model_labels, labels.as_deref(), 256, 16)?;
+        let super::Method::Native { order } = c.method else { unreachable!("native") };
+        let mut m = ClassifyMode::new(c.labels);
+        m.native = Some(order);
+        Ok(m)
     }
 
     /// A request for every non-empty line of `text` (a paste of many lines is many items).
@@ -32,6 +56,17 @@ impl ClassifyMode {
         self.lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
         if self.lines.is_empty() {
             return None;
+        }
+        if self.native.is_some() {
+            self.offset = 0;
+            let embed = EmbedRequest {
+                prompt: PromptSpec::raw("{text}"),
+                items: self.lines.clone(),
+                pooling: Pooling::Rank,
+                max_item_tokens: 256,
+                batch: 16,
+            };
+            return Some(Request::Embed { id: 0, embed: Box::new(embed) });
         }
         let mut items: Vec<String> = Vec::new();
         self.offset = 0;
@@ -65,9 +100,15 @@ impl ClassifyMode {
         }
         let line = self.lines.get(index - self.offset).cloned().unwrap_or_default();
         Some(match result {
+            Ok(logits) if self.native.as_ref().is_some_and(|o| o.len() != logits.len()) => {
+                format!("error  {}: the model gave {} outputs", output::clip(&line, 60), logits.len())
+            }
             Ok(logits) => {
                 let p = softmax(&logits);
-                let p = self.calibration.as_ref().map(|c| c.apply(&p)).unwrap_or(p);
+                let p = match &self.native {
+                    Some(order) => order.iter().map(|&k| p[k]).collect(),
+                    None => self.calibration.as_ref().map(|c| c.apply(&p)).unwrap_or(p),
+                };
                 let pred = Prediction::from_probs_pub(p);
                 self.counts[pred.label] += 1;
                 format!(
@@ -107,5 +148,19 @@ mod tests {
         let Some(Request::Score { score, .. }) = m.request("again") else { panic!("a request") };
         assert_eq!(score.items, ["again"]);
         assert!(m.request(" \n").is_none());
+    }
+
+    #[test]
+    fn native_classifier_uses_its_head_in_the_users_label_order() {
+        let model = ["negative".to_string(), "positive".to_string()];
+        let mut m = ClassifyMode::for_model(Some(vec!["positive".into(), "negative".into()]), &model).unwrap();
+        let Some(Request::Embed { embed, .. }) = m.request("great\nawful") else { panic!("an embed request") };
+        assert_eq!((embed.pooling, embed.items.len()), (Pooling::Rank, 2));
+        let shown = m.result(0, Ok(vec![-2.0, 2.0])).unwrap();
+        assert!(shown.starts_with("positive  0.98"), "{shown}");
+        let shown = m.result(1, Ok(vec![1.0, 2.0, 3.0])).unwrap();
+        assert!(shown.starts_with("error"), "{shown}");
+        assert!(ClassifyMode::for_model(Some(vec!["a".into(), "b".into()]), &model).is_err());
+        assert!(ClassifyMode::for_model(None, &[]).unwrap().native.is_none());
     }
 }

@@ -144,7 +144,8 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
     if !info.description.is_empty() {
         row("gguf name", info.description.clone());
     }
-    row("parameters", format!("{:.1} M", info.n_params as f64 / 1e6));
+    let n = info.n_params as f64;
+    row("parameters", if n < 1e6 { format!("{:.1} K", n / 1e3) } else { format!("{:.1} M", n / 1e6) });
     row("quantisation", header.file_type.map(file_type_name).unwrap_or("unknown").to_string());
     row("context", format!("{} in use (trained on {})", info.n_ctx, info.n_ctx_train));
     row(

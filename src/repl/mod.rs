@@ -70,6 +70,7 @@ impl Repl {
 
     fn loaded(&mut self, info: &ModelInfo) {
         self.session.model = info.name.clone();
+        self.session.classifier_labels = info.classifier_labels.clone();
         self.session.gpu = info.gpu && info.gpu_layers != 0;
     }
 
@@ -284,7 +285,7 @@ impl Repl {
                 Err(_) => break self.error(&EngineError::Gone.to_string()),
             };
             match ev {
-                Event::Scored { id: i, index, result } if i == id => {
+                Event::Scored { id: i, index, result } | Event::Embedded { id: i, index, result } if i == id => {
                     if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
                         println!("{shown}");
                     }

@@ -143,7 +143,7 @@ impl App {
                 self.session.trimmed(dropped_messages);
             }
             Event::Token { id, text } if Some(id) == self.pending => self.stream(&text),
-            Event::Scored { id, index, result } if Some(id) == self.pending => {
+            Event::Scored { id, index, result } | Event::Embedded { id, index, result } if Some(id) == self.pending => {
                 if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
                     self.note(shown);
                 }
@@ -172,6 +172,7 @@ impl App {
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
         self.session.model = info.name.clone();
+        self.session.classifier_labels = info.classifier_labels.clone();
         self.session.gpu = self.status.gpu;
         self.status.ctx_size = info.n_ctx as usize;
         self.status.ctx_used = 0;
