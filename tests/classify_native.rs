@@ -121,6 +121,11 @@ fn a_classifier_refuses_to_chat_and_a_chat_model_refuses_native() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is a sequence classifier (negative, positive)") && err.contains("moat classify"), "{err}");
 
+    // Label scoring needs next-token logits, which an encoder does not have.
+    let o = run(classify(&s, &["--method", "prompt"]), b"good\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a sequence classifier"));
+
     let mut c = s.moat();
     c.args(["-m", "smollm2-135m", "classify", "--method", "native"]);
     let o = run(c, b"good\n");

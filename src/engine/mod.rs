@@ -284,7 +284,9 @@ pub enum EngineError {
     #[error("{0}")]
     Classify(String),
     #[error("{name} is a sequence classifier ({labels}), not a model that writes text; use it with `moat classify -m {name}`")]
-    NotGenerative { name: String, labels: String },
+    Classifier { name: String, labels: String },
+    #[error("{name} is an encoder (embedding) model: it cannot write text or score labels; train a head on it with `moat classify train -m {name}`")]
+    Encoder { name: String },
     #[error("decode failed: {0}")]
     Decode(String),
     #[error("cancelled")]

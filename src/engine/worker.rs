@@ -136,7 +136,7 @@ fn serve(
         n_layer: model.n_layer(),
         gpu_note,
         flash_attn: opts.flash_attn.to_string(),
-        classifier_labels: header.map(|h| h.classifier_labels).unwrap_or_default(),
+        classifier_labels: header.as_ref().map(|h| h.classifier_labels.clone()).unwrap_or_default(),
         cache_types: format!("{}/{}", opts.cache_type_k, opts.cache_type_v),
         chat_format: format.describe(),
         load_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -147,16 +147,20 @@ fn serve(
     let env = Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32 };
     let mut classify_slot = classify::Slot(None);
     let mut session = KvSession::new(ctx);
-    // A classifier's graph ends in its head: there are no next-token logits to sample from.
-    let not_generative =
-        || EngineError::NotGenerative { name: info.name.clone(), labels: info.classifier_labels.join(", ") };
+    // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
+    let encoder = !info.classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
+    let not_generative = || match info.classifier_labels.is_empty() {
+        true => EngineError::Encoder { name: info.name.clone() },
+        false => EngineError::Classifier { name: info.name.clone(), labels: info.classifier_labels.join(", ") },
+    };
     for req in rx.iter() {
         let (id, result) = match req {
             Request::Chat { id, .. }
             | Request::Complete { id, .. }
             | Request::Structured { id, .. }
             | Request::Bench { id, .. }
-                if !info.classifier_labels.is_empty() =>
+            | Request::Score { id, .. }
+                if encoder =>
             {
                 (id, Err(not_generative()))
             }

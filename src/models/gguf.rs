@@ -37,6 +37,8 @@ pub struct GgufInfo {
     pub eos_token_id: Option<u64>,
     /// `<arch>.classifier.output_labels`: a sequence classifier's outputs, in order (empty otherwise).
     pub classifier_labels: Vec<String>,
+    /// `<arch>.attention.causal`: false for encoders (BERT and kin), which cannot write text.
+    pub causal: Option<bool>,
 }
 
 /// Guards against absurd lengths in a corrupt header (a 2^60-byte string, say).
@@ -87,6 +89,7 @@ pub fn inspect(path: &Path) -> Result<GgufInfo, GgufError> {
             ("tokenizer.ggml.eos_token_id", Value::Int(n)) => info.eos_token_id = Some(n),
             (k, Value::Int(n)) if k.ends_with(".context_length") => info.context_length = Some(n),
             (k, Value::Int(n)) if k.ends_with(".block_count") => info.block_count = Some(n),
+            (k, Value::Int(n)) if k.ends_with(".attention.causal") => info.causal = Some(n != 0),
             _ => {}
         }
     }
