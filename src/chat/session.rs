@@ -144,6 +144,25 @@ impl ChatSession {
         }
     }
 
+    /// Takes note of a newly loaded model. A sequence classifier cannot chat, so classifier mode is
+    /// switched on for it; the returned note says so.
+    pub fn model_loaded(&mut self, name: &str, gpu: bool, classifier_labels: &[String]) -> Option<String> {
+        self.model = name.to_string();
+        self.gpu = gpu;
+        self.classifier_labels = classifier_labels.to_vec();
+        if classifier_labels.is_empty() {
+            // Label scoring needs a model that writes text: leave a native mode from an earlier model.
+            self.classify = self.classify.take().filter(|m| !m.is_native());
+            return None;
+        }
+        let mode = crate::classify::mode::ClassifyMode::for_model(None, classifier_labels).ok()?;
+        self.classify = Some(mode);
+        Some(format!(
+            "{name} is a sequence classifier ({}): classifier mode is on, each line you send is classified",
+            classifier_labels.join(", ")
+        ))
+    }
+
     /// Carries out a slash command. `busy` = a reply is streaming, which rules out commands that
     /// rewrite the conversation.
     pub fn execute(&mut self, cmd: Command, busy: bool) -> Vec<Outcome> {

@@ -51,6 +51,11 @@ impl ClassifyMode {
         Ok(m)
     }
 
+    /// Uses a native classifier's own head (not label scoring).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
     /// A request for every non-empty line of `text` (a paste of many lines is many items).
     pub fn request(&mut self, text: &str) -> Option<Request> {
         self.lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();

@@ -69,9 +69,10 @@ impl Repl {
     }
 
     fn loaded(&mut self, info: &ModelInfo) {
-        self.session.model = info.name.clone();
-        self.session.classifier_labels = info.classifier_labels.clone();
-        self.session.gpu = info.gpu && info.gpu_layers != 0;
+        let gpu = info.gpu && info.gpu_layers != 0;
+        if let Some(note) = self.session.model_loaded(&info.name, gpu, &info.classifier_labels) {
+            eprintln!("{}", self.dim(&note));
+        }
     }
 
     /// `smollm2-135m 3% › `: the model and how full its context is.

@@ -171,9 +171,7 @@ impl App {
         self.status.loading = None;
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
-        self.session.model = info.name.clone();
-        self.session.classifier_labels = info.classifier_labels.clone();
-        self.session.gpu = self.status.gpu;
+        let classifier_note = self.session.model_loaded(&info.name, self.status.gpu, &info.classifier_labels);
         self.status.ctx_size = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
@@ -183,6 +181,9 @@ impl App {
             if info.gpu { format!("{} layers on the GPU", info.gpu_layers) } else { "CPU".into() },
             info.chat_format
         ));
+        if let Some(n) = classifier_note {
+            self.note(n);
+        }
         if let Some(n) = &info.gpu_note {
             self.error(n.clone());
         }

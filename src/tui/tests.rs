@@ -319,3 +319,22 @@ fn slash_prompt_routes_the_next_message_through_a_library_prompt() {
     app.on_key(key(KeyCode::Enter));
     assert!(screen(&mut app, 80, 12).contains("did you mean"));
 }
+
+#[test]
+fn a_classifier_model_starts_in_classifier_mode_and_shows_its_head_results() {
+    let mut config = Config::default();
+    config.model.name = "tiny-bert".into();
+    let mut app = App::new(config, None, History::load(None));
+    let labels = vec!["negative".to_string(), "positive".to_string()];
+    app.on_engine(Event::Loaded(Box::new(ModelInfo { classifier_labels: labels, ..info() })));
+    type_text(&mut app, "great phone");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Embed { .. })]), "{effects:?}");
+    app.started(9);
+    app.on_engine(Event::Embedded { id: 9, index: 0, result: Ok(vec![-1.0, 2.0]) });
+    app.on_engine(Event::Done { id: 9, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    let shown = screen(&mut app, 80, 24);
+    assert!(shown.contains("is a sequence classifier (negative, positive)"), "{shown}");
+    assert!(shown.contains("positive  0.95  great phone"), "{shown}");
+    assert!(shown.contains("tally: negative 0 · positive 1"), "{shown}");
+}
