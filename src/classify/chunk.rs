@@ -63,17 +63,23 @@ fn sentences(text: &str) -> Vec<&str> {
 }
 
 /// Cuts one over-long sentence at whitespace (or anywhere, for unspaced CJK) into pieces of at most
-/// `budget` estimated tokens.
+/// about `budget` estimated tokens; a run with no break at all is cut at twice the budget. The
+/// count is kept incrementally: a 1 MB line without spaces must stay linear.
 fn hard_split(s: &str, budget: usize, out: &mut Vec<String>) {
     let mut cur = String::new();
-    for word in s.split_inclusive(char::is_whitespace) {
-        for c in word.chars() {
-            // Unspaced text (CJK) has no word breaks: cut by characters once a chunk is full.
-            if estimate_tokens(&cur) >= budget && !cur.is_empty() && (is_wide(c) || cur.ends_with(char::is_whitespace))
-            {
-                out.push(std::mem::take(&mut cur).trim().to_string());
-            }
-            cur.push(c);
+    let (mut wide, mut other) = (0usize, 0usize);
+    for c in s.chars() {
+        let tokens = wide + other.div_ceil(4);
+        let at_break = is_wide(c) || cur.ends_with(char::is_whitespace);
+        if !cur.is_empty() && tokens >= budget && (at_break || tokens >= 2 * budget) {
+            out.push(std::mem::take(&mut cur).trim().to_string());
+            (wide, other) = (0, 0);
+        }
+        cur.push(c);
+        if is_wide(c) {
+            wide += 1;
+        } else {
+            other += c.len_utf8();
         }
     }
     if !cur.trim().is_empty() {
@@ -155,6 +161,10 @@ mod tests {
         let chunks = split(&huge, 256, 128);
         assert_eq!(chunks.len(), MAX_CHUNKS);
         assert!(chunks.iter().all(|c| c.is_ascii() && c.len() < 1024));
+        // No break anywhere: cut at twice the budget (this once took quadratic time).
+        let chunks = split(&"a".repeat(1 << 20), 256, 128);
+        assert_eq!(chunks.len(), MAX_CHUNKS);
+        assert!(chunks.iter().all(|c| c.len() <= 4 * 256), "{}", chunks[0].len());
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub type ItemResult = Result<Vec<f32>, String>;
 
 const MAX_SEQ: usize = 64;
 const N_BATCH: usize = 2048;
+const ENCODER_GROUP_TOKENS: usize = 512;
 
 /// Cached second context; rebuilt only when its shape must change.
 pub struct ClassifyCtx<'m> {
@@ -191,6 +192,39 @@ fn label_tokens(model: &LlamaModel, labels: &[String]) -> Result<Vec<LlamaToken>
     Ok(out)
 }
 
+/// Lines waiting for a decode: their index and tokens, or why they have none.
+type Pending = (usize, Result<Vec<LlamaToken>, String>);
+
+/// The next group for one decode: up to `cap` lines whose tokens together fit `n_batch`. Failed
+/// lines are reported as they come up, but never ahead of a gathered group, so output order holds.
+fn next_group(
+    it: &mut std::iter::Peekable<impl Iterator<Item = Pending>>,
+    cap: usize,
+    n_batch: usize,
+    emit: &impl Fn(usize, ItemResult),
+) -> Vec<(usize, Vec<LlamaToken>)> {
+    let mut group = Vec::new();
+    let mut used = 0;
+    while let Some((_, r)) = it.peek() {
+        let fits = r.as_ref().is_ok_and(|t| group.len() < cap && used + t.len() <= n_batch);
+        let alone_too_long = group.is_empty() && r.as_ref().is_ok_and(|t| t.len() > n_batch);
+        match (fits, r.is_err() || alone_too_long) {
+            (true, _) => {
+                let (i, r) = it.next().expect("peeked");
+                let t = r.expect("fits");
+                used += t.len();
+                group.push((i, t));
+            }
+            (false, true) if group.is_empty() => {
+                let (i, r) = it.next().expect("peeked");
+                emit(i, Err(r.err().unwrap_or_else(|| "the line does not fit one decode; lower --truncate".into())));
+            }
+            _ => break,
+        }
+    }
+    group
+}
+
 fn decode(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch) -> Result<(), String> {
     ctx.decode(batch).map_err(|e| e.to_string())
 }
@@ -267,28 +301,7 @@ pub(super) fn score<'m>(
         if env.cancel.load(Ordering::SeqCst) {
             return Err(EngineError::Cancelled);
         }
-        // Gather one group: up to n_seq-1 lines whose tokens fit one decode.
-        let mut group: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
-        let mut used = 0;
-        let cap = if req.share_prefix { n_seq - 1 } else { 1 };
-        while let Some((_, r)) = it.peek() {
-            match r {
-                Err(_) => {
-                    if !group.is_empty() {
-                        break; // keep output order: finish the group first
-                    }
-                    let (i, r) = it.next().expect("peeked");
-                    emit(i, Err(r.unwrap_err()));
-                    continue;
-                }
-                Ok(t) if group.len() < cap && used + t.len() <= n_batch => {
-                    used += t.len();
-                    let (i, r) = it.next().expect("peeked");
-                    group.push((i, r.expect("ok")));
-                }
-                Ok(_) => break,
-            }
-        }
+        let group = next_group(&mut it, if req.share_prefix { n_seq - 1 } else { 1 }, n_batch, &emit);
         if group.is_empty() {
             continue;
         }
@@ -396,6 +409,12 @@ pub(super) fn embed<'m>(
     let cc = context(slot, model, env.backend, env.threads_batch, Some(req.pooling), n_seq, N_BATCH)?;
     cc.prefix.clear();
     let n_batch = cc.ctx.n_batch() as usize;
+    // An encoder attends across the whole batch (other sequences are only masked out), so its cost
+    // grows with the square of the tokens per decode; measured best near 512 (README, Classify).
+    let group_tokens = match env.encoder {
+        true => (fixed + max_item + open.len() + close.len()).max(ENCODER_GROUP_TOKENS).min(n_batch),
+        false => n_batch,
+    };
     let mut batch = LlamaBatch::new(n_batch, 1);
     let emit = |index: usize, result: ItemResult| {
         let _ = env.tx.send(Event::Embedded { id, index, result });
@@ -416,23 +435,7 @@ pub(super) fn embed<'m>(
         if env.cancel.load(Ordering::SeqCst) {
             return Err(EngineError::Cancelled);
         }
-        let mut group: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
-        let mut used = 0;
-        while let Some((_, r)) = it.peek() {
-            match r {
-                Err(_) if group.is_empty() => {
-                    let (i, r) = it.next().expect("peeked");
-                    emit(i, Err(r.unwrap_err()));
-                }
-                Err(_) => break,
-                Ok(t) if group.len() < n_seq && used + t.len() <= n_batch => {
-                    used += t.len();
-                    let (i, r) = it.next().expect("peeked");
-                    group.push((i, r.expect("ok")));
-                }
-                Ok(_) => break,
-            }
-        }
+        let group = next_group(&mut it, n_seq, group_tokens, &emit);
         if group.is_empty() {
             continue;
         }

@@ -33,6 +33,8 @@ pub(super) struct Loaded<'a> {
     pub max_piece: usize,
     pub backend: &'a llama_cpp_2::llama_backend::LlamaBackend,
     pub threads_batch: i32,
+    /// Non-causal (BERT and kin): no next-token logits, attention across the whole batch.
+    pub encoder: bool,
 }
 
 fn serve(
@@ -144,11 +146,12 @@ fn serve(
     };
     let _ = tx.send(Event::Loaded(Box::new(info.clone())));
 
-    let env = Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32 };
-    let mut classify_slot = classify::Slot(None);
-    let mut session = KvSession::new(ctx);
     // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
     let encoder = !info.classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
+    let env =
+        Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32, encoder };
+    let mut classify_slot = classify::Slot(None);
+    let mut session = KvSession::new(ctx);
     let not_generative = || match info.classifier_labels.is_empty() {
         true => EngineError::Encoder { name: info.name.clone() },
         false => EngineError::Classifier { name: info.name.clone(), labels: info.classifier_labels.join(", ") },
