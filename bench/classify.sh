@@ -4,6 +4,8 @@
 # THREADS threads in this one run. Results: bench/results/classify-<stamp>.txt
 #   DATA=path/to/sentiment THREADS=2 bench/classify.sh            # everything (about 20 min on 2 cores)
 #   QUICK=1 bench/classify.sh                                     # first 100 lines of each set
+#   NATIVE=/tmp/minilm-sentiment.gguf bench/classify.sh           # also a native classifier GGUF
+#                                                                 # (make one: bench/native-classifier/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/sentiment}
@@ -61,5 +63,12 @@ report="$out/classify-$(date -u +%Y%m%dT%H%M%SZ).txt"
   run "Chinese held-out (rows 1001-1300), --examples from rows 1-1000" "$tmp/zh_heldout.tsv" --examples "$tmp/zh_pool.tsv"
   echo "## throughput: one at a time (full prompt) vs moat's batched path, first 64 SST-2 lines"
   $moat classify --bench "$DATA/sst2_dev.tsv" --limit 64
+  if [ -n "${NATIVE:-}" ]; then
+    run "native $NATIVE: SST-2 dev" "$DATA/sst2_dev.tsv" -m "$NATIVE"
+    run "native: IMDb reviews (200, balanced), --long chunk" "$tmp/imdb_reviews_200.tsv" -m "$NATIVE"
+    run "native: IMDb reviews (200, balanced), --long truncate" "$tmp/imdb_reviews_200.tsv" -m "$NATIVE" --long truncate
+    echo "## native throughput, first 200 SST-2 lines"
+    $moat classify -m "$NATIVE" --bench "$DATA/sst2_dev.tsv" --limit 200
+  fi
 } | tee "$report"
 echo "wrote $report" >&2

