@@ -288,24 +288,21 @@ impl Classifier {
                 let batch = if share_prefix { self.batch } else { 1 };
                 let raw = PromptSpec::raw("{text}");
                 features(engine, items, &raw, Pooling::Rank, self.max_tokens, batch, |i, r| {
-                    on(
-                        i,
-                        r.and_then(|logits| {
-                            if logits.len() != order.len() {
-                                return Err(format!(
-                                    "the model gave {} outputs for {} labels",
-                                    logits.len(),
-                                    order.len()
-                                ));
-                            }
-                            let p = softmax(&logits);
-                            Ok(Prediction::from_probs(order.iter().map(|&k| p[k]).collect()))
-                        }),
-                    )
+                    on(i, r.and_then(|logits| native_probs(order, &logits)).map(Prediction::from_probs))
                 })
             }
         }
     }
+}
+
+/// A native head's raw logits as probabilities in the user's label order (`order[i]` = the model
+/// output for label `i`). The head is single-label, so softmax.
+pub fn native_probs(order: &[usize], logits: &[f32]) -> Result<Vec<f32>, String> {
+    if logits.len() != order.len() {
+        return Err(format!("the model gave {} outputs for {} labels", logits.len(), order.len()));
+    }
+    let p = softmax(logits);
+    Ok(order.iter().map(|&k| p[k]).collect())
 }
 
 /// Pooled hidden states per line, in input order.

@@ -105,14 +105,16 @@ impl ClassifyMode {
         }
         let line = self.lines.get(index - self.offset).cloned().unwrap_or_default();
         Some(match result {
-            Ok(logits) if self.native.as_ref().is_some_and(|o| o.len() != logits.len()) => {
-                format!("error  {}: the model gave {} outputs", output::clip(&line, 60), logits.len())
-            }
             Ok(logits) => {
-                let p = softmax(&logits);
                 let p = match &self.native {
-                    Some(order) => order.iter().map(|&k| p[k]).collect(),
-                    None => self.calibration.as_ref().map(|c| c.apply(&p)).unwrap_or(p),
+                    Some(order) => match super::native_probs(order, &logits) {
+                        Ok(p) => p,
+                        Err(e) => return Some(format!("error  {}: {e}", output::clip(&line, 60))),
+                    },
+                    None => {
+                        let p = softmax(&logits);
+                        self.calibration.as_ref().map(|c| c.apply(&p)).unwrap_or(p)
+                    }
                 };
                 let pred = Prediction::from_probs_pub(p);
                 self.counts[pred.label] += 1;
