@@ -36,26 +36,21 @@ fn sentences(text: &str) -> Vec<&str> {
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         let next = chars.peek().map(|&(_, n)| n);
-        let end = match c {
-            '。' | '！' | '？' | '；' | '\n' => Some(i + c.len_utf8()),
-            '.' | '!' | '?' | '…' if next.is_none_or(char::is_whitespace) => Some(i + c.len_utf8()),
-            '<' => ["<br />", "<br/>", "<br>"].iter().find(|t| text[i..].starts_with(**t)).map(|t| {
-                for _ in 1..t.len() {
-                    chars.next();
-                }
-                out.push(&text[start..i]);
-                start = i + t.len();
-                usize::MAX
-            }),
+        // (where this sentence ends, where the next one starts)
+        let cut = match c {
+            '。' | '！' | '？' | '；' | '\n' => Some((i + c.len_utf8(), i + c.len_utf8())),
+            '.' | '!' | '?' | '…' if next.is_none_or(char::is_whitespace) => {
+                Some((i + c.len_utf8(), i + c.len_utf8()))
+            }
+            '<' => ["<br />", "<br/>", "<br>"].iter().find(|t| text[i..].starts_with(**t)).map(|t| (i, i + t.len())),
             _ => None,
         };
-        match end {
-            Some(usize::MAX) => {}
-            Some(e) => {
-                out.push(&text[start..e]);
-                start = e;
+        if let Some((end, next_start)) = cut {
+            out.push(&text[start..end]);
+            start = next_start;
+            while chars.peek().is_some_and(|&(j, _)| j < next_start) {
+                chars.next();
             }
-            None => {}
         }
     }
     out.push(&text[start..]);
