@@ -119,29 +119,15 @@ impl Classifier {
         }
     }
 
-    /// A native sequence classifier with `model_labels` (from its GGUF). `wanted` may reorder them
-    /// but not change the set: the head was trained for exactly these outputs.
+    /// A native sequence classifier with `model_labels` (from its GGUF); see [`native_order`].
     pub fn native(
         model_labels: &[String],
         wanted: Option<&[String]>,
         max_tokens: usize,
         batch: usize,
     ) -> Result<Classifier, String> {
-        let labels = wanted.map_or_else(|| model_labels.to_vec(), <[String]>::to_vec);
-        let order: Option<Vec<usize>> = labels.iter().map(|l| model_labels.iter().position(|m| m == l)).collect();
-        match order {
-            Some(order) if labels.len() == model_labels.len() => Ok(Classifier {
-                labels,
-                method: Method::Native { order },
-                max_tokens,
-                batch,
-                long: LongInput::default(),
-            }),
-            _ => Err(format!(
-                "this model classifies into {} (labels from its GGUF); give no labels or exactly those",
-                model_labels.join(",")
-            )),
-        }
+        let (labels, order) = native_order(model_labels, wanted)?;
+        Ok(Classifier { labels, method: Method::Native { order }, max_tokens, batch, long: LongInput::default() })
     }
 
     /// One line describing the method, for reports.
@@ -292,6 +278,20 @@ impl Classifier {
                 })
             }
         }
+    }
+}
+
+/// The labels a native classifier reports and, for each, the model output that holds it. `wanted`
+/// may reorder the model's labels but not change the set: the head was trained for exactly these.
+pub fn native_order(model_labels: &[String], wanted: Option<&[String]>) -> Result<(Vec<String>, Vec<usize>), String> {
+    let labels = wanted.map_or_else(|| model_labels.to_vec(), <[String]>::to_vec);
+    let order: Option<Vec<usize>> = labels.iter().map(|l| model_labels.iter().position(|m| m == l)).collect();
+    match order {
+        Some(order) if labels.len() == model_labels.len() => Ok((labels, order)),
+        _ => Err(format!(
+            "this model classifies into {} (labels from its GGUF); give no labels or exactly those",
+            model_labels.join(",")
+        )),
     }
 }
 

@@ -44,9 +44,8 @@ impl ClassifyMode {
         if model_labels.is_empty() {
             return Ok(ClassifyMode::new(labels.unwrap_or_else(super::sentiment_labels)));
         }
-        let c = super::Classifier::native(model_labels, labels.as_deref(), 256, 16)?;
-        let super::Method::Native { order } = c.method else { unreachable!("native") };
-        let mut m = ClassifyMode::new(c.labels);
+        let (labels, order) = super::native_order(model_labels, labels.as_deref())?;
+        let mut m = ClassifyMode::new(labels);
         m.native = Some(order);
         Ok(m)
     }

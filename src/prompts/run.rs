@@ -15,7 +15,7 @@ use super::params::{GenRequest, Generator, Params};
 use super::parse::Prompt;
 use super::schema::{parse_schema, validate};
 use super::template::{environment, eval, render, to_json};
-use super::vars::resolve_vars;
+use super::vars::{from_cli, resolve_vars};
 
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -72,7 +72,7 @@ pub fn run_prompt(
     max_input_chars: Option<usize>,
     gen: &mut dyn Generator,
 ) -> Result<RunResult, PromptError> {
-    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let given = from_cli(vars);
     run_prompt_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
 }
 
@@ -86,7 +86,7 @@ pub fn render_request(
     cli_params: &Params,
     max_input_chars: Option<usize>,
 ) -> Result<GenRequest, PromptError> {
-    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let given = from_cli(vars);
     let prompt = load_checked(lib, id_or_path)?;
     let env = environment(lib.partials());
     let p = prepare(&env, &prompt, lang, &given, input, max_input_chars)?;

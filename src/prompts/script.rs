@@ -18,7 +18,7 @@ use super::run::{
     base_ctx, budget_input, check_pin, generate_checked, load_checked, prepare, render_messages, request, StepGen,
 };
 use super::template::{environment, eval, render};
-use super::vars::{resolve_vars, toml_to_json};
+use super::vars::{from_cli, resolve_vars, toml_to_json};
 
 #[derive(Debug, Clone, Default)]
 pub struct StepResult {
@@ -77,7 +77,7 @@ pub fn run_script(
     max_input_chars: Option<usize>,
     gen: &mut dyn Generator,
 ) -> Result<ScriptResult, PromptError> {
-    let given: Vec<(String, Value)> = vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let given = from_cli(vars);
     run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
 }
 

@@ -58,6 +58,11 @@ fn display_toml(v: &toml::Value) -> String {
     }
 }
 
+/// `--var k=v` pairs as given values: strings until each variable's spec coerces them.
+pub(crate) fn from_cli(vars: &[(String, String)]) -> Vec<(String, Value)> {
+    vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+}
+
 pub fn toml_to_json(v: &toml::Value) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
