@@ -20,6 +20,7 @@ impl History {
         let entries = file
             .as_ref()
             .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(crate::text_input::normalize_newlines_owned)
             .map(|s| s.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()).collect())
             .unwrap_or_default();
         History { entries, file, pos: None, draft: String::new() }
@@ -41,7 +42,7 @@ impl History {
                 self.entries.drain(..self.entries.len() - LIMIT);
                 let body: String =
                     self.entries.iter().map(|e| serde_json::to_string(e).expect("strings serialise") + "\n").collect();
-                let _ = crate::chat::store::write_atomic(f, body.as_bytes());
+                let _ = crate::atomic_write::write_atomic(f, body.as_bytes());
             } else if let Some(parent) = f.parent() {
                 let _ = std::fs::create_dir_all(parent);
                 if let Ok(mut out) = std::fs::OpenOptions::new().create(true).append(true).open(f) {

@@ -28,12 +28,24 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
+    /// Text with `\n` line ends: user and system text (typed, pasted, piped, or read back from a
+    /// hand-edited session file) has CRLF/CR normalised, so the same words give the same tokens.
+    #[serde(deserialize_with = "normalized")]
     pub content: String,
 }
 
+fn normalized<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(crate::text_input::normalize_newlines_owned)
+}
+
 impl Message {
+    /// A message; user and system text get CRLF/CR → LF, a model's reply is kept as produced (it is
+    /// what the KV cache holds).
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Message { role, content: content.into() }
+        let content = content.into();
+        let content =
+            if role == Role::Assistant { content } else { crate::text_input::normalize_newlines_owned(content) };
+        Message { role, content }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Message::new(Role::System, content)

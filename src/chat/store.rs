@@ -4,7 +4,6 @@
 use super::Message;
 use crate::config::SamplingConfig;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,8 +84,7 @@ impl SessionStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SessionError::NotFound(name.into())),
             Err(e) => return Err(SessionError::Damaged { path: path.display().to_string(), why: e.to_string() }),
         };
-        serde_json::from_slice(&bytes)
-            .map_err(|e| SessionError::Damaged { path: path.display().to_string(), why: e.to_string() })
+        parse(&bytes).map_err(|why| SessionError::Damaged { path: path.display().to_string(), why })
     }
 
     /// The session saved most recently, for `--resume`.
@@ -113,16 +111,17 @@ impl SessionStore {
     }
 }
 
+/// A session file's bytes → the session; the error is serde's one-line reason. Message text gets
+/// CRLF/CR → LF (see [`Message`]).
+pub fn parse(bytes: &[u8]) -> Result<SavedSession, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 /// Writes a file so that readers see the old content or the new, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
-    let err = |why: String| SessionError::Write { path: path.display().to_string(), why };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp.").tempfile_in(dir).map_err(|e| err(e.to_string()))?;
-    tmp.write_all(bytes).map_err(|e| err(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| err(e.to_string()))?;
-    tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
-    Ok(())
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
+    crate::atomic_write::write_atomic(path, bytes)
+        .map_err(|e| SessionError::Write { path: path.display().to_string(), why: e.to_string() })
 }
 
 /// Local time as `YYYY-MM-DD HH:MM:SS`, for the `created`/`updated` fields.
@@ -183,6 +182,32 @@ mod tests {
         std::fs::write(store.dir().join("bad.json"), "{ not json").unwrap();
         assert!(matches!(store.load("bad"), Err(SessionError::Damaged { .. })));
         assert!(store.list().is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_session_file_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn prop_session_file_mutations_never_panic(cut in 0usize..2000, flip in proptest::prelude::any::<(usize, u8)>()) {
+            let mut json = serde_json::to_vec_pretty(&sample("x", 2)).unwrap();
+            let at = flip.0 % json.len();
+            json[at] = flip.1;
+            json.truncate(cut.min(json.len()));
+            let _ = parse(&json);
+        }
+
+        #[test]
+        fn prop_session_saved_text_loads_back(texts in proptest::collection::vec("\\PC*|[\r\n\t\x1b\u{202e}\u{0}]*", 1..5)) {
+            let mut s = sample("p", 0);
+            s.messages = texts.iter().enumerate().map(|(i, t)| if i % 2 == 0 { Message::user(t.clone()) } else { Message::assistant(t.clone()) }).collect();
+            let back = parse(&serde_json::to_vec_pretty(&s).unwrap()).unwrap();
+            for (m, t) in back.messages.iter().zip(&texts) {
+                proptest::prop_assert_eq!(&m.content, &crate::text_input::normalize_newlines(t).into_owned());
+            }
+        }
     }
 
     impl SavedSession {

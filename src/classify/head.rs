@@ -181,7 +181,8 @@ impl Head {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        std::fs::write(path, self.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::atomic_write::write_atomic(path, self.to_json().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     pub fn load(path: &Path) -> Result<Head, String> {

@@ -3,7 +3,7 @@
 
 use super::metrics::bar;
 use super::Prediction;
-use crate::engine::text::neutralize_controls;
+use crate::render::sanitize;
 use unicode_width::UnicodeWidthChar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,8 +85,9 @@ pub fn row(labels: &[String], format: OutputFormat, r: &Row<'_>, width: usize) -
         }
         OutputFormat::Table => {
             let lw = labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).max(5);
-            let text = neutralize_controls(shown);
-            match r.result {
+            let text = sanitize(shown);
+            // Labels can come from a model file (a native classifier's GGUF): sanitised too.
+            let row = match r.result {
                 Ok(p) => {
                     let head = format!(
                         "{:<lw$}  {:.2}  {}  ",
@@ -101,7 +102,8 @@ pub fn row(labels: &[String], format: OutputFormat, r: &Row<'_>, width: usize) -
                     let head = format!("{:<lw$}  ----  {}  ", "error", " ".repeat(10));
                     format!("{head}line {}: {}", r.line, clip(e, width.saturating_sub(head.len() + 12).max(10)))
                 }
-            }
+            };
+            sanitize(&row).into_owned()
         }
     }
 }
@@ -114,13 +116,13 @@ pub fn detail(labels: &[String], p: &Prediction) -> String {
         let mark = if i == p.label { '▶' } else { ' ' };
         s.push_str(&format!("{mark} {l:<lw$}  {} {:.2}\n", bar(*x as f64, 20), x));
     }
-    s
+    sanitize(&s).into_owned()
 }
 
 pub fn tally(labels: &[String], counts: &[usize]) -> String {
     let total: usize = counts.iter().sum();
     let parts: Vec<String> = labels.iter().zip(counts).map(|(l, n)| format!("{l} {n}")).collect();
-    format!("tally: {} ({} classified)", parts.join(" · "), total)
+    sanitize(&format!("tally: {} ({} classified)", parts.join(" · "), total)).into_owned()
 }
 
 #[cfg(test)]
@@ -143,5 +145,20 @@ mod tests {
         assert_eq!(header(&labels, OutputFormat::Tsv).unwrap().split('\t').count(), 6);
         assert_eq!(row(&labels, OutputFormat::Tsv, &r, 80).split('\t').count(), 6);
         assert!(detail(&labels, &Prediction { label: 0, probs: vec![0.9, 0.1] }).starts_with("▶ positive"));
+    }
+
+    #[test]
+    fn labels_and_text_from_outside_cannot_drive_the_terminal() {
+        let labels = vec!["\x1b]0;PWN\x07pos".to_string(), "neg\u{202E}".to_string()];
+        let ok: Result<Prediction, String> = Ok(Prediction { label: 0, probs: vec![0.9, 0.1] });
+        let r = Row { line: 1, id: None, text: Some("te\x1b[2Jxt"), result: &ok };
+        let shown = row(&labels, OutputFormat::Table, &r, 80);
+        assert!(shown.starts_with("pos") && shown.ends_with("text"), "{shown:?}");
+        let d = detail(&labels, &Prediction { label: 0, probs: vec![0.9, 0.1] });
+        assert!(!d.contains(['\x1b', '\x07', '\u{202E}']), "{d:?}");
+        assert!(!tally(&labels, &[1, 2]).contains('\x1b'));
+        // JSON stays byte-exact: serde escapes ESC, the label is kept whole.
+        let j: serde_json::Value = serde_json::from_str(&row(&labels, OutputFormat::Jsonl, &r, 80)).unwrap();
+        assert_eq!(j["label"], labels[0].as_str());
     }
 }

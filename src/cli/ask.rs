@@ -4,7 +4,6 @@ use super::args::{AskArgs, ModelArgs};
 use super::setup::Setup;
 use super::{exit, input, Failure};
 use crate::chat::{Conversation, Message};
-use crate::engine::text::neutralize_controls;
 use crate::engine::{Request, StopReason};
 use std::io::{IsTerminal, Write};
 
@@ -20,6 +19,9 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();
     let mut ended_with_newline = true;
+    // On a terminal the reply is untrusted text (escape sequences can span tokens); on a pipe it is
+    // the user's data and stays byte-exact.
+    let mut sanitizer = crate::render::Sanitizer::default();
     let (sampling, overflow, reserve) = (config.sampling.clone(), config.chat.overflow, config.chat.reserve);
     let messages = conversation.messages.clone();
     let reply = engine.run(
@@ -28,14 +30,15 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             if args.json {
                 return;
             }
-            let shown = if tty { neutralize_controls(text) } else { std::borrow::Cow::Borrowed(text) };
+            let shown =
+                if tty { std::borrow::Cow::Owned(sanitizer.push(text)) } else { std::borrow::Cow::Borrowed(text) };
             let _ = out.write_all(shown.as_bytes());
             let _ = out.flush();
             ended_with_newline = text.ends_with('\n');
         },
     )?;
     if reply.trimmed_messages > 0 {
-        eprintln!("moat: dropped {} older messages to fit the context", reply.trimmed_messages);
+        warnln!("moat: dropped {} older messages to fit the context", reply.trimmed_messages);
     }
     let s = &reply.stats;
     if args.json {
@@ -55,18 +58,23 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     }
     let _ = out.flush();
     if args.stats {
-        eprintln!(
+        warnln!(
             "moat: {} prompt tokens ({} reused), {} generated, ttft {:.0} ms, {:.1} tok/s, stop: {:?}",
-            s.prompt_tokens, s.reused_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, reply.reason
+            s.prompt_tokens,
+            s.reused_tokens,
+            s.gen_tokens,
+            s.ttft_ms,
+            s.gen_tok_s,
+            reply.reason
         );
     }
     match reply.reason {
         StopReason::Cancelled => {
-            eprintln!("moat: interrupted");
+            warnln!("moat: interrupted");
             Ok(exit::INTERRUPTED)
         }
         StopReason::ContextFull => {
-            eprintln!("moat: the reply filled the context window and was cut short; raise --ctx-size");
+            warnln!("moat: the reply filled the context window and was cut short; raise --ctx-size");
             Ok(0)
         }
         _ => Ok(0),
@@ -79,7 +87,7 @@ fn round2(x: f64) -> f64 {
 
 /// Arguments first, then piped stdin; at least one of them must hold text.
 fn prompt_text(args: &AskArgs) -> Result<String, Failure> {
-    let from_args = args.prompt.join(" ");
+    let from_args = crate::text_input::normalize_newlines_owned(args.prompt.join(" "));
     let from_stdin = input::read_stdin()?;
     let text = match from_stdin {
         Some(s) if !from_args.trim().is_empty() => format!("{from_args}\n\n{s}"),

@@ -34,7 +34,7 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         if args.threads_list.is_empty() { vec![setup.config().model.threads] } else { args.threads_list.clone() };
     let mut rows = Vec::new();
     if !args.json {
-        println!(
+        sayln!(
             "{:<16} {:>7} {:>8} {:>12} {:>12} {:>8} {:>14} {:>10}",
             "model",
             "threads",
@@ -79,7 +79,7 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
             samples,
         };
         if !args.json {
-            println!(
+            sayln!(
                 "{:<16} {:>7} {:>8.0} {:>12.1} {:>12.1} {:>8.1} {:>14.1} {:>10.3}",
                 row.model,
                 row.threads,
@@ -96,7 +96,7 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     if args.json {
         println!("{}", serde_json::json!({ "results": rows }));
     } else {
-        println!(
+        sayln!(
             "(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)",
             args.reps
         );
@@ -123,18 +123,23 @@ fn ui(args: &BenchArgs) -> i32 {
         println!("{}", serde_json::to_string(&r).expect("serialises"));
         return 0;
     }
-    println!(
+    sayln!(
         "chat view, {} messages, {}x{} TestBackend, a frame drawn after every token:",
-        r.messages, r.width, r.height
+        r.messages,
+        r.width,
+        r.height
     );
-    println!("  first frame (wrap everything)   {:>8.2} ms", r.first_frame_ms);
-    println!(
+    sayln!("  first frame (wrap everything)   {:>8.2} ms", r.first_frame_ms);
+    sayln!(
         "  streaming {} tokens: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        r.stream_tokens, r.frame_p50_ms, r.frame_p99_ms, r.frame_max_ms
+        r.stream_tokens,
+        r.frame_p50_ms,
+        r.frame_p99_ms,
+        r.frame_max_ms
     );
-    println!("  throughput, worst case          {:>8.0} tokens/s", r.tokens_per_s_worst_case);
-    println!("  paging up: p99 {:.3} ms; frame after resize {:.2} ms", r.scroll_p99_ms, r.resize_ms);
-    println!(
+    sayln!("  throughput, worst case          {:>8.0} tokens/s", r.tokens_per_s_worst_case);
+    sayln!("  paging up: p99 {:.3} ms; frame after resize {:.2} ms", r.scroll_p99_ms, r.resize_ms);
+    sayln!(
         "paced: {} tokens at {:.0} tokens/s, frames coalesced as in the chat: {} frames, worst lag {:.1} ms, finished at {:.3}x the stream's own duration",
         r.stream_tokens, r.paced_rate, r.paced_frames, r.paced_max_lag_ms, r.paced_finish_ratio
     );

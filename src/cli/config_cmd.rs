@@ -15,14 +15,14 @@ pub fn run(flags: &ModelArgs, cmd: ConfigCommand) -> Result<i32, Failure> {
             flags.apply(&mut loaded.config);
             loaded.config.validate()?;
             match &loaded.user_file {
-                Some(p) => println!("# defaults < {}", p.display()),
-                None => println!("# defaults (no config file at {})", loaded.paths.config_file.display()),
+                Some(p) => sayln!("# defaults < {}", p.display()),
+                None => sayln!("# defaults (no config file at {})", loaded.paths.config_file.display()),
             }
             for v in &loaded.env_overrides {
-                println!("# < environment: {v}");
+                sayln!("# < environment: {v}");
             }
             if flags != &ModelArgs::default() {
-                println!("# < command-line flags");
+                sayln!("# < command-line flags");
             }
             print!("{}", loaded.config.to_toml());
             Ok(0)
@@ -31,12 +31,12 @@ pub fn run(flags: &ModelArgs, cmd: ConfigCommand) -> Result<i32, Failure> {
             let loaded = Config::load()?;
             let p = &loaded.paths;
             let exists = if p.config_file.exists() { "" } else { " (not created yet)" };
-            println!("config  {}{exists}", p.config_file.display());
-            println!("data    {}", p.data_dir.display());
-            println!("models  {}", p.models_dir(&loaded.config.models.dir).display());
+            sayln!("config  {}{exists}", p.config_file.display());
+            sayln!("data    {}", p.data_dir.display());
+            sayln!("models  {}", p.models_dir(&loaded.config.models.dir).display());
             match p.log_file(&loaded.config.log.file) {
-                Some(l) => println!("log     {}", l.display()),
-                None => println!("log     off"),
+                Some(l) => sayln!("log     {}", l.display()),
+                None => sayln!("log     off"),
             }
             Ok(0)
         }

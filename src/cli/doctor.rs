@@ -28,15 +28,15 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
         println!("{json}");
         return Ok(0);
     }
-    println!("moat {}   backends compiled in: {}", env!("CARGO_PKG_VERSION"), backends.join(", "));
-    println!("devices:");
+    sayln!("moat {}   backends compiled in: {}", env!("CARGO_PKG_VERSION"), backends.join(", "));
+    sayln!("devices:");
     for d in &devices {
         let memory = if d.memory_total > 0 {
             format!("{} free of {}", human_bytes(d.memory_free), human_bytes(d.memory_total))
         } else {
             "memory n/a".into()
         };
-        println!("  {:<8} {:<15} {}  ({memory})", d.name, d.kind, d.description);
+        sayln!("  {:<8} {:<15} {}  ({memory})", d.name, d.kind, d.description);
     }
     if !devices.iter().any(|d| d.kind != "CPU") {
         let why = if backends.len() == 1 {
@@ -44,15 +44,15 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
         } else {
             "no GPU was found by the compiled-in backends: check the driver (`nvidia-smi`) and that the toolkit's libraries are on the library path"
         };
-        println!("  (no GPU: {why})");
+        sayln!("  (no GPU: {why})");
     }
-    println!("cpu:     {cpu}");
+    sayln!("cpu:     {cpu}");
     match model {
         Ok(info) => {
-            println!("model:   {} — {}", info.name, info.path.display());
-            println!("         {} · load {:.0} ms · context {}", info.placement(), info.load_ms, info.n_ctx);
+            sayln!("model:   {} — {}", info.name, info.path.display());
+            sayln!("         {} · load {:.0} ms · context {}", info.placement(), info.load_ms, info.n_ctx);
         }
-        Err(e) => println!("model:   {e}"),
+        Err(e) => sayln!("model:   {e}"),
     }
     Ok(0)
 }

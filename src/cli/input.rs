@@ -14,19 +14,10 @@ pub fn read_stdin() -> Result<Option<String>, Failure> {
     decode("stdin", bytes).map(Some)
 }
 
-/// Checks that bytes are text: no NUL bytes, valid UTF-8.
+/// Bytes → text with [`crate::text_input::decode`]: BOM dropped, CRLF/CR → LF, UTF-16, NUL bytes
+/// and invalid UTF-8 refused with exit code 2.
 pub fn decode(what: &str, bytes: Vec<u8>) -> Result<String, Failure> {
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
-        return Err(Failure::usage(format!(
-            "{what} contains a NUL byte at offset {pos}: moat reads text, not binary data; strip it (e.g. `tr -d '\\0'`)"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let pos = e.utf8_error().valid_up_to();
-        Failure::usage(format!(
-            "{what} is not valid UTF-8 (first bad byte at offset {pos}); convert it first, e.g. `iconv -f GBK -t UTF-8`"
-        ))
-    })
+    crate::text_input::decode(what, bytes).map_err(|e| Failure::usage(e.to_string()))
 }
 
 #[cfg(test)]

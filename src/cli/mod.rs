@@ -85,7 +85,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("moat: {}", first_line(&f.message));
+                warnln!("moat: {}", first_line(&f.message));
             }
             f.code
         }
@@ -129,7 +129,7 @@ fn clap_error(e: clap::Error) -> i32 {
                 .find_map(|l| l.trim().strip_prefix("tip: "))
                 .map(|t| format!(" ({t})"))
                 .unwrap_or_default();
-            eprintln!("moat: {msg}{tip}; see `moat --help`");
+            warnln!("moat: {msg}{tip}; see `moat --help`");
             exit::USAGE
         }
     }

@@ -37,7 +37,7 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
         println!("{}", serde_json::json!({ "store": setup.store.dir, "models": rows }));
         return Ok(0);
     }
-    println!("{:<15} {:>7}  {:<10} {:<19} DESCRIPTION", "NAME", "SIZE", "STATUS", "LICENSE");
+    sayln!("{:<15} {:>7}  {:<10} {:<19} DESCRIPTION", "NAME", "SIZE", "STATUS", "LICENSE");
     for m in &models {
         let status = if m.present {
             "present"
@@ -47,7 +47,7 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
             "-"
         };
         let mark = if m.entry.name == *default || m.entry.aliases.contains(default) { "*" } else { " " };
-        println!(
+        sayln!(
             "{mark}{:<14} {:>7}  {:<10} {:<19} {}",
             m.entry.name,
             human_bytes(m.entry.size),
@@ -57,9 +57,9 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
         );
     }
     for (path, size) in &extra {
-        println!(" {:<14} {:>7}  {:<10} {:<19} {}", "(file)", human_bytes(*size), "present", "-", tilde(path));
+        sayln!(" {:<14} {:>7}  {:<10} {:<19} {}", "(file)", human_bytes(*size), "present", "-", tilde(path));
     }
-    println!("\nstore: {}   (* = default; `moat models pull NAME` downloads)", tilde(&setup.store.dir));
+    sayln!("\nstore: {}   (* = default; `moat models pull NAME` downloads)", tilde(&setup.store.dir));
     Ok(0)
 }
 
@@ -70,31 +70,22 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
     match &model {
         ModelRef::Local(p) => {
             gguf::inspect(p).map_err(crate::models::ModelError::from)?;
-            eprintln!("moat: {} is a local file; nothing to download", p.display());
+            warnln!("moat: {} is a local file; nothing to download", p.display());
         }
         ModelRef::Registry(entry) => {
             let path = setup.store.path_of(entry);
             let present = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);
             if present && !force {
-                eprintln!(
-                    "moat: {} is already present at {} (use --force to download again)",
-                    entry.name,
-                    tilde(&path)
-                );
+                warnln!("moat: {} is already present at {} (use --force to download again)", entry.name, tilde(&path));
             } else {
-                eprintln!(
-                    "moat: pulling {} ({}) into {}",
-                    entry.name,
-                    human_bytes(entry.size),
-                    tilde(&setup.store.dir)
-                );
+                warnln!("moat: pulling {} ({}) into {}", entry.name, human_bytes(entry.size), tilde(&setup.store.dir));
                 Downloader::new(opts).pull_entry(entry, &path)?;
             }
         }
         ModelRef::Remote { source, file, store_subdir } => {
             let path = setup.store.dir.join(store_subdir).join(file);
             if path.exists() && !force {
-                eprintln!("moat: {} is already present (use --force to download again)", tilde(&path));
+                warnln!("moat: {} is already present (use --force to download again)", tilde(&path));
             } else {
                 Downloader::new(opts).pull_unverified(source, &path)?;
             }
@@ -132,7 +123,7 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
         );
         return Ok(0);
     }
-    let row = |k: &str, v: String| println!("{k:<16} {v}");
+    let row = |k: &str, v: String| sayln!("{k:<16} {v}");
     row("model", info.name.clone());
     if let Some(e) = entry {
         row("description", e.description.clone());
@@ -167,9 +158,9 @@ fn rm(setup: &Setup, name: &str) -> Result<i32, Failure> {
     match ModelRef::parse(name)? {
         ModelRef::Registry(entry) => {
             if setup.store.remove(entry)? {
-                eprintln!("moat: removed {}", entry.name);
+                warnln!("moat: removed {}", entry.name);
             } else {
-                eprintln!("moat: {} was not downloaded", entry.name);
+                warnln!("moat: {} was not downloaded", entry.name);
             }
             Ok(0)
         }

@@ -60,14 +60,14 @@ fn list(lib: &Library, tag: Option<&str>, json: bool) -> Result<i32, Failure> {
         return Ok(0);
     }
     if rows.is_empty() {
-        println!("no prompts{}", tag.map(|t| format!(" tagged {t:?}")).unwrap_or_default());
+        sayln!("no prompts{}", tag.map(|t| format!(" tagged {t:?}")).unwrap_or_default());
         return Ok(0);
     }
-    println!("{:<36} {:<7} {:<32} {:<8} {:<6} SOURCE", "ID", "KIND", "TITLE", "VERSION", "LANGS");
+    sayln!("{:<36} {:<7} {:<32} {:<8} {:<6} SOURCE", "ID", "KIND", "TITLE", "VERSION", "LANGS");
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
         let langs: Vec<&str> = r["languages"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-        println!(
+        sayln!(
             "{:<36} {:<7} {:<32} {:<8} {:<6} {}",
             s("id"),
             s("kind"),
@@ -77,23 +77,23 @@ fn list(lib: &Library, tag: Option<&str>, json: bool) -> Result<i32, Failure> {
             s("source")
         );
     }
-    println!("\n`moat prompts show ID` for details; `moat run ID -v key=value < input` to run one.");
+    sayln!("\n`moat prompts show ID` for details; `moat run ID -v key=value < input` to run one.");
     Ok(0)
 }
 
 fn show(lib: &Library, id: &str) -> Result<i32, Failure> {
     let p = lib.prompt(id).map_err(prompt_failure)?;
     let f = &p.file;
-    println!("{}  {}  (v{}, {})", p.id, f.title.as_deref().unwrap_or(""), f.version.as_deref().unwrap_or("?"), p.path);
+    sayln!("{}  {}  (v{}, {})", p.id, f.title.as_deref().unwrap_or(""), f.version.as_deref().unwrap_or("?"), p.path);
     if let Some(d) = &f.description {
-        println!("\n{}", d.trim());
+        sayln!("\n{}", d.trim());
     }
     if !f.tags.is_empty() {
-        println!("\ntags: {}    languages: {}", f.tags.join(", "), f.languages.join(", "));
+        sayln!("\ntags: {}    languages: {}", f.tags.join(", "), f.languages.join(", "));
     }
-    println!("\n{}", prompts::usage_line(&p));
+    sayln!("\n{}", prompts::usage_line(&p));
     if !f.vars.is_empty() {
-        println!("\nvariables:");
+        sayln!("\nvariables:");
         for (name, v) in &f.vars {
             let mut bits = vec![format!("{:?}", v.ty).to_lowercase()];
             if v.required {
@@ -109,7 +109,7 @@ fn show(lib: &Library, id: &str) -> Result<i32, Failure> {
                 let r = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
                 bits.push(format!("range {}..{}", r(v.min), r(v.max)));
             }
-            println!(
+            sayln!(
                 "  {name:<18} {}{}",
                 bits.join(", "),
                 v.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default()
@@ -117,7 +117,7 @@ fn show(lib: &Library, id: &str) -> Result<i32, Failure> {
         }
     }
     let input = &f.input;
-    println!(
+    sayln!(
         "\ninput: {}{}",
         if input.required { "required (stdin or --input FILE)" } else { "optional" },
         input
@@ -126,23 +126,23 @@ fn show(lib: &Library, id: &str) -> Result<i32, Failure> {
             .unwrap_or_default()
     );
     if f.is_script() {
-        println!("\nsteps:");
+        sayln!("\nsteps:");
         for s in &f.steps {
             let what = s.uses.clone().unwrap_or_else(|| "inline prompt".into());
             let when = s.when.as_deref().map(|w| format!("  (when {w})")).unwrap_or_default();
-            println!("  {:<14} {what}{when}", s.id);
+            sayln!("  {:<14} {what}{when}", s.id);
         }
     } else {
-        println!(
+        sayln!(
             "\noutput: {:?}{}",
             f.output.format,
             if f.output.schema.is_some() { " (JSON Schema, grammar-constrained, validated)" } else { "" }
         );
         if let Some(schema) = &f.output.schema {
-            println!("{}", schema.trim());
+            sayln!("{}", schema.trim());
         }
     }
-    println!("\nembedded tests: {}", f.tests.len());
+    sayln!("\nembedded tests: {}", f.tests.len());
     Ok(0)
 }
 
@@ -159,12 +159,12 @@ fn lint(lib: &Library, path: Option<&Path>) -> Result<i32, Failure> {
     };
     for pr in &problems {
         match pr.pos {
-            Some((l, c)) => eprintln!("{}:{l}:{c}: {}", pr.file, pr.message),
-            None => eprintln!("{}: {}", pr.file, pr.message),
+            Some((l, c)) => warnln!("{}:{l}:{c}: {}", pr.file, pr.message),
+            None => warnln!("{}: {}", pr.file, pr.message),
         }
     }
     if problems.is_empty() {
-        println!("ok: no problems");
+        sayln!("ok: no problems");
         Ok(0)
     } else {
         Err(Failure::usage(format!("{} problem(s) found", problems.len())))
@@ -185,11 +185,11 @@ fn test(lib: &Library, id: Option<&str>) -> Result<i32, Failure> {
             TestStatus::Passed => passed += 1,
             TestStatus::Failed(_) => {
                 failed += 1;
-                println!("{o}");
+                sayln!("{o}");
             }
             TestStatus::Skipped(_) => skipped += 1,
         }
     }
-    println!("{passed} passed, {failed} failed, {skipped} skipped (they need a model; `moat run` exercises the prompts on one)");
+    sayln!("{passed} passed, {failed} failed, {skipped} skipped (they need a model; `moat run` exercises the prompts on one)");
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -28,7 +28,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let (engine, info) = setup::start(opts.clone())?;
     let mut repl = Repl::new(session, engine, &info, opts, resolver(&setup, true));
     if let Some(crate::chat::session::Outcome::Note(n)) = greeting {
-        eprintln!("moat: {n}");
+        warnln!("moat: {n}");
     }
     if !std::io::stdin().is_terminal() {
         return Ok(repl.scripted(std::io::stdin().lock()));

@@ -52,7 +52,7 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
         Ok(r) => r,
         Err(e) => {
             if crate::interrupt::interrupted() {
-                eprintln!("moat: interrupted");
+                warnln!("moat: interrupted");
                 return Ok(super::exit::INTERRUPTED);
             }
             return Err(prompt_failure(e));
@@ -60,10 +60,13 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     };
     if let Some(dir) = &args.out_dir {
         let written = prompts::write_outputs(dir, &result).map_err(prompt_failure)?;
-        eprintln!("moat: wrote {} file(s) to {}", written.len(), dir.display());
+        warnln!("moat: wrote {} file(s) to {}", written.len(), dir.display());
     }
     let text = result.format(format);
-    println!("{}", text.trim_end());
+    // Model text and prompt views are untrusted on a terminal; JSON is escaped by serde already and
+    // a pipe gets the bytes as they are.
+    let on_terminal = std::io::stdout().is_terminal() && !matches!(format, OutputFormat::Json | OutputFormat::Trace);
+    println!("{}", crate::render::for_terminal(text.trim_end(), on_terminal));
     Ok(0)
 }
 

@@ -66,7 +66,7 @@ pub fn start(opts: EngineOptions) -> Result<(Engine, ModelInfo), Failure> {
     bar.finish_and_clear();
     if let Ok((_, info)) = &result {
         if let Some(note) = &info.gpu_note {
-            eprintln!("moat: {note}");
+            warnln!("moat: {note}");
         }
     }
     result.map_err(Failure::from)

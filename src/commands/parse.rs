@@ -46,7 +46,7 @@ pub enum Setting {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
-    #[error("unknown command /{0}; /help lists them")]
+    #[error("unknown command /{0}{hint}; /help lists them", hint = crate::suggest::hint(.0, super::COMMANDS.iter().map(|c| c.0.trim_start_matches('/'))))]
     Unknown(String),
     #[error("/{name} needs {what}; e.g. {example}")]
     Missing { name: &'static str, what: &'static str, example: &'static str },
@@ -83,7 +83,8 @@ impl Setting {
             ),
             _ => {
                 return Err(CommandError::Invalid(format!(
-                    "/set: unknown setting {key:?}; one of {}",
+                    "/set: unknown setting {key:?}{}; one of {}",
+                    crate::suggest::hint(key, Setting::NAMES.iter().copied()),
                     Setting::NAMES.join(", ")
                 )))
             }

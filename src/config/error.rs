@@ -8,7 +8,7 @@ pub enum ConfigError {
     Syntax { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
     #[error("cannot read config file {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("bad environment override {vars}: {message}")]
+    #[error("bad environment override {vars}: {message}; fix or unset it")]
     Env { vars: String, message: String },
     #[error("config key `{key}` {message}")]
     Invalid { key: String, message: String },

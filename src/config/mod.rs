@@ -181,14 +181,25 @@ impl Config {
 
     /// Parses a user config file; missing keys keep their defaults, unknown keys are errors.
     pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
-            column: 1,
-            key: None,
-            message: "the file is not valid UTF-8".into(),
+        let text = crate::text_input::decode(&path.display().to_string(), bytes.to_vec()).map_err(|e| {
+            let at = match &e {
+                crate::text_input::DecodeError::Nul { offset, .. }
+                | crate::text_input::DecodeError::InvalidUtf8 { offset, .. } => *offset,
+                crate::text_input::DecodeError::Utf16 { .. } => 0,
+            };
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: 1 + bytes[..at.min(bytes.len())].iter().filter(|&&b| b == b'\n').count(),
+                column: 1,
+                key: None,
+                message: match e {
+                    crate::text_input::DecodeError::Utf16 { .. } => "the file is UTF-16; save it as UTF-8".into(),
+                    crate::text_input::DecodeError::Nul { .. } => "the file contains a NUL byte".into(),
+                    crate::text_input::DecodeError::InvalidUtf8 { .. } => "the file is not valid UTF-8".into(),
+                },
+            }
         })?;
-        toml::from_str::<Config>(text).map_err(|e| ConfigError::from_toml(path, text, &e))
+        toml::from_str::<Config>(&text).map_err(|e| ConfigError::from_toml(path, &text, &e))
     }
 
     /// Applies `MOAT_<SECTION>_<KEY>` variables; returns the ones used.
@@ -205,6 +216,11 @@ impl Config {
             let table = value.get_mut(section).and_then(|v| v.as_table_mut()).expect("section exists");
             let old = table.get(key).expect("key exists");
             table.insert(key.clone(), env_value(old, &raw));
+            // Checked one at a time, so an error names the one bad variable, not every MOAT_ set.
+            value.clone().try_into::<Config>().map_err(|e: toml::de::Error| ConfigError::Env {
+                vars: format!("{name}={raw}"),
+                message: e.message().trim().to_string(),
+            })?;
             used.push(format!("{name}={raw}"));
         }
         if !used.is_empty() {

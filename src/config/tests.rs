@@ -60,6 +60,27 @@ fn bad_env_value_is_reported() {
     let mut c = Config::default();
     let e = c.apply_env([("MOAT_MODEL_CONTEXT".to_string(), "big".to_string())]).unwrap_err();
     assert!(e.to_string().contains("MOAT_MODEL_CONTEXT=big"), "{e}");
+    // issue 12: only the bad variable is named, not every MOAT_ variable that is set.
+    let mut c = Config::default();
+    let e = c
+        .apply_env([
+            ("MOAT_MODELS_DIR".to_string(), "/data/m".to_string()),
+            ("MOAT_SAMPLING_TEMPERATURE".to_string(), "hot".to_string()),
+            ("MOAT_SAMPLING_TOP_K".to_string(), "5".to_string()),
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("bad environment override MOAT_SAMPLING_TEMPERATURE=hot: "), "{e}");
+    assert!(!e.contains("MOAT_MODELS_DIR") && !e.contains("TOP_K") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn config_files_with_crlf_bom_or_utf16_are_read_or_refused_in_one_line() {
+    let c = Config::parse_file(Path::new("u.toml"), b"\xEF\xBB\xBF[chat]\r\nsystem_prompt = '''a\r\nb'''\r\n").unwrap();
+    assert_eq!(c.chat.system_prompt, "a\nb");
+    let utf16: Vec<u8> = "[chat]\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let e = Config::parse_file(Path::new("u.toml"), &utf16).unwrap_err().to_string();
+    assert!(e.contains("UTF-16; save it as UTF-8") && !e.contains('\n'), "{e}");
 }
 
 #[test]
@@ -68,4 +89,25 @@ fn out_of_range_values_are_rejected() {
     assert!(c.validate().unwrap_err().to_string().contains("sampling.top_p"));
     let c = Config::parse_file(Path::new("u.toml"), b"[model]\ntemplate = \"weird\"\n").unwrap();
     assert!(c.validate().is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn prop_config_file_never_panics_and_errors_are_one_line(text in "(\\PC|[\r\n\t\\[\\]=\"'#.])*") {
+        match Config::parse_file(Path::new("u.toml"), text.as_bytes()) {
+            Ok(c) => { let _ = c.validate(); }
+            Err(e) => proptest::prop_assert!(!e.to_string().contains('\n'), "{e}"),
+        }
+    }
+
+    #[test]
+    fn prop_config_env_never_panics_and_names_one_variable(value in "\\PC*", key in 0usize..6) {
+        let names = ["MOAT_SAMPLING_TEMPERATURE", "MOAT_SAMPLING_TOP_K", "MOAT_MODEL_CONTEXT", "MOAT_SAMPLING_STOP", "MOAT_MODEL_GPU_LAYERS", "MOAT_CHAT_OVERFLOW"];
+        let mut c = Config::default();
+        let vars = [(names[key].to_string(), value.clone()), ("MOAT_MODELS_DIR".to_string(), "/m".to_string())];
+        if let Err(e) = c.apply_env(vars) {
+            let e = e.to_string();
+            proptest::prop_assert!(e.contains(names[key]) && !e.contains("MOAT_MODELS_DIR"), "{e}");
+        }
+    }
 }

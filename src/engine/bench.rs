@@ -46,16 +46,13 @@ pub(super) fn run(
     let vocab = env.model.vocab();
     let n_vocab = env.model.n_vocab().max(2) as u32;
     // Deterministic pseudo-random ordinary tokens, like llama-bench's random prompt.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rng = crate::rng::Rng::new(0x2545_F491_4F6C_DD1D);
     let mut prompt: Vec<LlamaToken> = Vec::with_capacity(req.prompt_tokens);
     if vocab.should_add_bos() {
         prompt.push(vocab.bos());
     }
     while prompt.len() < req.prompt_tokens {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let t = LlamaToken((state % n_vocab as u64) as i32);
+        let t = LlamaToken(rng.below(n_vocab as u64) as i32);
         if !vocab.is_control(t) && !vocab.is_eog(t) {
             prompt.push(t);
         }

@@ -114,13 +114,6 @@ pub enum Request {
         prompt: String,
         sampling: SamplingConfig,
     },
-    /// Token count of a text, as the model's tokenizer sees it.
-    CountTokens {
-        id: RequestId,
-        text: String,
-    },
-    /// Forget the cached conversation.
-    Reset,
     Bench {
         id: RequestId,
         bench: BenchRequest,
@@ -152,7 +145,6 @@ impl Request {
             Request::Structured { messages, sampling, json_schema, .. } => {
                 Request::Structured { id: new, messages, sampling, json_schema }
             }
-            Request::CountTokens { text, .. } => Request::CountTokens { id: new, text },
             Request::Bench { bench, .. } => Request::Bench { id: new, bench },
             Request::Score { score, .. } => Request::Score { id: new, score },
             Request::Embed { embed, .. } => Request::Embed { id: new, embed },
@@ -242,10 +234,6 @@ pub enum Event {
         id: RequestId,
         reason: StopReason,
         stats: GenStats,
-    },
-    TokenCount {
-        id: RequestId,
-        tokens: usize,
     },
     Bench {
         id: RequestId,

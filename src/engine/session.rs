@@ -165,12 +165,8 @@ impl<'m> KvSession<'m> {
             self.decode(&mut batch)?;
             self.cached.push(tok);
         }
-        chunk.clear();
-        utf8.finish(&mut chunk);
-        let mut tail = match scanner.push(&chunk) {
-            Scan::Emit(t) | Scan::Stop(t) => t,
-        };
-        tail.push_str(&scanner.finish());
+        utf8.finish();
+        let tail = scanner.finish();
         if !tail.is_empty() {
             on_text(&tail);
         }

@@ -1,5 +1,5 @@
 //! Text plumbing between tokens and screens: UTF-8 assembly across token boundaries, stop strings
-//! that never flash on screen, and neutralising terminal control sequences in model output.
+//! that never flash on screen. (Terminal safety is `render::sanitize`, applied where text is shown.)
 
 /// Joins token bytes into whole characters; a character split over several tokens is held back
 /// until it is complete.
@@ -36,12 +36,11 @@ impl Utf8Stream {
         }
     }
 
-    /// Bytes left at the end of generation are an incomplete character: show it as U+FFFD.
-    pub fn finish(&mut self, out: &mut String) {
-        if !self.pending.is_empty() {
-            out.push('\u{FFFD}');
-            self.pending.clear();
-        }
+    /// Bytes left at the end of generation are the start of a character the model never finished
+    /// (`max_tokens`, a stop or a cancel cut it): dropped, so the reply holds only text the model
+    /// produced, never a U+FFFD that it did not.
+    pub fn finish(&mut self) {
+        self.pending.clear();
     }
 }
 
@@ -93,18 +92,6 @@ impl StopScanner {
     }
 }
 
-/// Removes terminal control characters from untrusted text: ESC (so no escape sequence can run),
-/// other C0 controls except newline and tab, DEL, and C1 controls. Printable text, CJK and emoji pass.
-pub fn neutralize_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(text.chars().filter(|&c| !bad(c)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +106,7 @@ mod tests {
             for piece in bytes.chunks(chunk) {
                 s.push(piece, &mut out);
             }
-            s.finish(&mut out);
+            s.finish();
             assert_eq!(out, text, "chunk size {chunk}");
         }
     }
@@ -130,8 +117,15 @@ mod tests {
         let mut out = String::new();
         s.push(b"a\xffb", &mut out);
         s.push(&"é".as_bytes()[..1], &mut out);
-        s.finish(&mut out);
-        assert_eq!(out, "a\u{FFFD}b\u{FFFD}");
+        s.finish();
+        // issue 12: `-n` ending inside a multi-byte character showed U+FFFD at the end.
+        assert_eq!(out, "a\u{FFFD}b");
+        let mut s = Utf8Stream::default();
+        let mut out = String::new();
+        s.push("市场".as_bytes(), &mut out);
+        s.push(&"优".as_bytes()[..2], &mut out);
+        s.finish();
+        assert_eq!(out, "市场");
     }
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
@@ -156,12 +150,5 @@ mod tests {
         assert_eq!(run(&["User:"], &["hello Us", "ually"]), ("hello Usually".into(), false));
         assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
         assert_eq!(run(&["。结束"], &["好的", "。", "结束了"]), ("好的".into(), true));
-    }
-
-    #[test]
-    fn control_sequences_are_neutralised() {
-        assert_eq!(neutralize_controls("ok\x1b[31mred\x1b]0;title\x07 中文\n\t🦀"), "ok[31mred]0;title 中文\n\t🦀");
-        assert_eq!(neutralize_controls("\u{9b}2J\u{202E}abc"), "2Jabc");
-        assert!(matches!(neutralize_controls("plain"), std::borrow::Cow::Borrowed(_)));
     }
 }

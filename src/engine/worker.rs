@@ -174,15 +174,6 @@ fn serve(
             Request::Structured { id, messages, sampling, json_schema } => {
                 (id, structured(&env, &mut session, id, &messages, &sampling, json_schema.as_deref()))
             }
-            Request::CountTokens { id, text } => {
-                let tokens = tokenize(&model, &text, true).len();
-                let _ = tx.send(Event::TokenCount { id, tokens });
-                continue;
-            }
-            Request::Reset => {
-                session.reset();
-                continue;
-            }
             Request::Bench { id, bench } => (id, bench::run(&env, &mut session, id, &bench, &info)),
             Request::Score { id, score } => (id, classify::score(&env, &mut classify_slot, id, &score)),
             Request::Embed { id, embed } => (id, classify::embed(&env, &mut classify_slot, id, &embed)),
@@ -205,14 +196,12 @@ fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOpt
             Request::Chat { id, .. }
             | Request::Complete { id, .. }
             | Request::Structured { id, .. }
-            | Request::CountTokens { id, .. }
             | Request::Bench { id, .. }
             | Request::Score { id, .. }
             | Request::Embed { id, .. } => {
                 let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
                 let _ = tx.send(Event::Error { id: Some(id), error });
             }
-            Request::Reset => {}
         }
     }
     None

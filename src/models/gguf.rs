@@ -52,7 +52,12 @@ pub fn inspect(path: &Path) -> Result<GgufInfo, GgufError> {
         _ => GgufError::Io { path: p.clone(), source: e },
     })?;
     let file_size = file.metadata().map_err(|e| GgufError::Io { path: p.clone(), source: e })?.len();
-    let mut r = Reader { inner: BufReader::new(file), pos: 0 };
+    read_header(BufReader::new(file), file_size, p)
+}
+
+/// The header of a GGUF whose bytes `inner` reads (`file_size` of them); `p` names it in errors.
+fn read_header<R: Read + Seek>(inner: R, file_size: u64, p: String) -> Result<GgufInfo, GgufError> {
+    let mut r = Reader { inner, pos: 0, size: file_size };
     let corrupt = |why: &str| GgufError::Corrupt { path: p.clone(), why: why.into() };
     let short = |_| GgufError::Truncated { path: p.clone(), have: file_size, need: file_size + 1 };
 
@@ -77,7 +82,7 @@ pub fn inspect(path: &Path) -> Result<GgufInfo, GgufError> {
         let ty = r.u32().map_err(short)?;
         // Only this one string array is kept: the vocabulary arrays are large and not needed here.
         let keep = key.ends_with(".classifier.output_labels");
-        let value = r.value(ty, keep).map_err(|e| e.into_gguf(&p, file_size))?;
+        let value = r.value(ty, keep, 0).map_err(|e| e.into_gguf(&p, file_size))?;
         match (key.as_str(), value) {
             (_, Value::Strs(labels)) => info.classifier_labels = labels,
             ("general.architecture", Value::Str(s)) => info.architecture = Some(s),
@@ -210,6 +215,9 @@ impl From<std::io::Error> for ReadError {
 struct Reader<R> {
     inner: R,
     pos: u64,
+    /// Bytes in the file: a length that cannot fit in what is left is a truncation, found before
+    /// anything is allocated for it.
+    size: u64,
 }
 
 impl<R: Read + Seek> Reader<R> {
@@ -238,12 +246,17 @@ impl<R: Read + Seek> Reader<R> {
         if len > MAX_STRING {
             return Err(ReadError::Corrupt("string longer than 64 MiB"));
         }
+        if len > self.size.saturating_sub(self.pos) {
+            return Err(ReadError::Eof);
+        }
         let mut buf = vec![0; len as usize];
         self.read_exact(&mut buf)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
     /// One metadata value; `keep` collects a string array instead of skipping it.
-    fn value(&mut self, ty: u32, keep: bool) -> Result<Value, ReadError> {
+    /// `depth` counts arrays nested inside arrays: a hostile file could nest them deep enough to
+    /// overflow the stack, and no real GGUF nests at all.
+    fn value(&mut self, ty: u32, keep: bool, depth: u32) -> Result<Value, ReadError> {
         let scalar = |n: u64| -> Result<Value, ReadError> { Ok(Value::Int(n)) };
         match ty {
             0 | 1 | 7 => {
@@ -267,11 +280,16 @@ impl<R: Read + Seek> Reader<R> {
                 Ok(Value::Other)
             }
             8 => Ok(Value::Str(self.string()?)),
+            9 if depth >= 4 => Err(ReadError::Corrupt("arrays nested more than 4 deep")),
             9 => {
                 let elem = self.u32()?;
                 let n = self.u64()?;
                 if n > MAX_ARRAY {
                     return Err(ReadError::Corrupt("array longer than 2^28 items"));
+                }
+                // Every element takes at least one byte.
+                if n > self.size.saturating_sub(self.pos) {
+                    return Err(ReadError::Eof);
                 }
                 let width = match elem {
                     0 | 1 | 7 => Some(1),
@@ -291,7 +309,7 @@ impl<R: Read + Seek> Reader<R> {
                     }
                     None => {
                         for _ in 0..n {
-                            self.value(elem, false)?;
+                            self.value(elem, false, depth + 1)?;
                         }
                     }
                 }
@@ -394,6 +412,56 @@ mod tests {
         let f = write(&v);
         assert_eq!(inspect(f.path()).unwrap().classifier_labels, ["negative", "positive"]);
         assert!(inspect(write(&tiny_gguf()).path()).unwrap().classifier_labels.is_empty());
+    }
+
+    fn header(bytes: &[u8]) -> Result<GgufInfo, GgufError> {
+        read_header(std::io::Cursor::new(bytes), bytes.len() as u64, "x.gguf".into())
+    }
+
+    #[test]
+    fn deeply_nested_arrays_are_corrupt_not_a_stack_overflow() {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"GGUF");
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(&1u64.to_le_bytes());
+        v.extend_from_slice(&1u64.to_le_bytes());
+        v.push(b'k');
+        v.extend_from_slice(&9u32.to_le_bytes());
+        for _ in 0..200_000 {
+            v.extend_from_slice(&9u32.to_le_bytes()); // an array of arrays of arrays …
+            v.extend_from_slice(&1u64.to_le_bytes());
+        }
+        assert!(matches!(header(&v), Err(GgufError::Corrupt { .. })));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_gguf_header_never_panics_on_arbitrary_bytes(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), magic in proptest::prelude::any::<bool>()) {
+            if magic && bytes.len() >= 8 {
+                bytes[..4].copy_from_slice(b"GGUF");
+                bytes[4..8].copy_from_slice(&3u32.to_le_bytes());
+            }
+            let _ = header(&bytes);
+        }
+
+        #[test]
+        fn prop_gguf_every_truncation_is_an_error(cut in 0usize..1000) {
+            let full = tiny_gguf();
+            let cut = cut % full.len();
+            proptest::prop_assert!(header(&full[..cut]).is_err());
+            proptest::prop_assert!(header(&full).is_ok());
+        }
+
+        #[test]
+        fn prop_gguf_corrupted_bytes_never_panic(flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 1..6)) {
+            let mut v = tiny_gguf();
+            for (at, b) in flips {
+                let at = at % v.len();
+                v[at] = b;
+            }
+            let _ = header(&v);
+        }
     }
 
     #[test]

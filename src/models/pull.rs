@@ -19,7 +19,7 @@ pub struct PullOptions {
 impl PullOptions {
     pub(crate) fn say(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("moat: {msg}");
+            warnln!("moat: {msg}");
         }
     }
 }
@@ -250,7 +250,7 @@ impl Downloader {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_message(msg.to_string());
+        bar.set_message(crate::render::sanitize(msg).into_owned());
         bar
     }
 }

@@ -85,39 +85,17 @@ impl Registry {
 
     /// Registry names closest to a mistyped one, best first.
     pub fn suggest(&self, name: &str) -> Vec<&str> {
-        let n = name.to_ascii_lowercase();
-        let mut scored: Vec<(usize, &str)> = self
-            .models
-            .iter()
-            .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).map(move |a| (a, m.name.as_str())))
-            .map(|(alias, name)| {
-                let d = if alias.contains(&n) || n.contains(alias.as_str()) { 0 } else { edit_distance(&n, alias) };
-                (d, name)
-            })
-            .filter(|(d, _)| *d <= 3)
-            .collect();
-        scored.sort();
+        let names = self.models.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).map(String::as_str));
         let mut out: Vec<&str> = Vec::new();
-        for (_, name) in scored {
-            if !out.contains(&name) {
-                out.push(name);
+        for alias in crate::suggest::did_you_mean(name, names) {
+            if let Some(m) = self.find(alias) {
+                if !out.contains(&m.name.as_str()) {
+                    out.push(m.name.as_str());
+                }
             }
         }
         out
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

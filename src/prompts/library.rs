@@ -66,8 +66,7 @@ impl Library {
             let mut files = Vec::new();
             collect_fs(dir, dir, &mut files)?;
             for (rel, path) in files {
-                let text = fs::read_to_string(&path)
-                    .map_err(|e| PromptError::Io { path: path.display().to_string(), message: e.to_string() })?;
+                let text = read_text(&path)?;
                 lib.add(&rel, text, Source::User(path));
             }
         }
@@ -112,8 +111,7 @@ impl Library {
         }
         let path = Path::new(id_or_path);
         if id_or_path.ends_with(".toml") && path.is_file() {
-            let text = fs::read_to_string(path)
-                .map_err(|e| PromptError::Io { path: id_or_path.to_string(), message: e.to_string() })?;
+            let text = read_text(path)?;
             let id = id_or_path.trim_end_matches(".toml").to_string();
             return Ok(Entry { id, source: Source::User(path.to_path_buf()), shadows: false, text });
         }
@@ -123,20 +121,10 @@ impl Library {
     /// Close matches for a mistyped id, comparing against whole ids and their last segment so `swat` finds
     /// `market/swot`.
     pub fn suggest(&self, id: &str) -> Vec<String> {
-        let needle = id.to_lowercase();
-        let mut scored: Vec<(f64, &String)> = self
-            .entries
-            .keys()
-            .map(|k| {
-                let last = k.rsplit('/').next().unwrap_or(k);
-                let s = strsim::jaro_winkler(&needle, k).max(strsim::jaro_winkler(&needle, last));
-                let s = if k.contains(&needle) && needle.len() >= 3 { s.max(0.9) } else { s };
-                (s, k)
-            })
-            .filter(|(s, _)| *s >= 0.8)
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-        scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+        crate::suggest::did_you_mean(id, self.entries.keys().map(String::as_str))
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -169,6 +157,14 @@ fn collect_fs(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Resu
         }
     }
     Ok(())
+}
+
+/// A prompt file as text: BOM dropped, CRLF/CR → LF (a file saved on Windows renders the same
+/// prompt, token for token), UTF-16 and binary refused with a one-line error.
+fn read_text(path: &Path) -> Result<String, PromptError> {
+    let io = |message: String| PromptError::Io { path: path.display().to_string(), message };
+    let bytes = fs::read(path).map_err(|e| io(e.to_string()))?;
+    crate::text_input::decode("the file", bytes).map_err(|e| io(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Presenting results: text, JSON, the human view, or a full trace; and writing `--out-dir` files atomically so
 //! an interrupted run never leaves a half-written report next to good ones.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -143,13 +142,8 @@ pub fn write_outputs(dir: &Path, result: &ScriptResult) -> Result<Vec<PathBuf>, 
     let mut written = Vec::new();
     for (name, body) in files {
         let path = dir.join(&name);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-        tmp.write_all(body.as_bytes()).map_err(|e| io(&path, e))?;
-        if !body.ends_with('\n') {
-            tmp.write_all(b"\n").map_err(|e| io(&path, e))?;
-        }
-        tmp.as_file().sync_all().map_err(|e| io(&path, e))?;
-        tmp.persist(&path).map_err(|e| io(&path, e.error))?;
+        let body = if body.ends_with('\n') { body } else { body + "\n" };
+        crate::atomic_write::write_atomic(&path, body.as_bytes()).map_err(|e| io(&path, e))?;
         written.push(path);
     }
     Ok(written)

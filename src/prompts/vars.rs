@@ -60,7 +60,9 @@ fn display_toml(v: &toml::Value) -> String {
 
 /// `--var k=v` pairs as given values: strings until each variable's spec coerces them.
 pub(crate) fn from_cli(vars: &[(String, String)]) -> Vec<(String, Value)> {
-    vars.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()
+    vars.iter()
+        .map(|(k, v)| (k.clone(), Value::String(crate::text_input::normalize_newlines(v).into_owned())))
+        .collect()
 }
 
 pub fn toml_to_json(v: &toml::Value) -> Value {
@@ -160,7 +162,7 @@ pub fn resolve_vars(id: &str, file: &PromptFile, given: &[(String, Value)]) -> R
     for (name, _) in given {
         if !file.vars.contains_key(name) {
             let declared: Vec<&str> = file.vars.keys().map(String::as_str).collect();
-            let close = declared.iter().find(|d| strsim::jaro_winkler(d, name) > 0.85);
+            let close = crate::suggest::did_you_mean(name, declared.iter().copied()).into_iter().next();
             let hint = match close {
                 Some(c) => format!("not declared (did you mean `{c}`?)"),
                 None if declared.is_empty() => "not declared; this prompt takes no variables".into(),

@@ -11,7 +11,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use super::code::render_code_block;
-use super::sanitize::sanitize_keep_tabs;
+use super::sanitize::sanitize;
 use super::table::{render_table, Table};
 use super::theme::Theme;
 use super::wrap::{self, fit_prefix, spans_width, Mode};
@@ -23,7 +23,7 @@ use super::{CodeBlock, Rendered};
 /// (as seen while streaming) renders as far as it goes: an unclosed fence is a code block that
 /// runs to the end of the text.
 pub fn render_markdown(text: &str, width: u16, theme: &Theme) -> Rendered {
-    let text = sanitize_keep_tabs(text);
+    let text = sanitize(text);
     let mut r = Renderer::new(&text, usize::from(width).max(1), theme);
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     for (event, range) in Parser::new_ext(&text, options).into_offset_iter() {

@@ -20,7 +20,7 @@ use ratatui::text::{Line, Span};
 
 pub use code::{warm_up, AnsiHighlighter};
 pub use markdown::render_markdown;
-pub use sanitize::sanitize;
+pub use sanitize::{for_terminal, sanitize, sanitize_expand_tabs, Sanitizer};
 pub use theme::Theme;
 pub use wrap::wrap_spans;
 
@@ -49,7 +49,7 @@ pub fn code_blocks(text: &str) -> Vec<CodeBlock> {
 ///
 /// Each `\n` starts a new line; a trailing newline does not add an empty line.
 pub fn render_plain(text: &str, width: u16, style: Style) -> Vec<Line<'static>> {
-    let clean = sanitize(text);
+    let clean = sanitize_expand_tabs(text);
     clean
         .lines()
         .flat_map(|line| wrap::wrap_spans(vec![Span::styled(line.to_owned(), style)], width, Vec::new(), Vec::new()))

@@ -71,13 +71,13 @@ impl Repl {
     fn loaded(&mut self, info: &ModelInfo) {
         let gpu = info.gpu && info.gpu_layers != 0;
         if let Some(note) = self.session.model_loaded(&info.name, gpu, &info.classifier_labels) {
-            eprintln!("{}", self.dim(&note));
+            warnln!("{}", self.dim(&note));
         }
     }
 
     /// `smollm2-135m 3% › `: the model and how full its context is.
     pub fn prompt(&self) -> String {
-        format!("{} {}% › ", self.session.model, self.ctx_pct)
+        format!("{} {}% › ", crate::render::sanitize(&self.session.model), self.ctx_pct)
     }
 
     /// Interactive loop on a terminal.
@@ -95,7 +95,7 @@ impl Repl {
         let config = match config {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("moat: cannot configure the line editor: {e}");
+                warnln!("moat: cannot configure the line editor: {e}");
                 return 1;
             }
         };
@@ -103,7 +103,7 @@ impl Repl {
         {
             Ok(rl) => rl,
             Err(e) => {
-                eprintln!("moat: cannot start the line editor: {e}");
+                warnln!("moat: cannot start the line editor: {e}");
                 return 1;
             }
         };
@@ -112,7 +112,7 @@ impl Repl {
             let _ = std::fs::create_dir_all(parent);
         }
         let _ = rl.load_history(&history_file);
-        println!("{} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave", self.session.model);
+        sayln!("{} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave", self.session.model);
         loop {
             let prompt = self.prompt();
             let line = match self.edit.take() {
@@ -124,7 +124,7 @@ impl Repl {
                 Err(rustyline::error::ReadlineError::Interrupted) => continue,
                 Err(rustyline::error::ReadlineError::Eof) => break,
                 Err(e) => {
-                    eprintln!("moat: cannot read input: {e}");
+                    warnln!("moat: cannot read input: {e}");
                     self.failed = true;
                     break;
                 }
@@ -149,22 +149,21 @@ impl Repl {
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("moat: cannot read stdin: {e}");
+                    warnln!("moat: cannot read stdin: {e}");
                     return 1;
                 }
             };
             let line = match crate::cli::decode_input("stdin", line) {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("moat: {e}");
+                    warnln!("moat: {e}");
                     return 2;
                 }
             };
-            let line = line.strip_suffix('\r').unwrap_or(&line);
             if !pending.is_empty() {
                 pending.push('\n');
             }
-            pending.push_str(line);
+            pending.push_str(&line);
             if !is_complete(&pending) {
                 continue;
             }
@@ -179,7 +178,7 @@ impl Repl {
             }
         }
         if !pending.trim().is_empty() {
-            eprintln!("moat: the input ended inside a \"\"\" block; close it with \"\"\"");
+            warnln!("moat: the input ended inside a \"\"\" block; close it with \"\"\"");
             self.failed = true;
         }
         if self.failed {
@@ -236,6 +235,7 @@ impl Repl {
                             self.dim(&format!("copied {what} ({} characters) to the clipboard", text.chars().count()))
                         );
                     } else {
+                        // A pipe gets the reply's bytes as they are.
                         println!("{text}");
                     }
                 }
@@ -265,10 +265,12 @@ impl Repl {
 
     fn error(&mut self, msg: &str) {
         self.failed = true;
-        eprintln!("moat: {msg}");
+        warnln!("moat: {msg}");
     }
 
+    /// Notes quote outside text (model names, file paths, labels): sanitised before styling.
     fn dim(&self, s: &str) -> String {
+        let s = crate::render::sanitize(s);
         if self.color {
             format!("\x1b[2m{s}\x1b[0m")
         } else {
@@ -288,7 +290,7 @@ impl Repl {
             match ev {
                 Event::Scored { id: i, index, result } | Event::Embedded { id: i, index, result } if i == id => {
                     if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
-                        println!("{shown}");
+                        println!("{}", crate::render::sanitize(&shown));
                     }
                 }
                 Event::Done { id: i, .. } if i == id => break,
@@ -322,7 +324,7 @@ impl Repl {
                 }
                 Event::Trimmed { id: i, dropped_messages, prompt_tokens } if i == id => {
                     self.session.trimmed(dropped_messages);
-                    eprintln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");
+                    warnln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");
                 }
                 Event::Done { id: i, reason, stats } if i == id => break Ok((reason, stats)),
                 Event::Error { id: Some(i), error } if i == id => break Err(error),

@@ -23,6 +23,8 @@ pub struct Styler<W: Write> {
     heading: bool,
     /// Inside a fenced block: its highlighter and the current line so far.
     fence: Option<(AnsiHighlighter, String)>,
+    /// Model text is untrusted: escape sequences are removed whole even when split across pieces.
+    sanitizer: crate::render::Sanitizer,
     /// Everything written, for callers that keep the reply.
     pub ended_with_newline: bool,
 }
@@ -38,12 +40,13 @@ impl<W: Write> Styler<W> {
             code: false,
             heading: false,
             fence: None,
+            sanitizer: Default::default(),
             ended_with_newline: true,
         }
     }
 
     pub fn push(&mut self, text: &str) {
-        let text = crate::engine::text::neutralize_controls(text);
+        let text = self.sanitizer.push(text);
         if !text.is_empty() {
             self.ended_with_newline = text.ends_with('\n');
         }
@@ -170,6 +173,7 @@ impl<W: Write> Styler<W> {
 
     /// Prints whatever was held back and closes every style.
     pub fn finish(&mut self) {
+        self.sanitizer.finish();
         let mut tail = std::mem::take(&mut self.held);
         if let Some((mut h, line)) = self.fence.take() {
             if !line.is_empty() {
@@ -247,6 +251,12 @@ mod tests {
     fn model_escape_sequences_are_neutralised() {
         let out = styled(&["safe\x1b[2J text"], true);
         assert!(!out.contains("\x1b[2J"), "{out:?}");
+        // issue 12: a colour sequence split across tokens left a visible `[31m` behind.
+        for color in [true, false] {
+            let out = styled(&["red \x1b", "[31", "mtext\x1b]0;t", "itle\x07 \u{202E}end"], color);
+            assert_eq!(strip_ansi(&out), "red text end", "{out:?}");
+            assert!(!out.contains("[31m") && !out.contains("title") && !out.contains('\u{202E}'), "{out:?}");
+        }
     }
 
     #[test]

@@ -131,7 +131,6 @@ fn event_id(ev: &crate::engine::Event) -> Option<crate::engine::RequestId> {
         E::Token { id, .. }
         | E::Done { id, .. }
         | E::Trimmed { id, .. }
-        | E::TokenCount { id, .. }
         | E::Bench { id, .. }
         | E::Scored { id, .. }
         | E::Embedded { id, .. } => Some(*id),

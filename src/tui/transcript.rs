@@ -64,7 +64,7 @@ impl Entry {
         };
         let mut spans = vec![Span::styled(format!("▌{name}"), style)];
         if !self.tag.is_empty() {
-            spans.push(Span::styled(format!("  {}", render::sanitize(&self.tag)), theme.rule));
+            spans.push(Span::styled(format!("  {}", render::sanitize_expand_tabs(&self.tag)), theme.rule));
         }
         Line::from(spans)
     }

@@ -2,7 +2,7 @@
 //! is the per-entry line cache (through the transcript) and the remembered pane size.
 
 use super::app::App;
-use crate::render::sanitize;
+use crate::render::sanitize_expand_tabs as sanitize;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -69,7 +69,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect, rows: &[String], cursor:
     if let Some(search) = &app.search {
         let found = search.hit.map(|i| app.history.entries()[i].replace('\n', " ⏎ ")).unwrap_or_default();
         let line = Line::from(vec![
-            Span::styled(format!("(search) {}", search.query), Style::default().fg(Color::Yellow)),
+            Span::styled(format!("(search) {}", sanitize(&search.query)), Style::default().fg(Color::Yellow)),
             Span::raw(": "),
             Span::raw(sanitize(&found).into_owned()),
         ]);
@@ -111,7 +111,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled("● generating ", Style::default().fg(Color::Magenta)));
     }
     if let Some(h) = &app.hint {
-        spans.push(Span::styled(format!("· {h}"), Style::default().fg(Color::Yellow)));
+        spans.push(Span::styled(format!("· {}", sanitize(h)), Style::default().fg(Color::Yellow)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
