@@ -246,7 +246,8 @@ fn crlf_bom_and_utf16_inputs() {
     let o = run(classify(&s, &["--format", "jsonl"]), input);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = jsonl(&o);
-    let got: Vec<(u64, &str)> = rows.iter().map(|r| (r["line"].as_u64().unwrap(), r["text"].as_str().unwrap())).collect();
+    let got: Vec<(u64, &str)> =
+        rows.iter().map(|r| (r["line"].as_u64().unwrap(), r["text"].as_str().unwrap())).collect();
     assert_eq!(
         got,
         [

@@ -13,7 +13,6 @@
 
 use std::borrow::Cow;
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
     Lines,
@@ -250,8 +249,8 @@ fn csv_records(bytes: &[u8], limit: usize) -> Vec<Record> {
     }
     if out.len() < limit {
         // Blank lines at the end; the last LF ends the last line rather than starting another.
-        let n = bytes[at..].iter().filter(|&&b| b == b'\n').count();
-        blank_lines(&mut out, &mut line, n.min(limit - out.len()));
+        let n = bytes[at..].iter().filter(|&&b| b == b'\n').count().min(limit - out.len());
+        blank_lines(&mut out, &mut line, n);
     }
     out
 }
@@ -469,17 +468,18 @@ mod tests {
     fn csv_quoted_line_break_stays_one_record_issue_12() {
         let data = b"id,text,label\n1,\"Loved it, would watch again\",positive\n3,\"Two lines here:\nfirst great, then boring\",negative\n4,plain text without quotes,positive\n";
         let s = InputSpec { id: Some(Column::parse("id")), ..spec(InputFormat::Csv, "text", Some("label")) };
-        let items = parse(data, &s).unwrap();
-        let got: Vec<(usize, Option<&str>, Result<&str, &str>, Option<&str>)> = items
-            .iter()
-            .map(|i| (i.line, i.id.as_deref(), i.text.as_deref().map_err(|e| e.as_str()), i.label.as_deref()))
-            .collect();
+        let item = |line, id: &str, text: &str, label: &str| Item {
+            line,
+            id: Some(id.into()),
+            text: Ok(text.into()),
+            label: Some(label.into()),
+        };
         assert_eq!(
-            got,
+            parse(data, &s).unwrap(),
             [
-                (2, Some("1"), Ok("Loved it, would watch again"), Some("positive")),
-                (3, Some("3"), Ok("Two lines here:\nfirst great, then boring"), Some("negative")),
-                (5, Some("4"), Ok("plain text without quotes"), Some("positive")),
+                item(2, "1", "Loved it, would watch again", "positive"),
+                item(3, "3", "Two lines here:\nfirst great, then boring", "negative"),
+                item(5, "4", "plain text without quotes", "positive"),
             ]
         );
     }
@@ -514,8 +514,16 @@ mod tests {
 
     #[test]
     fn csv_and_tsv_agree_on_blank_and_bad_lines() {
-        let rows: [&[u8]; 8] =
-            [b"text,label", b"", b"fine,positive", b"  ", b"bad\xff,negative", b"nul\0,positive", b"last,negative", b""];
+        let rows: [&[u8]; 8] = [
+            b"text,label",
+            b"",
+            b"fine,positive",
+            b"  ",
+            b"bad\xff,negative",
+            b"nul\0,positive",
+            b"last,negative",
+            b"",
+        ];
         let csv = rows.join(&b"\n"[..]);
         let tsv: Vec<u8> = csv.iter().map(|&b| if b == b',' { b'\t' } else { b }).collect();
         let c = parse(&csv, &spec(InputFormat::Csv, "text", Some("label"))).unwrap();
@@ -536,12 +544,15 @@ mod tests {
         let items = parse(b"one\r\ntwo\rthree\r", &spec(InputFormat::Lines, "1", None)).unwrap();
         assert_eq!(texts(&items), [Ok("one".into()), Ok("two".into()), Ok("three".into())]);
         assert_eq!(items[2].line, 3);
-        let items = parse(b"label\ttext\r\npositive\tgood\rnegative\tbad\r\n", &spec(InputFormat::Tsv, "text", Some("label")))
-            .unwrap();
+        let items =
+            parse(b"label\ttext\r\npositive\tgood\rnegative\tbad\r\n", &spec(InputFormat::Tsv, "text", Some("label")))
+                .unwrap();
         assert_eq!(texts(&items), [Ok("good".into()), Ok("bad".into())]);
         assert_eq!(items[1].label.as_deref(), Some("negative"));
         // JSON escapes: CR from `\r` is normalised too, so no CR reaches the model.
-        let items = parse(b"{\"text\":\"a\\r\\nb\\rc\"}\r\n{\"text\":\"d\"}\r", &spec(InputFormat::Jsonl, "text", None)).unwrap();
+        let items =
+            parse(b"{\"text\":\"a\\r\\nb\\rc\"}\r\n{\"text\":\"d\"}\r", &spec(InputFormat::Jsonl, "text", None))
+                .unwrap();
         assert_eq!(texts(&items), [Ok("a\nb\nc".into()), Ok("d".into())]);
         let items = parse(b"{\"text\":\"a\\u0000b\"}", &spec(InputFormat::Jsonl, "text", None)).unwrap();
         assert!(items[0].text.as_ref().unwrap_err().contains("NUL"));
@@ -549,7 +560,8 @@ mod tests {
 
     #[test]
     fn utf8_bom_is_dropped_utf16_is_refused() {
-        let items = parse(b"\xEF\xBB\xBFtext,label\nfine,positive\n", &spec(InputFormat::Csv, "text", Some("label"))).unwrap();
+        let items =
+            parse(b"\xEF\xBB\xBFtext,label\nfine,positive\n", &spec(InputFormat::Csv, "text", Some("label"))).unwrap();
         assert_eq!((items.len(), items[0].label.as_deref()), (1, Some("positive")));
         let items = parse(b"\xEF\xBB\xBFhello\n", &spec(InputFormat::Lines, "1", None)).unwrap();
         assert_eq!(items[0].text, Ok("hello".into()));
