@@ -190,3 +190,99 @@ fn any_label_set() {
     assert!(rows[0]["probs"]["politics"].is_number());
     assert_eq!(rows[0]["label"], "sports");
 }
+
+/// Issue 12: a quoted CSV field over two lines became an error row plus a row whose id was
+/// "first great"; now it is one record on its first line, and `--eval` reads the file.
+#[test]
+fn csv_quoted_line_break_is_one_record_issue_12() {
+    let s = Sandbox::new();
+    let file = format!("{FIXTURES}/issue12_quoted_newline.csv");
+    let o = run(classify(&s, &["--input-format", "csv", "--id-column", "id", "--format", "jsonl", &file]), b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = jsonl(&o);
+    let got: Vec<(u64, &str)> = rows.iter().map(|r| (r["line"].as_u64().unwrap(), r["id"].as_str().unwrap())).collect();
+    assert_eq!(got, [(2, "1"), (3, "3"), (5, "4")]);
+    for r in &rows {
+        assert!(r.get("error").is_none() && r["label"].is_string(), "{r}");
+    }
+    assert_eq!(rows[1]["text"], "Two lines here:\nfirst great, then boring");
+    assert!(!stderr(&o).contains("could not be classified"), "{}", stderr(&o));
+
+    let o = run(classify(&s, &["--eval", "--json", &file]), b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["metrics"]["total"], 3);
+}
+
+/// Broken CSV quoting in labelled data stops with the record's first line, before any model loads.
+#[test]
+fn malformed_csv_records_stop_labelled_runs() {
+    let s = Sandbox::new();
+    let bad = s.path("bad.csv");
+    std::fs::write(&bad, "text,label\nLovely.,positive\n\"Never closed,negative\nAwful.,negative\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let good = format!("{FIXTURES}/en_eval.tsv");
+    let mut train = s.moat();
+    train.args(["-m", "smollm2-135m", "classify", "train", "-o"]).arg(s.path("h.json")).arg(bad);
+    for c in [
+        classify(&s, &["--eval", bad]),
+        classify(&s, &["--bench", bad]),
+        classify(&s, &["--examples", bad, &good]),
+        train,
+    ] {
+        let o = run(c, b"");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.starts_with("moat: line 3: a quoted field is never closed (lines 3-4"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
+
+/// CRLF, a lone CR and a UTF-8 BOM read like plain LF; UTF-16 is refused as a whole.
+#[test]
+fn crlf_bom_and_utf16_inputs() {
+    let s = Sandbox::new();
+    let input = b"\xEF\xBB\xBFGreat product, works perfectly.\r\nHorrible, it broke immediately.\rA wonderful, moving film.\r\n";
+    let o = run(classify(&s, &["--format", "jsonl"]), input);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = jsonl(&o);
+    let got: Vec<(u64, &str)> =
+        rows.iter().map(|r| (r["line"].as_u64().unwrap(), r["text"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (1, "Great product, works perfectly."),
+            (2, "Horrible, it broke immediately."),
+            (3, "A wonderful, moving film.")
+        ]
+    );
+
+    // The evaluation fixture with a BOM and CRLF gives the same report.
+    let eval = std::fs::read_to_string(format!("{FIXTURES}/en_eval.tsv")).unwrap();
+    let crlf = s.path("crlf.tsv");
+    std::fs::write(&crlf, format!("\u{feff}{}", eval.replace('\n', "\r\n"))).unwrap();
+    let o = run(classify(&s, &["--eval", "--json", crlf.to_str().unwrap()]), b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((j["metrics"]["total"].as_u64(), j["metrics"]["accuracy"].as_f64()), (Some(4), Some(1.0)));
+
+    // UTF-16: one line naming the file (or stdin), exit 2, for every reader.
+    let utf16 = s.path("utf16.tsv");
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(eval.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&utf16, &bytes).unwrap();
+    let f = utf16.to_str().unwrap();
+    let mut train = s.moat();
+    train.args(["-m", "smollm2-135m", "classify", "train", "-o"]).arg(s.path("h.json")).arg(f);
+    let good = format!("{FIXTURES}/en_eval.tsv");
+    for c in [classify(&s, &["--eval", f]), classify(&s, &[f]), classify(&s, &["--examples", f, &good]), train] {
+        let o = run(c, b"");
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert_eq!(stderr(&o), format!("moat: {f} is UTF-16; save it as UTF-8\n"));
+    }
+    // Without a BOM, by its NUL pattern, on stdin.
+    let be: Vec<u8> = "Great product\nAwful\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let o = run(classify(&s, &[]), &be);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "moat: stdin is UTF-16; save it as UTF-8\n");
+}

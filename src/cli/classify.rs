@@ -51,6 +51,8 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
     let examples = match &args.examples {
         Some(p) => {
             let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..args.io.clone() }, true)?;
+            check_records(&items, &format!("the examples file {}", p.display()))?;
+            // Examples may carry more labels than the ones chosen; those are left out.
             items
                 .into_iter()
                 .filter_map(|i| Some((i.label?, i.text.ok()?)))
@@ -60,6 +62,10 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
         None => Vec::new(),
     };
     let items = read_items(&args.io, args.eval || args.bench)?;
+    if args.eval || args.bench {
+        // Before the model loads: a malformed file should not cost a model load to find out.
+        check_records(&items, "the labelled file")?;
+    }
 
     let model_name = match (&flags.model, &head) {
         (Some(m), _) => m.clone(),
@@ -192,6 +198,9 @@ fn read_items(io: &ClassifyIo, labelled: bool) -> Result<Vec<Item>, Failure> {
                 ("stdin".to_string(), b)
             }
         };
+        if input::is_utf16(&bytes) {
+            return Err(Failure::usage(format!("{name} is UTF-16; save it as UTF-8")));
+        }
         let format = io.input_format.unwrap_or_else(|| {
             let ext = src.and_then(|p| p.extension()).and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
             match ext.as_str() {
@@ -219,9 +228,8 @@ fn read_items(io: &ClassifyIo, labelled: bool) -> Result<Vec<Item>, Failure> {
 
 /// Column defaults: "text"/"label" when the header names them, else last/first column.
 fn spec_for(format: InputFormat, io: &ClassifyIo, bytes: &[u8], labelled: bool) -> InputSpec {
-    let first = bytes.split(|&b| b == b'\n').next().map(String::from_utf8_lossy).unwrap_or_default().to_string();
-    let sep = if format == InputFormat::Csv { ',' } else { '\t' };
-    let cells: Vec<String> = first.split(sep).map(|c| c.trim().trim_matches('"').to_lowercase()).collect();
+    // The first record as the parser reads it (quoted CSV header cells, BOM, CRLF).
+    let cells: Vec<String> = input::first_row(bytes, format).iter().map(|c| c.trim().to_lowercase()).collect();
     let table = matches!(format, InputFormat::Tsv | InputFormat::Csv);
     let text = match &io.text_column {
         Some(c) => Column::parse(c),
@@ -235,6 +243,21 @@ fn spec_for(format: InputFormat, io: &ClassifyIo, bytes: &[u8], labelled: bool) 
         None => Some(Column::Index(0)),
     };
     InputSpec { format, text, label, id: io.id_column.as_deref().map(Column::parse) }
+}
+
+/// A record of labelled data that cannot be read (bad bytes, broken quoting, wrong column
+/// count, empty) or has no label stops the run (exit 2), naming the line the first such record
+/// starts on. Whether the labels are known is [`check_gold`]'s part, once the labels are.
+fn check_records(items: &[Item], what: &str) -> Result<(), Failure> {
+    for i in items {
+        if let Err(e) = &i.text {
+            return Err(Failure::usage(format!("line {}: {e}; fix {what}", i.line)));
+        }
+        if i.label.is_none() {
+            return Err(Failure::usage(format!("line {}: no gold label; pass --label-column", i.line)));
+        }
+    }
+    Ok(())
 }
 
 /// Malformed evaluation data is an error for the whole run (exit 2), naming the first bad line.
@@ -366,6 +389,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
         return Err(Failure::usage("--heldout must be between 0 and 0.9"));
     }
     let items = read_items(&t.io, true)?;
+    check_records(&items, "the training file")?;
     let labels = match &t.labels {
         Some(l) => cls::parse_labels(l).map_err(Failure::usage)?,
         None => {
