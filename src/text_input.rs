@@ -49,29 +49,48 @@ pub fn decode(what: &str, bytes: Vec<u8>) -> Result<String, DecodeError> {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A UTF-16 byte order mark, or text whose every other byte is NUL (ASCII saved as UTF-16
-/// without a BOM).
+/// Whether `bytes` are UTF-16 rather than UTF-8: a UTF-16 byte-order mark (FF FE or FE FF, bytes
+/// that never start UTF-8), or, without one, the NUL pattern of mostly-ASCII UTF-16 (at least
+/// three quarters of the first 512 two-byte units have exactly one NUL byte, on the same side).
+/// Binary data and a stray NUL do not match; callers refuse such input as a whole instead of
+/// reporting a NUL on every line.
 pub fn is_utf16(bytes: &[u8]) -> bool {
-    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
         return true;
     }
-    let sample = &bytes[..bytes.len().min(4096)];
-    if sample.len() < 4 {
+    let units: Vec<&[u8]> = bytes.chunks_exact(2).take(512).collect();
+    if units.len() < 2 {
         return false;
     }
-    let pairs = sample.len() / 2;
-    let nul_at = |parity: usize| sample.iter().skip(parity).step_by(2).filter(|&&b| b == 0).count();
-    // UTF-16 text in a Latin script has a NUL in nearly every pair; binary data and a stray NUL
-    // do not.
-    nul_at(0).max(nul_at(1)) * 10 >= pairs * 9
+    let one_nul = |side: usize| units.iter().filter(|u| (u[side] == 0) && (u[1 - side] != 0)).count();
+    one_nul(0).max(one_nul(1)) * 4 >= units.len() * 3
+}
+
+/// CRLF and lone CR → LF on bytes that may not be UTF-8 yet (line-oriented readers decode each
+/// line on its own, so one bad line does not spoil the rest). Borrows when there is no CR.
+pub fn normalize_newlines_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.contains(&b'\r') {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(p) = rest.iter().position(|&b| b == b'\r') {
+        out.extend_from_slice(&rest[..p]);
+        out.push(b'\n');
+        rest = &rest[p + 1..];
+        rest = rest.strip_prefix(b"\n").unwrap_or(rest);
+    }
+    out.extend_from_slice(rest);
+    Cow::Owned(out)
 }
 
 /// CRLF and lone CR → LF. Borrows when there is no CR.
 pub fn normalize_newlines(text: &str) -> Cow<'_, str> {
-    if !text.contains('\r') {
-        return Cow::Borrowed(text);
+    match normalize_newlines_bytes(text.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        // CR and LF are ASCII: swapping one for the other keeps the text valid UTF-8.
+        Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).expect("CR → LF keeps UTF-8 valid")),
     }
-    Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 /// [`normalize_newlines`] in place, for owned strings that may already be clean.

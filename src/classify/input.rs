@@ -62,49 +62,19 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputError(pub String);
 
-/// Whether `bytes` are UTF-16 rather than UTF-8: a UTF-16 byte-order mark (FF FE or FE FF, bytes
-/// that never start UTF-8), or, without one, the NUL pattern of mostly-ASCII UTF-16 (at least
-/// three quarters of the first 512 two-byte units have exactly one NUL byte, on the same side).
-/// Such input would otherwise give one NUL error per line; callers refuse it as a whole.
-pub fn is_utf16(bytes: &[u8]) -> bool {
-    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
-        return true;
-    }
-    let units: Vec<&[u8]> = bytes.chunks_exact(2).take(512).collect();
-    if units.len() < 2 {
-        return false;
-    }
-    let one_nul = |side: usize| units.iter().filter(|u| (u[side] == 0) && (u[1 - side] != 0)).count();
-    one_nul(0).max(one_nul(1)) * 4 >= units.len() * 3
-}
+pub use crate::text_input::is_utf16;
 
 /// The bytes the parsers read: no UTF-8 BOM, and every line break as one LF. A lone CR counts as a
 /// line break (old Mac files, some pastes; Python's universal newlines do the same) rather than
 /// staying inside a text, where it would move the cursor on a terminal and confuse the model.
 fn normalize(bytes: &[u8]) -> Cow<'_, [u8]> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if !bytes.contains(&b'\r') {
-        return Cow::Borrowed(bytes);
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some(p) = rest.iter().position(|&b| b == b'\r') {
-        out.extend_from_slice(&rest[..p]);
-        out.push(b'\n');
-        rest = &rest[p + 1..];
-        rest = rest.strip_prefix(b"\n").unwrap_or(rest);
-    }
-    out.extend_from_slice(rest);
-    Cow::Owned(out)
+    crate::text_input::normalize_newlines_bytes(bytes)
 }
 
 /// The same line-break rule for text decoded from an escape (a JSON string's `\r`).
 fn normalize_text(s: String) -> String {
-    if s.contains('\r') {
-        s.replace("\r\n", "\n").replace('\r', "\n")
-    } else {
-        s
-    }
+    crate::text_input::normalize_newlines_owned(s)
 }
 
 /// Splits normalised bytes into lines (LF), without a phantom empty line at the end.

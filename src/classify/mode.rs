@@ -57,7 +57,12 @@ impl ClassifyMode {
 
     /// A request for every non-empty line of `text` (a paste of many lines is many items).
     pub fn request(&mut self, text: &str) -> Option<Request> {
-        self.lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        self.lines = crate::text_input::normalize_newlines(text)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
         if self.lines.is_empty() {
             return None;
         }

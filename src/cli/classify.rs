@@ -153,12 +153,12 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
             });
             println!("{j}");
         } else {
-            println!("{} · {}", info.name, classifier.describe());
-            print!("{}", m.report());
-            println!("\n{} lines in {:.1} s ({:.1} lines/s)", items.len(), secs, rate);
+            sayln!("{} · {}", info.name, classifier.describe());
+            print!("{}", crate::render::sanitize(&m.report()));
+            sayln!("\n{} lines in {:.1} s ({:.1} lines/s)", items.len(), secs, rate);
         }
     } else if skipped > 0 {
-        eprintln!("moat: {skipped} of {} line(s) could not be classified (see the error column)", items.len());
+        warnln!("moat: {skipped} of {} line(s) could not be classified (see the error column)", items.len());
     }
     Ok(0)
 }
@@ -312,6 +312,7 @@ fn predict(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let width = terminal_width();
+    let tty = out.is_terminal();
     if print {
         if let Some(h) = output::header(&c.labels, format) {
             let _ = writeln!(out, "{h}");
@@ -325,7 +326,10 @@ fn predict(
             if print {
                 let it = &items[next];
                 let row = Row { line: it.line, id: it.id.as_deref(), text: it.text.as_deref().ok(), result: r };
-                let _ = writeln!(out, "{}", output::row(&c.labels, format, &row, width));
+                let line = output::row(&c.labels, format, &row, width);
+                // TSV is data on a pipe; on a terminal its text column is untrusted (tables are
+                // sanitised by `output::row` itself, JSON is escaped by serde).
+                let _ = writeln!(out, "{}", crate::render::for_terminal(&line, tty && format == OutputFormat::Tsv));
             }
             next += 1;
             bar.inc(1);
@@ -369,17 +373,17 @@ fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], 
     let (rate, acc) = measure(false)?;
     let speedup = rate / naive_rate.max(1e-9);
     if json {
-        println!(
+        sayln!(
             "{}",
             serde_json::json!({"model": info.name, "method": c.describe(), "lines": texts.len(), "threads": info.threads_batch,
                 "naive_lines_per_s": naive_rate, "naive_accuracy": naive_acc, "lines_per_s": rate, "accuracy": acc, "speedup": speedup})
         );
     } else {
-        println!("{} · {} · {} lines · {} threads", info.name, c.describe(), texts.len(), info.threads_batch);
-        println!("  one at a time, full prompt   {naive_rate:>8.1} lines/s   accuracy {naive_acc:.3}");
+        sayln!("{} · {} · {} lines · {} threads", info.name, c.describe(), texts.len(), info.threads_batch);
+        sayln!("  one at a time, full prompt   {naive_rate:>8.1} lines/s   accuracy {naive_acc:.3}");
         let how = if matches!(c.method, cls::Method::Prompt { .. }) { "shared prefix" } else { "batched" };
-        println!("  moat ({how}, {:>2} per decode) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
-        println!("  speed-up {speedup:.2}x");
+        sayln!("  moat ({how}, {:>2} per decode) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
+        sayln!("  speed-up {speedup:.2}x");
     }
     Ok(0)
 }
@@ -415,13 +419,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     let (mut engine, info) = start(flags, &model_name)?;
     // Deterministic shuffle, then the held-out tail.
     let mut order: Vec<usize> = (0..items.len()).collect();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for i in (1..order.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
-    }
+    crate::rng::Rng::new(0x9E37_79B9_7F4A_7C15).shuffle(&mut order);
     let texts: Vec<String> = order.iter().map(|&i| items[i].text.clone().expect("checked")).collect();
     let ys: Vec<usize> = order
         .iter()
@@ -472,12 +470,12 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     }
     head.save(&t.output).map_err(Failure::runtime)?;
     if t.json {
-        println!(
+        sayln!(
             "{}",
             serde_json::json!({"head": t.output, "provenance": head.provenance, "heldout": m, "feature_seconds": feat_s})
         );
     } else {
-        println!(
+        sayln!(
             "trained a {}-label head on {} examples ({} features from {}, {:.1} s); saved {}",
             labels.len(),
             tx.len(),
@@ -487,8 +485,8 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
             t.output.display()
         );
         if let Some(m) = &m {
-            println!("held-out ({} examples):", pairs.len());
-            print!("{}", m.report());
+            sayln!("held-out ({} examples):", pairs.len());
+            print!("{}", crate::render::sanitize(&m.report()));
         }
     }
     Ok(0)
