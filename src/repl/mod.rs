@@ -5,7 +5,7 @@
 pub mod input;
 mod stream;
 
-pub use input::{is_complete, message};
+pub use input::{is_complete, message, TypeAhead};
 pub use stream::Styler;
 
 /// The rustyline helper: completion and multi-line input.
