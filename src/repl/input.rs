@@ -127,6 +127,103 @@ impl Drop for TypeAhead {
     }
 }
 
+/// Which signal handlers rustyline has, and when.
+///
+/// rustyline is built without its `signal-hook` feature: with it, it waits for the terminal in
+/// `select()` while keys it has already read sit in its buffer, so a line that arrives at once
+/// shows one character and stalls. Without it, rustyline installs SIGINT and SIGWINCH handlers of
+/// its own when the editor is made and keeps them until the editor is dropped. Its SIGINT handler
+/// would take Ctrl+C from [`crate::interrupt`], so Ctrl+C would no longer stop a reply; its SIGWINCH
+/// handler, installed without `SA_RESTART`, would let a window resize interrupt system calls
+/// anywhere in the process while a reply streams. So the process's own handlers are put back as
+/// soon as the editor is made, and rustyline's SIGWINCH handler (it redraws the line on a resize)
+/// is in place only while a prompt is being read. rustyline never needs its SIGINT handler: in its
+/// raw mode Ctrl+C is a key, not a signal.
+pub struct EditorSignals {
+    #[cfg(unix)]
+    outside: libc::sigaction,
+    #[cfg(unix)]
+    reading: libc::sigaction,
+}
+
+impl EditorSignals {
+    /// Makes the editor with `make`, then puts the process's own handlers back.
+    pub fn around<R>(make: impl FnOnce() -> R) -> (R, EditorSignals) {
+        #[cfg(unix)]
+        {
+            let interrupt = signals::action(libc::SIGINT);
+            let outside = signals::action(libc::SIGWINCH);
+            let made = make();
+            let reading = signals::action(libc::SIGWINCH);
+            signals::set(libc::SIGINT, &interrupt);
+            signals::set(libc::SIGWINCH, &outside);
+            (made, EditorSignals { outside, reading })
+        }
+        #[cfg(not(unix))]
+        (make(), EditorSignals {})
+    }
+
+    /// Runs `read` (one `readline`) with rustyline's SIGWINCH handler in place.
+    pub fn reading<T>(&self, read: impl FnOnce() -> T) -> T {
+        #[cfg(unix)]
+        signals::set(libc::SIGWINCH, &self.reading);
+        let result = read();
+        #[cfg(unix)]
+        signals::set(libc::SIGWINCH, &self.outside);
+        result
+    }
+}
+
+#[cfg(unix)]
+mod signals {
+    /// The current disposition of `signal`.
+    pub fn action(signal: libc::c_int) -> libc::sigaction {
+        let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a null new action only reads the current one into `current`.
+        unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
+        // SAFETY: zeroed is a valid sigaction (SIG_DFL), and sigaction filled it in otherwise.
+        unsafe { current.assume_init() }
+    }
+
+    pub fn set(signal: libc::c_int, action: &libc::sigaction) {
+        // SAFETY: `action` was read by `action()` for a handler that stays valid: the process's
+        // own, or rustyline's, which lives as long as the editor that `EditorSignals` belongs to.
+        unsafe { libc::sigaction(signal, action, std::ptr::null_mut()) };
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::EditorSignals;
+        use super::*;
+
+        extern "C" fn editor_handler(_: libc::c_int) {}
+
+        fn handler(signal: libc::c_int) -> libc::sighandler_t {
+            action(signal).sa_sigaction
+        }
+
+        #[test]
+        fn the_editor_keeps_its_handlers_only_while_reading() {
+            let (interrupt, winch) = (action(libc::SIGINT), action(libc::SIGWINCH));
+            let ours = editor_handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            // As rustyline does when the editor is made.
+            let ((), signals) = EditorSignals::around(|| {
+                let mut taken = action(libc::SIGWINCH);
+                taken.sa_sigaction = ours;
+                set(libc::SIGINT, &taken);
+                set(libc::SIGWINCH, &taken);
+            });
+            assert_eq!(handler(libc::SIGINT), interrupt.sa_sigaction, "Ctrl+C goes to the process's handler");
+            assert_eq!(handler(libc::SIGWINCH), winch.sa_sigaction);
+            let inside = signals.reading(|| (handler(libc::SIGINT), handler(libc::SIGWINCH)));
+            assert_eq!(inside, (interrupt.sa_sigaction, ours), "a resize reaches the editor while it reads");
+            assert_eq!(handler(libc::SIGWINCH), winch.sa_sigaction);
+            set(libc::SIGINT, &interrupt);
+            set(libc::SIGWINCH, &winch);
+        }
+    }
+}
+
 #[cfg(unix)]
 mod held_mode {
     use std::sync::{Mutex, Once};
@@ -228,6 +325,9 @@ mod held_mode {
             // Typed-ahead bytes stay queued through the switch back.
             let typed = b"typed ahead\r";
             assert_eq!(unsafe { libc::write(primary, typed.as_ptr().cast(), typed.len()) }, typed.len() as isize);
+            // The pty hands written bytes to the line discipline asynchronously: wait for them.
+            let mut ready = libc::pollfd { fd: secondary, events: libc::POLLIN, revents: 0 };
+            assert_eq!(unsafe { libc::poll(&mut ready, 1, 10_000) }, 1, "the typed bytes arrive");
             restore();
             let after = mode(secondary);
             assert_eq!(after.c_lflag, before.c_lflag);
