@@ -122,6 +122,6 @@ fn keys_typed_during_a_reply_wait_unseen_for_the_next_prompt() {
     assert!(last_line(&screen).starts_with("smollm2-135m "), "{screen}");
     // They are the editor's line, not a leftover on the screen: Ctrl+U clears it.
     tmux.keys("r", &["C-u"]);
-    tmux.wait("r", 10, "the line to clear", |x| at_prompt(x));
+    tmux.wait("r", 10, "the line to clear", at_prompt);
     quit(&tmux);
 }
