@@ -11,6 +11,8 @@ use crate::repl::Repl;
 use std::io::IsTerminal;
 
 pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
+    // From the start, so keys typed while the model loads wait for the first prompt too.
+    let _type_ahead = crate::repl::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
     let resume = session_to_open(&args, &data_dir)?;

@@ -5,7 +5,7 @@
 pub mod input;
 mod stream;
 
-pub use input::{is_complete, message};
+pub use input::{is_complete, message, EditorSignals, TypeAhead};
 pub use stream::Styler;
 
 /// The rustyline helper: completion and multi-line input.
@@ -99,8 +99,10 @@ impl Repl {
                 return 1;
             }
         };
-        let mut rl = match rustyline::Editor::<input::ReplHelper, rustyline::history::FileHistory>::with_config(config)
-        {
+        let (rl, signals) = EditorSignals::around(|| {
+            rustyline::Editor::<input::ReplHelper, rustyline::history::FileHistory>::with_config(config)
+        });
+        let mut rl = match rl {
             Ok(rl) => rl,
             Err(e) => {
                 warnln!("moat: cannot start the line editor: {e}");
@@ -115,10 +117,10 @@ impl Repl {
         sayln!("{} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave", self.session.model);
         loop {
             let prompt = self.prompt();
-            let line = match self.edit.take() {
+            let line = signals.reading(|| match self.edit.take() {
                 Some(text) => rl.readline_with_initial(&prompt, (&text, "")),
                 None => rl.readline(&prompt),
-            };
+            });
             let line = match line {
                 Ok(l) => l,
                 Err(rustyline::error::ReadlineError::Interrupted) => continue,
