@@ -17,6 +17,9 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
             "the full-screen chat needs a terminal; for pipes and scripts use `moat ask`, `moat repl` (or pipe text into `moat`)",
         ));
     }
+    // From the start: keys typed while the model downloads or loads wait, unechoed, for the chat
+    // screen, and an Enter among them still sends.
+    let _type_ahead = crate::repl::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
     let resume = session_to_open(&args, &data_dir)?;

@@ -255,6 +255,9 @@ mod held_mode {
         let mut held = original;
         held.c_lflag &= !(libc::ECHO | libc::ICANON | libc::IEXTEN);
         held.c_lflag |= libc::NOFLSH;
+        // Enter stays CR, as in raw mode: translated to LF it would read as Ctrl+J in the chat
+        // (a new line in the message, not "send") when it was typed before the screen started.
+        held.c_iflag &= !libc::ICRNL;
         // Without canonical mode a read would return per VMIN/VTIME; keep it one byte, blocking,
         // in case anything reads before rustyline sets its own.
         held.c_cc[libc::VMIN] = 1;

@@ -69,6 +69,10 @@ pub struct App {
     pub quit: bool,
     pub dirty: bool,
     pub hint: Option<String>,
+    /// Messages sent with Enter while the model loaded or a reply streamed (text, was pasted), in
+    /// order: each goes out as soon as the engine is free, so typed-ahead input is never dropped,
+    /// merged with the next line, or left waiting for another key.
+    queued: std::collections::VecDeque<(String, bool)>,
 }
 
 impl App {
@@ -90,7 +94,28 @@ impl App {
             quit: false,
             dirty: true,
             hint: None,
+            queued: Default::default(),
         }
+    }
+
+    /// What to do now that the engine may have become free: a message queued with Enter while
+    /// it was busy is sent.
+    pub fn ready_effects(&mut self) -> Vec<Effect> {
+        if self.generating || self.pending.is_some() || self.status.loading.is_some() {
+            return Vec::new();
+        }
+        let Some((text, pasted)) = self.queued.pop_front() else { return Vec::new() };
+        self.hint = None;
+        self.dirty = true;
+        // Whatever is being typed now waits in the editor until this one is on its way.
+        let typing = self.editor.take();
+        let was_pasted = self.editor.pasted;
+        self.editor.set(&text);
+        self.editor.pasted = pasted;
+        let effects = self.submit_now();
+        self.editor.set(&typing);
+        self.editor.pasted = was_pasted;
+        effects
     }
 
     /// Reopens a saved session: its messages, settings and name.
@@ -433,15 +458,23 @@ impl App {
                 };
             }
         }
-        if self.generating {
-            self.hint = Some("a reply is still coming; Esc stops it".into());
-            return Vec::new();
-        }
-        if self.status.loading.is_some() {
-            self.hint = Some("the model is still loading".into());
+        if self.generating || self.status.loading.is_some() || !self.queued.is_empty() {
+            self.history.add(&text);
+            self.editor.take();
+            self.queued.push_back((text, pasted));
+            let when = if self.generating { "this reply ends; Esc stops it" } else { "the model has loaded" };
+            let n = self.queued.len();
+            self.hint = Some(format!("{n} message{} queued; sent when {when}", if n == 1 { "" } else { "s" }));
             return Vec::new();
         }
         self.history.add(&text);
+        self.submit_now()
+    }
+
+    /// Sends the editor's message now (the engine is free; history already has it).
+    fn submit_now(&mut self) -> Vec<Effect> {
+        let text = self.editor.text().to_string();
+        let pasted = self.editor.pasted;
         self.editor.take();
         // `//text` sends `/text`.
         let text = if !pasted && text.starts_with("//") { text[1..].to_string() } else { text };

@@ -61,7 +61,7 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 if let Ok((job, result)) = done {
                     app.prompt_finished(&job, result);
                 }
-                Vec::new()
+                app.ready_effects()
             },
             recv(engine.events()) -> ev => {
                 match ev {
@@ -82,7 +82,7 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                         _ => app.on_engine(ev),
                     }
                 }
-                Vec::new()
+                app.ready_effects()
             },
             default(wait) => Vec::new(),
         };

@@ -338,3 +338,37 @@ fn a_classifier_model_starts_in_classifier_mode_and_shows_its_head_results() {
     assert!(shown.contains("positive  0.95  great phone"), "{shown}");
     assert!(shown.contains("tally: negative 0 · positive 1"), "{shown}");
 }
+
+#[test]
+fn enter_while_loading_or_streaming_sends_when_the_engine_is_free() {
+    // issue 12 (typed-ahead input): lines and Enters that arrive before the model has loaded, or
+    // while a reply streams, are sent one by one as soon as the engine is free, with no further
+    // key, and never merged.
+    let mut config = Config::default();
+    config.model.name = "tiny-model".into();
+    let mut app = App::new(config, None, History::load(None));
+    type_text(&mut app, "Write a haiku about rain.");
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    type_text(&mut app, "Name a fruit.");
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    type_text(&mut app, "still typing");
+    assert!(app.ready_effects().is_empty(), "still loading");
+    app.on_engine(Event::Loaded(Box::new(info())));
+    let effects = app.ready_effects();
+    let last_user = |effects: &[Effect]| match effects {
+        [Effect::Send(Request::Chat { messages, .. })] => messages.last().unwrap().content.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(last_user(&effects), "Write a haiku about rain.");
+    app.started(1);
+    assert_eq!(app.editor.text(), "still typing", "what is being typed stays in the editor");
+    assert!(app.ready_effects().is_empty(), "a reply is streaming");
+    app.on_engine(Event::Token { id: 1, text: "Rain on the roof".into() });
+    app.on_engine(Event::Done { id: 1, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    let effects = app.ready_effects();
+    assert_eq!(last_user(&effects), "Name a fruit.");
+    app.started(2);
+    app.on_engine(Event::Done { id: 2, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    assert!(app.ready_effects().is_empty(), "each is sent once");
+    assert_eq!(app.history.entries(), ["Write a haiku about rain.", "Name a fruit."]);
+}
