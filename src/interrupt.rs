@@ -18,11 +18,27 @@ pub fn install() -> Arc<AtomicBool> {
             let (flag, presses) = state();
             flag.store(true, Ordering::SeqCst);
             if presses.fetch_add(1, Ordering::SeqCst) >= 1 {
-                std::process::exit(130);
+                exit_now();
             }
         });
     });
     state().0.clone()
+}
+
+/// The second Ctrl+C: the terminal is put back and the process ends with 130 at once.
+/// `std::process::exit` would run `atexit` handlers and static destructors (ggml's, the OpenMP
+/// runtime's) while the inference thread is still inside a decode, which crashed with SIGSEGV;
+/// `_exit` skips them. Nothing is lost: sessions are saved atomically after each turn.
+fn exit_now() -> ! {
+    crate::repl::input::restore_terminal();
+    #[cfg(unix)]
+    {
+        // No stdout flush: another thread may hold its lock mid-print.
+        // SAFETY: _exit is async-signal-safe and ends the process without running any user code.
+        unsafe { libc::_exit(130) }
+    }
+    #[cfg(not(unix))]
+    std::process::exit(130)
 }
 
 pub fn interrupted() -> bool {

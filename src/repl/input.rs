@@ -224,6 +224,13 @@ mod signals {
     }
 }
 
+/// Puts back the terminal mode a [`TypeAhead`] changed, for exits that skip destructors and
+/// `atexit` (the second Ctrl+C). Nothing happens when no mode is held.
+pub fn restore_terminal() {
+    #[cfg(unix)]
+    held_mode::restore();
+}
+
 #[cfg(unix)]
 mod held_mode {
     use std::sync::{Mutex, Once};
