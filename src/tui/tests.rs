@@ -372,3 +372,16 @@ fn enter_while_loading_or_streaming_sends_when_the_engine_is_free() {
     assert!(app.ready_effects().is_empty(), "each is sent once");
     assert_eq!(app.history.entries(), ["Write a haiku about rain.", "Name a fruit."]);
 }
+
+#[test]
+fn a_hostile_model_name_cannot_drive_the_terminal() {
+    // issue 12: GGUF metadata reaches the header and the status line; bidi overrides got through.
+    let mut config = Config::default();
+    config.model.name = "tiny-model".into();
+    let mut app = App::new(config, None, History::load(None));
+    let name = "\x1b]0;PWN\x07\x1b[2Jevil\u{202E}name".to_string();
+    app.on_engine(Event::Loaded(Box::new(ModelInfo { name, ..info() })));
+    let shown = screen(&mut app, 80, 12);
+    assert!(shown.contains("evilname"), "{shown}");
+    assert!(!shown.contains(['\x1b', '\x07', '\u{202E}']) && !shown.contains("[2J"), "{shown:?}");
+}
