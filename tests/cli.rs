@@ -3,22 +3,8 @@
 
 mod common;
 
-use common::{run, Sandbox};
-use std::process::{Output, Stdio};
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A failure: the given exit code, exactly one line on stderr that starts with `moat:`, no panic.
-fn assert_fails(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert!(err.starts_with("moat: "), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
-}
+use common::{assert_fails, run, stderr, Sandbox};
+use std::process::Stdio;
 
 #[test]
 fn ask_json_is_deterministic_with_a_seed() {

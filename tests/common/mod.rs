@@ -104,3 +104,29 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     let _ = writer.join();
     out
 }
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure: the exit `code`, exactly one `moat:` line on stderr containing `needle`, no panic,
+/// and no terminal control character anywhere in the output.
+pub fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.starts_with("moat: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert_terminal_safe(&o.stderr);
+    assert_terminal_safe(&o.stdout);
+}
+
+/// No ESC, BEL, other C0 controls but `\n`/`\t`, C1 controls or bidi overrides.
+pub fn assert_terminal_safe(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let bad = text.chars().find(|&c| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    });
+    assert!(bad.is_none(), "control character {bad:?} in {text:?}");
+}
