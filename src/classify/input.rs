@@ -618,7 +618,9 @@ mod tests {
 
         #[test]
         fn prop_classify_input_csv_round_trip(
-            rows in prop::collection::vec(("[a-zé ,\"\t\r\n]{0,12}".prop_filter("has text", |t| !t.trim().is_empty()), any::<bool>()), 0..12),
+            // Built around a visible character instead of filtered: a filter hits proptest's
+            // local-reject limit in a million-case campaign.
+            rows in prop::collection::vec((("[a-zé ,\"\t\r\n]{0,6}", "[a-zé]", "[a-zé ,\"\t\r\n]{0,6}").prop_map(|(a, b, c)| a + &b + &c), any::<bool>()), 0..12),
             crlf in any::<bool>(),
         ) {
             let term = if crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
@@ -639,7 +641,7 @@ mod tests {
 
         #[test]
         fn prop_classify_input_lines_tsv_jsonl_round_trip(
-            rows in prop::collection::vec(any::<String>().prop_filter("has text", |t| !t.trim().is_empty() && !t.contains('\0')), 0..12),
+            rows in prop::collection::vec((any::<String>(), "[a-z中]", any::<String>()).prop_map(|(a, b, c)| (a + &b + &c).replace('\0', "")), 0..12),
             crlf in any::<bool>(),
         ) {
             let nl = if crlf { "\r\n" } else { "\n" };
