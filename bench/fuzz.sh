@@ -39,7 +39,7 @@ for t in "${tests[@]}"; do
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
   printf '%-72s %12s %10.1f %s\n' "$t" "$CASES" "$secs" "$result" | tee -a "$out"
   if [ "$result" != passed ]; then
-    grep -E "minimal failing input|panicked|Test failed" "/tmp/moat-fuzz-$$.log" | head -5 | tee -a "$out"
+    grep -E -A3 "minimal failing input|Test aborted|Test failed" "/tmp/moat-fuzz-$$.log" | head -8 | tee -a "$out"
   fi
 done
 rm -f "/tmp/moat-fuzz-$$.log"
