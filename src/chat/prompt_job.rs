@@ -3,8 +3,8 @@
 
 use super::Message;
 use crate::config::SamplingConfig;
-use crate::engine::{Engine, EngineError, Event, Request, RequestId, StopReason};
-use crate::prompts::{self, GenRequest, Generator, Lang, Library, OutputFormat, Params};
+use crate::engine::{Engine, EngineError, Event, GenStats, Request, RequestId, StopReason};
+use crate::prompts::{self, Cut, GenRequest, Generator, Lang, Library, OutputFormat, Params, Reply};
 use crossbeam_channel::{Receiver, Sender};
 
 /// A prompt or script to run on some input, as asked for in a conversation.
@@ -89,6 +89,15 @@ fn request(id: RequestId, base: &SamplingConfig, req: &GenRequest) -> Request {
     }
 }
 
+/// Why a finished reply stopped early, for the prompt runner's cut-off message.
+fn cut_of(reason: StopReason, max_tokens: u32, stats: &GenStats) -> Option<Cut> {
+    match reason {
+        StopReason::MaxTokens => Some(Cut::MaxTokens(max_tokens)),
+        StopReason::ContextFull => Some(Cut::ContextFull(stats.context_size.min(u32::MAX as usize) as u32)),
+        _ => None,
+    }
+}
+
 /// A generator that owns the engine handle for the duration of a run (CLI, REPL).
 pub struct EngineGenerator<'a> {
     pub engine: &'a mut Engine,
@@ -105,14 +114,15 @@ impl<'a> EngineGenerator<'a> {
 }
 
 impl Generator for EngineGenerator<'_> {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.calls += 1;
         (self.on_request)(self.calls);
         let base = self.base.clone();
+        let max_tokens = sampling_for(&base, &req.params).max_tokens;
         let reply = self.engine.run(|id| request(id, &base, req), |_| {}).map_err(|e| e.to_string())?;
         match reply.reason {
             StopReason::Cancelled => Err("interrupted".into()),
-            _ => Ok(reply.text),
+            reason => Ok(Reply { cut: cut_of(reason, max_tokens, &reply.stats), text: reply.text }),
         }
     }
 }
@@ -133,16 +143,19 @@ impl ChannelGenerator {
 }
 
 impl Generator for ChannelGenerator {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.next += 1;
         let id = self.next;
+        let max_tokens = sampling_for(&self.base, &req.params).max_tokens;
         self.tx.send(request(id, &self.base, req)).map_err(|_| EngineError::Gone.to_string())?;
         let mut text = String::new();
         loop {
             match self.rx.recv().map_err(|_| EngineError::Gone.to_string())? {
                 Event::Token { id: i, text: t } if i == id => text.push_str(&t),
                 Event::Done { id: i, reason: StopReason::Cancelled, .. } if i == id => return Err("stopped".into()),
-                Event::Done { id: i, .. } if i == id => return Ok(text),
+                Event::Done { id: i, reason, stats } if i == id => {
+                    return Ok(Reply { cut: cut_of(reason, max_tokens, &stats), text })
+                }
                 Event::Error { id: Some(i), error } if i == id => return Err(error.to_string()),
                 _ => {}
             }
