@@ -19,10 +19,16 @@ pub struct PromptJob {
 /// can hand their events over.
 pub const JOB_IDS: RequestId = 1 << 40;
 
-/// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply;
-/// Chinese packs fewer characters into a token than English. The engine still checks exactly.
+/// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply
+/// (about 1,200 tokens). The default model takes about 0.23 tokens per English character but 1.76
+/// per Chinese one (measured: see [`prompts::lint::ratios`]), so English gets 3 characters a token
+/// and Chinese 1/1.8. The engine still checks exactly.
 pub fn input_budget(n_ctx: usize, lang: Lang) -> usize {
-    n_ctx.saturating_sub(1200) * if lang == Lang::Zh { 1 } else { 3 }
+    let tokens = n_ctx.saturating_sub(1200);
+    match lang {
+        Lang::En => tokens * 3,
+        Lang::Zh => tokens * 10 / 18,
+    }
 }
 
 /// Runs `job` and returns its human view (or text), for showing in a conversation.
@@ -175,6 +181,14 @@ mod tests {
         assert!(last);
         assert!(parse_args("market/swot oops").unwrap_err().contains("key=value"));
         assert!(parse_args("").is_err());
+    }
+
+    #[test]
+    fn chinese_input_is_budgeted_at_its_real_token_cost() {
+        // 2,896 tokens of room: a 2,000-character Chinese article (3,523 tokens) does not fit, 1,600 characters do.
+        assert_eq!(input_budget(4096, Lang::Zh), 1608);
+        assert_eq!(input_budget(4096, Lang::En), 8688);
+        assert_eq!(input_budget(100, Lang::Zh), 0);
     }
 
     #[test]
