@@ -25,7 +25,7 @@ fn script_runs_with_param_precedence_and_formats() {
     // facts: prompt file temperature 0.0, step temperature 0.0, max_tokens from the prompt file, seed from CLI.
     assert_eq!(
         gen.requests[0].params,
-        Params { temperature: Some(0.0), max_tokens: Some(700), seed: Some(42), ..Default::default() }
+        Params { temperature: Some(0.0), max_tokens: Some(1250), seed: Some(42), ..Default::default() }
     );
     // trends: the script's [model] temperature 0.2 beats nothing set on the step; prompt file says 0.2 too.
     assert_eq!(gen.requests[1].params.temperature, Some(0.2));

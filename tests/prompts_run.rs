@@ -173,8 +173,10 @@ fn bad_inputs_get_one_line_and_the_documented_code() {
 #[test]
 fn output_that_never_validates_exits_3() {
     let s = Sandbox::new();
-    // Eight tokens cannot hold the SWOT object, so the JSON is cut short on every attempt.
+    // Eight tokens cannot hold even the shortest valid SWOT object, so steering cannot close it: the
+    // reply is cut, and the error says so (no retry with the same budget).
     let o = moat(&s, &["run", "market/swot", "-v", "subject=ClaimPilot", "--temp", "0", "-n", "8"], ARTICLE);
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
-    assert!(err(&o).contains("schema") || err(&o).contains("JSON"), "{}", err(&o));
+    assert!(err(&o).contains("`market/swot`: the reply was cut at max_tokens 8 before its JSON closed"), "{}", err(&o));
+    assert_eq!(err(&o).trim_end().lines().count(), 1, "{}", err(&o));
 }

@@ -3,8 +3,8 @@
 
 use super::Message;
 use crate::config::SamplingConfig;
-use crate::engine::{Engine, EngineError, Event, Request, RequestId, StopReason};
-use crate::prompts::{self, GenRequest, Generator, Lang, Library, OutputFormat, Params};
+use crate::engine::{Engine, EngineError, Event, GenStats, Request, RequestId, StopReason};
+use crate::prompts::{self, Cut, GenRequest, Generator, Lang, Library, OutputFormat, Params, Reply};
 use crossbeam_channel::{Receiver, Sender};
 
 /// A prompt or script to run on some input, as asked for in a conversation.
@@ -19,10 +19,16 @@ pub struct PromptJob {
 /// can hand their events over.
 pub const JOB_IDS: RequestId = 1 << 40;
 
-/// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply;
-/// Chinese packs fewer characters into a token than English. The engine still checks exactly.
+/// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply
+/// (about 1,200 tokens). The default model takes about 0.23 tokens per English character but 1.76
+/// per Chinese one (measured: see [`prompts::lint::ratios`]), so English gets 3 characters a token
+/// and Chinese 1/1.8. The engine still checks exactly.
 pub fn input_budget(n_ctx: usize, lang: Lang) -> usize {
-    n_ctx.saturating_sub(1200) * if lang == Lang::Zh { 1 } else { 3 }
+    let tokens = n_ctx.saturating_sub(1200);
+    match lang {
+        Lang::En => tokens * 3,
+        Lang::Zh => tokens * 10 / 18,
+    }
 }
 
 /// Runs `job` and returns its human view (or text), for showing in a conversation.
@@ -89,6 +95,15 @@ fn request(id: RequestId, base: &SamplingConfig, req: &GenRequest) -> Request {
     }
 }
 
+/// Why a finished reply stopped early, for the prompt runner's cut-off message.
+fn cut_of(reason: StopReason, max_tokens: u32, stats: &GenStats) -> Option<Cut> {
+    match reason {
+        StopReason::MaxTokens => Some(Cut::MaxTokens(max_tokens)),
+        StopReason::ContextFull => Some(Cut::ContextFull(stats.context_size.min(u32::MAX as usize) as u32)),
+        _ => None,
+    }
+}
+
 /// A generator that owns the engine handle for the duration of a run (CLI, REPL).
 pub struct EngineGenerator<'a> {
     pub engine: &'a mut Engine,
@@ -105,14 +120,15 @@ impl<'a> EngineGenerator<'a> {
 }
 
 impl Generator for EngineGenerator<'_> {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.calls += 1;
         (self.on_request)(self.calls);
         let base = self.base.clone();
+        let max_tokens = sampling_for(&base, &req.params).max_tokens;
         let reply = self.engine.run(|id| request(id, &base, req), |_| {}).map_err(|e| e.to_string())?;
         match reply.reason {
             StopReason::Cancelled => Err("interrupted".into()),
-            _ => Ok(reply.text),
+            reason => Ok(Reply { cut: cut_of(reason, max_tokens, &reply.stats), text: reply.text }),
         }
     }
 }
@@ -133,16 +149,19 @@ impl ChannelGenerator {
 }
 
 impl Generator for ChannelGenerator {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.next += 1;
         let id = self.next;
+        let max_tokens = sampling_for(&self.base, &req.params).max_tokens;
         self.tx.send(request(id, &self.base, req)).map_err(|_| EngineError::Gone.to_string())?;
         let mut text = String::new();
         loop {
             match self.rx.recv().map_err(|_| EngineError::Gone.to_string())? {
                 Event::Token { id: i, text: t } if i == id => text.push_str(&t),
                 Event::Done { id: i, reason: StopReason::Cancelled, .. } if i == id => return Err("stopped".into()),
-                Event::Done { id: i, .. } if i == id => return Ok(text),
+                Event::Done { id: i, reason, stats } if i == id => {
+                    return Ok(Reply { cut: cut_of(reason, max_tokens, &stats), text })
+                }
                 Event::Error { id: Some(i), error } if i == id => return Err(error.to_string()),
                 _ => {}
             }
@@ -162,6 +181,14 @@ mod tests {
         assert!(last);
         assert!(parse_args("market/swot oops").unwrap_err().contains("key=value"));
         assert!(parse_args("").is_err());
+    }
+
+    #[test]
+    fn chinese_input_is_budgeted_at_its_real_token_cost() {
+        // 2,896 tokens of room: a 2,000-character Chinese article (3,523 tokens) does not fit, 1,600 characters do.
+        assert_eq!(input_budget(4096, Lang::Zh), 1608);
+        assert_eq!(input_budget(4096, Lang::En), 8688);
+        assert_eq!(input_budget(100, Lang::Zh), 0);
     }
 
     #[test]

@@ -147,24 +147,31 @@ fn show(lib: &Library, id: &str) -> Result<i32, Failure> {
 }
 
 fn lint(lib: &Library, path: Option<&Path>) -> Result<i32, Failure> {
-    let problems = match path {
-        None => lib.lint_all(),
+    let (problems, warnings): (Vec<prompts::Problem>, Vec<prompts::Problem>) = match path {
+        None => (lib.lint_all(), prompts::lint::budget_warnings_all(lib)),
         Some(p) if p.is_dir() => {
             let local = Library::load(&[p.to_path_buf()]).map_err(prompt_failure)?;
             let ids: Vec<String> =
                 local.entries().filter(|e| matches!(e.source, Source::User(_))).map(|e| e.id.clone()).collect();
-            ids.iter().flat_map(|id| local.lint(id)).collect()
+            (
+                ids.iter().flat_map(|id| local.lint(id)).collect(),
+                ids.iter().flat_map(|id| prompts::lint::budget_warnings(&local, id)).collect(),
+            )
         }
-        Some(p) => lib.lint(&p.to_string_lossy()),
+        Some(p) => (lib.lint(&p.to_string_lossy()), prompts::lint::budget_warnings(lib, &p.to_string_lossy())),
     };
-    for pr in &problems {
+    // Token-budget findings are warnings: `-n` can still raise the budget at run time.
+    for pr in problems.iter().chain(&warnings) {
         match pr.pos {
             Some((l, c)) => warnln!("{}:{l}:{c}: {}", pr.file, pr.message),
             None => warnln!("{}: {}", pr.file, pr.message),
         }
     }
     if problems.is_empty() {
-        sayln!("ok: no problems");
+        match warnings.len() {
+            0 => sayln!("ok: no problems"),
+            n => sayln!("ok: no problems, {n} warning(s)"),
+        }
         Ok(0)
     } else {
         Err(Failure::usage(format!("{} problem(s) found", problems.len())))

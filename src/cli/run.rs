@@ -37,7 +37,12 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
         .map_err(prompt_failure)?;
 
     let (model, path) = setup.model_path()?;
-    let (mut engine, info) = setup::start(setup.engine_options(&model, path))?;
+    let mut opts = setup.engine_options(&model, path.clone());
+    if let Some(n_ctx) = context_for_input(&setup, flags, &path, &input, lang) {
+        warnln!("moat: context raised to {n_ctx} tokens for this input (-c N chooses it)");
+        opts.context = n_ctx;
+    }
+    let (mut engine, info) = setup::start(opts)?;
     let mut gen = EngineGenerator::new(&mut engine, setup.config().sampling.clone());
     if std::io::stderr().is_terminal() {
         gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
@@ -68,6 +73,25 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     let on_terminal = std::io::stdout().is_terminal() && !matches!(format, OutputFormat::Json | OutputFormat::Trace);
     println!("{}", crate::render::for_terminal(text.trim_end(), on_terminal));
     Ok(0)
+}
+
+/// A context big enough for `input`, when the user left the context at its default and the input
+/// would not fit in it: Chinese costs the default model about 1.8 tokens per character
+/// (`prompts::lint::ratios`), so a 2,000-character article alone is ~3,500 tokens. Input tokens + 3,072 for instructions and the largest reply, rounded up to 256,
+/// capped at the model's training context. `None` keeps the configured context.
+fn context_for_input(setup: &Setup, flags: &ModelArgs, path: &std::path::Path, input: &str, lang: Lang) -> Option<u32> {
+    let configured = setup.config().model.context;
+    if flags.ctx_size.is_some() || configured != crate::config::Config::default().model.context {
+        return None;
+    }
+    let per_char = match lang {
+        Lang::Zh => crate::prompts::lint::ratios::ZH_TEXT,
+        Lang::En => crate::prompts::lint::ratios::EN_TEXT,
+    };
+    let need = (input.chars().count() as f64 * per_char) as u32 + 3072;
+    let n_ctx_train = crate::models::gguf::inspect(path).ok()?.context_length? as u32;
+    let want = need.div_ceil(256) * 256;
+    (want > configured).then(|| want.min(n_ctx_train)).filter(|&n| n > configured)
 }
 
 trait EntryId {

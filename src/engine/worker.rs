@@ -277,14 +277,22 @@ fn structured(
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
     let text = env.format.render(env.model, messages, true)?;
     let tokens = tokens_that_fit(env, &text, !env.format.starts_with_bos(&text), n_ctx, reserve)?;
-    let grammar = match json_schema {
-        Some(schema) => {
-            Some(llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| EngineError::Grammar(e.to_string()))?)
-        }
+    let constraint = match json_schema {
+        Some(schema) => Some(Constraint {
+            grammar: llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| EngineError::Grammar(e.to_string()))?,
+            schema: Some(schema),
+        }),
         None => None,
     };
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
-    respond(env, session, id, &tokens, sampling, stops, start, grammar.as_deref())
+    respond(env, session, id, &tokens, sampling, stops, start, constraint)
+}
+
+/// How a reply is constrained: a GBNF grammar, and the JSON schema it was made from (the reply is
+/// then steered to close its JSON within the token budget).
+struct Constraint<'a> {
+    grammar: String,
+    schema: Option<&'a str>,
 }
 
 /// The prompt's tokens, or `PromptTooLong` when they and `reserve` reply tokens exceed the context.
@@ -312,8 +320,8 @@ fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Res
     Ok(())
 }
 
-/// Decodes the prompt (only what is not cached), then streams the reply as events; a GBNF
-/// `grammar` constrains it.
+/// Decodes the prompt (only what is not cached), then streams the reply as events; a
+/// `constraint` (grammar) shapes it.
 #[allow(clippy::too_many_arguments)]
 fn respond(
     env: &Loaded<'_>,
@@ -323,7 +331,7 @@ fn respond(
     sampling: &SamplingConfig,
     stops: Vec<String>,
     start: Instant,
-    grammar: Option<&str>,
+    constraint: Option<Constraint<'_>>,
 ) -> Result<(), EngineError> {
     let mut stats = GenStats { prompt_tokens: tokens.len(), context_size: session.n_ctx(), ..Default::default() };
     let synced = match session.sync(tokens, env.cancel) {
@@ -338,8 +346,14 @@ fn respond(
     stats.reused_tokens = synced.reused;
     stats.decoded_tokens = synced.decoded;
     stats.prompt_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // The reply ends at max_tokens or when the context is full, whichever comes first.
+    let budget = (sampling.max_tokens as usize).min(session.n_ctx().saturating_sub(tokens.len()));
+    let (grammar, steer) = match &constraint {
+        Some(c) => (Some(c.grammar.as_str()), c.schema.and_then(|s| sampling::Steer::new(env.model, s, budget))),
+        None => (None, None),
+    };
     let (mut sampler, seed) =
-        sampling::build_constrained(env.model, sampling, grammar).map_err(EngineError::Grammar)?;
+        sampling::build_constrained(env.model, sampling, grammar, steer).map_err(EngineError::Grammar)?;
     stats.seed = seed;
     let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: env.cancel, ignore_eog: false };
     let tx = env.tx;

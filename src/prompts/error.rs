@@ -57,6 +57,9 @@ pub enum PromptError {
     #[error("`{id}`: output failed validation after {attempts} attempt(s): {message}; try a larger model, a lower temperature, or --as trace to see the raw reply")]
     OutputInvalid { id: String, attempts: u32, message: String, raw: String },
 
+    #[error("`{id}`: {}", cut_message(.cut))]
+    OutputCut { id: String, cut: super::params::Cut, raw: String },
+
     #[error("generation failed in `{id}`: {message}")]
     Generation { id: String, message: String },
 
@@ -68,10 +71,21 @@ impl PromptError {
     /// 2 = the user or the file must change something; 3 = the model never produced valid output; 1 = runtime.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PromptError::OutputInvalid { .. } => 3,
+            PromptError::OutputInvalid { .. } | PromptError::OutputCut { .. } => 3,
             PromptError::Generation { .. } | PromptError::Io { .. } | PromptError::StepInputEmpty { .. } => 1,
             _ => 2,
         }
+    }
+}
+
+fn cut_message(cut: &super::params::Cut) -> String {
+    match cut {
+        super::params::Cut::MaxTokens(n) => format!(
+            "the reply was cut at max_tokens {n} before its JSON closed; raise max_tokens (-n N, or the step's [model] max_tokens) or shorten the input"
+        ),
+        super::params::Cut::ContextFull(n) => format!(
+            "the reply filled the {n}-token context before its JSON closed; shorten the input or raise --ctx-size"
+        ),
     }
 }
 

@@ -123,7 +123,12 @@ pub fn lint_prompt(lib: &Library, prompt: &Prompt) -> Vec<Problem> {
     let mut l = Linter { lib, prompt, env: environment(lib.partials()), out: Vec::new() };
     for lang in prompt.languages() {
         match prompt.variant(lang) {
-            Ok(f) => lint_variant(&mut l, &f),
+            Ok(f) => {
+                lint_variant(&mut l, &f);
+                if lang != Lang::En {
+                    lint_locale_schemas(&mut l, lang, &prompt.file, &f);
+                }
+            }
             Err(e) => l.out.push(error_problem(lib, &prompt.id, e)),
         }
     }
@@ -184,6 +189,40 @@ fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
                 }
             }
         }
+    }
+}
+
+/// A locale may give its own schema (shorter limits for a denser language), but scripts read the same JSON in
+/// every language: keys, types, enums and required fields must match the base schema's.
+fn lint_locale_schemas(l: &mut Linter<'_>, lang: Lang, base: &PromptFile, f: &PromptFile) {
+    let mut pairs = vec![("[output]".to_string(), base.output.schema.clone(), f.output.schema.clone())];
+    for (b, s) in base.steps.iter().zip(&f.steps) {
+        let schema = |st: &Step| st.output.as_ref().and_then(|o| o.schema.clone());
+        pairs.push((format!("id = \"{}\"", s.id), schema(b), schema(s)));
+    }
+    for (near, a, b) in pairs {
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let (Ok(a), Ok(b)) = (parse_schema(&a), parse_schema(&b)) else { continue };
+        if shape(&a) != shape(&b) {
+            l.push(Some(&near), format!("the `{lang}` locale's schema must keep the base schema's keys, types, enums, bounds and required fields (only maxLength, minLength, maxItems, minItems and descriptions may differ)"));
+        }
+    }
+}
+
+/// A schema without the keywords a locale may change.
+fn shape(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match schema {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "maxLength" | "minLength" | "maxItems" | "minItems" | "description" | "title")
+                })
+                .map(|(k, v)| (k.clone(), if k == "enum" { v.clone() } else { shape(v) }))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        other => other.clone(),
     }
 }
 
@@ -395,6 +434,196 @@ fn lint_tests(l: &mut Linter<'_>, f: &PromptFile) {
     }
 }
 
+/// Tokens per character of the default model (SmolLM2-135M, 49,152-token byte-level BPE), measured by tokenising
+/// text with it (`tests/prompts_json.rs` checks them): a 2,002-character Chinese article took 3,523 tokens (1.76 per
+/// character), its 1,743-character English counterpart 401 (0.23), and a risk-register reply's keys, brackets,
+/// numbers and enum values 0.34 per character pretty-printed (0.29 compact). The estimates use these figures rounded
+/// up, so a budget that passes holds the largest reply with room to spare. Chinese is the expensive case: most of
+/// its characters are two or three byte-level tokens for this English-trained vocabulary.
+pub mod ratios {
+    /// English prose (measured 0.23).
+    pub const EN_TEXT: f64 = 0.30;
+    /// Chinese prose, per character, CJK punctuation included (measured 1.76).
+    pub const ZH_TEXT: f64 = 1.90;
+    /// JSON syntax: keys with their quotes and colons, brackets, commas, numbers, enum values (measured 0.34).
+    pub const JSON_SYNTAX: f64 = 0.40;
+}
+
+/// Characters assumed for a number without both bounds (`-1234.5678`: the grammar would allow more, but no prompt
+/// asks for 30-digit figures).
+const NUMBER_CHARS: f64 = 10.0;
+
+/// The largest reply a schema allows, split by how it tokenises.
+#[derive(Debug, Default, Clone, Copy)]
+struct Size {
+    /// Keys, punctuation, numbers, literals and enum values.
+    syntax: f64,
+    /// Characters of free text (string values), written in the prompt's language.
+    text: f64,
+    /// Places where the grammar lets the model put a line break and indentation (one token each).
+    breaks: f64,
+}
+
+impl Size {
+    fn add(self, o: Size) -> Size {
+        Size { syntax: self.syntax + o.syntax, text: self.text + o.text, breaks: self.breaks + o.breaks }
+    }
+
+    fn times(self, n: f64) -> Size {
+        Size { syntax: self.syntax * n, text: self.text * n, breaks: self.breaks * n }
+    }
+
+    fn tokens(self, lang: Lang) -> f64 {
+        let text = match lang {
+            Lang::En => ratios::EN_TEXT,
+            Lang::Zh => ratios::ZH_TEXT,
+        };
+        self.syntax * ratios::JSON_SYNTAX + self.text * text + self.breaks
+    }
+}
+
+/// The largest valid reply to `schema` (string `maxLength` × array `maxItems`, keys, punctuation), or the path of
+/// the first part with no upper bound.
+fn largest(schema: &serde_json::Value, path: &str) -> Result<Size, String> {
+    use serde_json::Value;
+    let syntax = |n: f64| Size { syntax: n, ..Size::default() };
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        return Ok(syntax(options.iter().map(|o| o.to_string().chars().count()).max().unwrap_or(4) as f64));
+    }
+    let ty = schema.get("type").and_then(Value::as_str);
+    let ty = ty.or_else(|| {
+        if schema.get("properties").is_some() {
+            Some("object")
+        } else if schema.get("items").is_some() {
+            Some("array")
+        } else if schema.get("maxLength").is_some() {
+            Some("string")
+        } else {
+            None
+        }
+    });
+    let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
+    match ty {
+        Some("string") => match schema.get("maxLength").and_then(Value::as_u64) {
+            Some(n) => Ok(Size { syntax: 2.0, text: n as f64, breaks: 0.0 }),
+            None => Err(format!("{path} (a string without maxLength)")),
+        },
+        Some("integer") => Ok(syntax(match (bound("minimum"), bound("maximum")) {
+            (Some(lo), Some(hi)) => {
+                lo.abs().max(hi.abs()).max(1.0).log10().floor() + 1.0 + if lo < 0.0 { 1.0 } else { 0.0 }
+            }
+            _ => NUMBER_CHARS,
+        })),
+        Some("number") => Ok(syntax(NUMBER_CHARS)),
+        Some("boolean") => Ok(syntax(5.0)),
+        Some("null") => Ok(syntax(4.0)),
+        Some("array") => {
+            let Some(max) = schema.get("maxItems").and_then(Value::as_u64) else {
+                return Err(format!("{path} (an array without maxItems)"));
+            };
+            let item = match schema.get("items") {
+                Some(items) => largest(items, &format!("{path}[]"))?,
+                None => return Err(format!("{path}[] (items of any kind)")),
+            };
+            let each = item.add(Size { syntax: 1.0, text: 0.0, breaks: 1.0 });
+            Ok(syntax(2.0).add(each.times(max as f64)))
+        }
+        Some("object") => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let closed = schema.get("additionalProperties") == Some(&Value::Bool(false))
+                || (props.is_some() && schema.get("additionalProperties").is_none());
+            if !closed {
+                return Err(format!("{path} (an object that allows extra properties)"));
+            }
+            let mut size = syntax(2.0).add(Size { breaks: 1.0, ..Size::default() });
+            for (name, sub) in props.into_iter().flatten() {
+                // "name": value, and the line it sits on
+                let key = Size { syntax: name.chars().count() as f64 + 4.0, text: 0.0, breaks: 1.0 };
+                size = size.add(key).add(largest(sub, &format!("{path}.{name}"))?);
+            }
+            Ok(size)
+        }
+        _ => Err(format!("{path} (a value of any kind)")),
+    }
+}
+
+/// Budget warnings for one file: every structured step (a prompt, or a script's steps) in every language, checked
+/// against the largest reply its schema allows, and against the default context. These are warnings, not lint
+/// errors: `-n` or a script step's `max_tokens` can change the budget at run time.
+pub fn budget_warnings(lib: &Library, id: &str) -> Vec<Problem> {
+    let Ok(prompt) = lib.prompt(id) else { return Vec::new() };
+    let defaults = crate::config::Config::default();
+    let (default_max, n_ctx) = (defaults.sampling.max_tokens, defaults.model.context as usize);
+    let mut out: Vec<Problem> = Vec::new();
+    let mut warn = |near: &str, message: String| {
+        let p = Problem { file: prompt.path.clone(), pos: locate(&prompt.text, near), message };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for lang in prompt.languages() {
+        let Ok(f) = prompt.variant(lang) else { continue };
+        // (label, where, schema, max_tokens)
+        let mut checks: Vec<(String, String, Option<String>, Option<u32>)> = Vec::new();
+        if f.is_script() {
+            for step in &f.steps {
+                let near = format!("id = \"{}\"", step.id);
+                match (&step.uses, &step.output) {
+                    (Some(uses), _) => {
+                        let Ok(used) = lib.prompt(uses) else { continue };
+                        let Ok(u) = used.variant(lang) else { continue };
+                        let params = u.model.overlay(&f.model).overlay(&step.model);
+                        checks.push((format!("step `{}`", step.id), near, u.output.schema.clone(), params.max_tokens));
+                    }
+                    (None, Some(o)) => {
+                        let params = f.model.overlay(&step.model);
+                        checks.push((format!("step `{}`", step.id), near, o.schema.clone(), params.max_tokens));
+                    }
+                    (None, None) => {}
+                }
+            }
+        } else {
+            checks.push(("the reply".into(), "max_tokens".into(), f.output.schema.clone(), f.model.max_tokens));
+        }
+        for (label, near, schema, max_tokens) in checks {
+            let max_tokens = max_tokens.unwrap_or(default_max) as usize;
+            if max_tokens > n_ctx / 2 {
+                warn(&near, format!(
+                    "warning ({lang}): {label}: max_tokens {max_tokens} is more than half the default {n_ctx}-token context; the engine keeps at most half for the reply, so a long input leaves it less"
+                ));
+            }
+            let Some(schema) = schema.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+                continue;
+            };
+            match largest(&schema, "$") {
+                Err(part) => warn(&near, format!(
+                    "warning ({lang}): {label}: the schema allows replies of any length at {part}, so no max_tokens can be checked; bound it"
+                )),
+                Ok(size) => {
+                    let need = size.tokens(lang).ceil() as usize;
+                    if need > max_tokens {
+                        warn(&near, format!(
+                            "warning ({lang}): {label}: max_tokens {max_tokens} cannot hold the largest reply the schema allows (about {need} tokens); raise max_tokens or lower the schema's maxLength/maxItems"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Budget warnings for every file in the library (see [`budget_warnings`]).
+pub fn budget_warnings_all(lib: &Library) -> Vec<Problem> {
+    lib.ids().iter().flat_map(|id| budget_warnings(lib, id)).collect()
+}
+
+/// The estimated tokens of the largest reply `schema` allows in `lang` (for tests and tools); `None` when unbounded.
+pub fn largest_reply_tokens(schema: &str, lang: Lang) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_str(schema).ok()?;
+    largest(&v, "$").ok().map(|s| s.tokens(lang).ceil() as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +661,67 @@ id = "brief"
 uses = "market/exec-brief"
 when = "steps.score.json.verdict != 'x'"
 "#;
+
+    #[test]
+    fn budgets_are_checked_against_the_schema_per_language() {
+        let text = r#"
+format = 1
+[model]
+max_tokens = 300
+[prompt]
+user = "x"
+[output]
+format = "json"
+schema = '{"type":"object","additionalProperties":false,"required":["items"],"properties":{"items":{"type":"array","maxItems":8,"items":{"type":"string","maxLength":100}}}}'
+[locale.zh.prompt]
+user = "x"
+"#;
+        let (_d, lib) = lib_with(&[("t/p", text)]);
+        assert!(lint(&lib, "t/p").is_empty(), "budget findings are warnings, not errors");
+        let w: Vec<String> = budget_warnings(&lib, "t/p").iter().map(|p| p.to_string()).collect();
+        // 800 characters of text: about 240 tokens in English, but 800 in Chinese with this model.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("warning (zh)") && w[0].contains("max_tokens 300 cannot hold"), "{w:?}");
+        assert!(w[0].contains(":4:1:"), "points at max_tokens: {w:?}");
+
+        let unbounded = text.replace(r#","maxItems":8"#, "");
+        let (_d, lib) = lib_with(&[("t/p", &unbounded)]);
+        let w: Vec<String> = budget_warnings(&lib, "t/p").iter().map(|p| p.to_string()).collect();
+        assert!(w.iter().any(|m| m.contains("any length at $.items (an array without maxItems)")), "{w:?}");
+    }
+
+    #[test]
+    fn a_locale_schema_may_only_change_limits() {
+        let base = r#"
+format = 1
+[prompt]
+user = "x"
+[output]
+format = "json"
+schema = '{"type":"object","required":["a"],"properties":{"a":{"type":"string","maxLength":100}}}'
+[locale.zh.output]
+schema = 'SCHEMA'
+"#;
+        let ok = base.replace(
+            "SCHEMA",
+            r#"{"type":"object","required":["a"],"properties":{"a":{"type":"string","maxLength":40}}}"#,
+        );
+        let (_d, lib) = lib_with(&[("t/p", &ok)]);
+        assert!(lint(&lib, "t/p").is_empty(), "{:?}", lint(&lib, "t/p"));
+        let renamed = base.replace(
+            "SCHEMA",
+            r#"{"type":"object","required":["b"],"properties":{"b":{"type":"string","maxLength":40}}}"#,
+        );
+        let (_d, lib) = lib_with(&[("t/p", &renamed)]);
+        let all: Vec<String> = lint(&lib, "t/p").iter().map(|p| p.to_string()).collect();
+        assert!(all.iter().any(|m| m.contains("`zh` locale's schema must keep the base schema's keys")), "{all:?}");
+    }
+
+    #[test]
+    fn the_built_in_library_passes_the_budget_lint_in_both_languages() {
+        let w: Vec<String> = budget_warnings_all(&Library::builtin()).iter().map(|p| p.to_string()).collect();
+        assert!(w.is_empty(), "{}", w.join("\n"));
+    }
 
     #[test]
     fn step_references_are_checked() {

@@ -52,9 +52,37 @@ impl Params {
     }
 }
 
+/// Why a reply stopped before the model ended it, when the engine knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The reply reached its `max_tokens` (the number).
+    MaxTokens(u32),
+    /// The context window (this many tokens) filled up during the reply.
+    ContextFull(u32),
+}
+
+/// What a generator produced: the text, and whether it was cut off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    pub cut: Option<Cut>,
+}
+
+impl From<String> for Reply {
+    fn from(text: String) -> Reply {
+        Reply { text, cut: None }
+    }
+}
+
+impl From<&str> for Reply {
+    fn from(text: &str) -> Reply {
+        Reply { text: text.to_string(), cut: None }
+    }
+}
+
 /// Anything that turns a request into text: the llama.cpp engine in moat, a mock in tests.
 pub trait Generator {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String>;
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String>;
 }
 
 /// Replays canned replies in order; used by embedded tests and unit tests. Records what it was asked so tests can
@@ -72,12 +100,12 @@ impl MockGenerator {
 }
 
 impl Generator for MockGenerator {
-    fn generate(&mut self, req: &GenRequest) -> Result<String, String> {
+    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.requests.push(req.clone());
         if self.replies.is_empty() {
             return Err("mock generator has no reply left".into());
         }
-        Ok(self.replies.remove(0))
+        Ok(Reply::from(self.replies.remove(0)))
     }
 }
 

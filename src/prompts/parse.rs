@@ -95,6 +95,7 @@ impl Library {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn entry(text: &str) -> Entry {
         Entry { id: "t/x".into(), source: Source::Builtin, shadows: false, text: text.into() }
@@ -127,6 +128,48 @@ mod tests {
         let p = Prompt::parse(&entry("format = 1\n[prompt]\nuser = \"u\"\n[locale.zh.prompt]\nusr = \"x\"\n")).unwrap();
         let e = p.variant(Lang::Zh).unwrap_err().to_string();
         assert!(e.contains("`zh` locale") && e.contains("usr") && e.contains(":4:"), "{e}");
+    }
+
+    /// Parses `text` as a prompt file and, if that works, builds every language variant and lints it: none of it
+    /// may panic, whatever the file says.
+    fn parse_all(text: &str) {
+        if let Ok(p) = Prompt::parse(&entry(text)) {
+            for lang in Lang::ALL {
+                let _ = p.variant(lang);
+            }
+            let _ = crate::prompts::lint::lint_prompt(&Library::builtin(), &p);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn prop_prompt_toml_never_panics_on_arbitrary_text(text in any::<String>()) {
+            parse_all(&text);
+        }
+
+        #[test]
+        fn prop_prompt_toml_never_panics_on_toml_like_text(
+            text in r#"(format = [0-9]{1,3}\n|\[(prompt|output|model|input|vars\.[a-z]{1,3}|locale\.zh(\.output|\.prompt)?)\]\n|\[\[(steps|tests|examples)\]\]\n|(user|system|schema|view|format|id|uses|max_tokens|retries|type|default|when) = ("[a-z{}%\\ ]{0,12}"|'[{}\[\]":a-z, ]{0,30}'|[0-9]{1,4}|true)\n){0,14}"#
+        ) {
+            parse_all(&text);
+        }
+
+        /// Built-in files cut short or with a stray character inserted: the errors must be errors, not panics.
+        #[test]
+        fn prop_prompt_toml_never_panics_on_damaged_library_files(
+            pick in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            insert in r#"["'\[\]{}=\n#%\\中]?"#,
+            cut in any::<bool>()
+        ) {
+            let lib = Library::builtin();
+            let ids = lib.ids();
+            let text = lib.get(&ids[pick.index(ids.len())]).unwrap().text.clone();
+            let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+            let i = bounds[at.index(bounds.len())];
+            let damaged = if cut { text[..i].to_string() } else { format!("{}{insert}{}", &text[..i], &text[i..]) };
+            parse_all(&damaged);
+        }
     }
 
     #[test]

@@ -7,11 +7,11 @@ use minijinja::Environment;
 use serde_json::{Map, Value};
 
 use super::error::{Problem, PromptError};
-use super::extract::{extract_json, strip_think};
+use super::extract::{extract_object, strip_think, ExtractError};
 use super::format::{Example, Format, InputSpec, OutputSpec, PromptFile, PromptText, Truncate};
 use super::library::{Library, Source};
 use super::locale::Lang;
-use super::params::{GenRequest, Generator, Params};
+use super::params::{GenRequest, Generator, Params, Reply};
 use super::parse::Prompt;
 use super::schema::{parse_schema, validate};
 use super::template::{environment, eval, render, to_json};
@@ -58,7 +58,7 @@ pub(crate) struct Prepared {
     pub truncated: bool,
 }
 
-pub(crate) type StepGen<'a> = dyn FnMut(&str, &GenRequest) -> Result<String, String> + 'a;
+pub(crate) type StepGen<'a> = dyn FnMut(&str, &GenRequest) -> Result<Reply, String> + 'a;
 
 // The signature is the one moat's CLI and REPL call; bundling it into a struct would hide the precedence order.
 #[allow(clippy::too_many_arguments)]
@@ -287,7 +287,7 @@ pub(crate) fn generate_checked(
     req: GenRequest,
     ctx: &Value,
     lang: Lang,
-    gen: &mut dyn FnMut(&GenRequest) -> Result<String, String>,
+    gen: &mut dyn FnMut(&GenRequest) -> Result<Reply, String>,
 ) -> Result<Outcome, PromptError> {
     let schema = match &spec.schema {
         Some(s) => Some(parse_schema(s).map_err(|errs| PromptError::Invalid {
@@ -301,12 +301,18 @@ pub(crate) fn generate_checked(
     let mut attempts = 0;
     let (output, json) = loop {
         attempts += 1;
-        let raw = gen(&current).map_err(|message| PromptError::Generation { id: id.to_string(), message })?;
-        let text = strip_think(&raw).trim().to_string();
+        let reply = gen(&current).map_err(|message| PromptError::Generation { id: id.to_string(), message })?;
+        let text = strip_think(&reply.text).trim().to_string();
         if !is_json {
             break (text, None);
         }
-        let checked = extract_json(&text).and_then(|v| match &schema {
+        let extracted = extract_object(&text);
+        // A reply cut off before its JSON closed is the budget's fault, not the model's: a retry with the same
+        // budget (and a longer prompt) would be cut again, and the schema errors of a fragment only mislead.
+        if let (Err(ExtractError::Unclosed | ExtractError::NoObject), Some(cut)) = (&extracted, reply.cut) {
+            return Err(PromptError::OutputCut { id: id.to_string(), cut, raw: text });
+        }
+        let checked = extracted.map_err(|e| e.to_string()).and_then(|v| match &schema {
             Some(s) => validate(s, &v).map(|_| v).map_err(|errs| errs.join("; ")),
             None => Ok(v),
         });
@@ -423,6 +429,93 @@ view = "Score {{ json.weighted_score }} → {{ computed.verdict }}"
             run_prompt(&lib, "t/score", &vars(), "notes", Lang::En, &Params::default(), None, &mut gen).unwrap_err();
         assert_eq!(e.exit_code(), 3);
         assert!(e.to_string().contains("no JSON object"), "{e}");
+    }
+
+    /// The field report: `market/risk-register --lang zh` cut by max_tokens used to fail with "missing required
+    /// field `risks`; field `category` is not allowed" (the first inner risk, validated as the whole reply).
+    #[test]
+    fn a_reply_cut_at_max_tokens_says_so_without_retrying() {
+        let lib = Library::builtin();
+        let cut = r#"{"risks": [{"id": "R1", "category": "legal", "description": "理赔档案含健康数据", "likelihood": 4,
+            "impact": 5, "mitigation": "只用脱敏数据"}, {"id": "R2", "category": "market", "description": "保险公"#;
+        let mut calls = 0;
+        let mut gen = |_: &str, _: &GenRequest| {
+            calls += 1;
+            Ok(Reply { text: cut.to_string(), cut: Some(crate::prompts::Cut::MaxTokens(700)) })
+        };
+        let given = vec![("subject".to_string(), Value::String("智理赔".into()))];
+        let e = run_prompt_with(
+            &lib,
+            "market/risk-register",
+            &given,
+            "智理赔按件收费。",
+            Lang::Zh,
+            &Params::default(),
+            None,
+            &mut gen,
+        )
+        .unwrap_err();
+        assert_eq!(calls, 1, "a cut-off reply is not retried with the same budget");
+        assert_eq!(e.exit_code(), 3);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cut at max_tokens 700 before its JSON closed") && msg.contains("raise max_tokens"),
+            "{msg}"
+        );
+        assert!(!msg.contains("missing required field") && !msg.contains("not allowed"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
+
+        // Without the engine's word on why it stopped, the reply is still never mistaken for its first risk.
+        let mut gen = MockGenerator::new([cut, cut]);
+        let e = run_prompt(
+            &lib,
+            "market/risk-register",
+            &[("subject".into(), "智理赔".into())],
+            "x",
+            Lang::Zh,
+            &Params::default(),
+            None,
+            &mut gen,
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("unfinished JSON object") && !msg.contains("missing required field"), "{msg}");
+        assert!(gen.requests[1].user.contains("unfinished JSON object"), "the retry quotes the real problem");
+    }
+
+    #[test]
+    fn a_cut_reply_whose_json_closed_is_used() {
+        let (_d, lib) = lib_with("t/score", SCORE);
+        let mut gen = |_: &str, _: &GenRequest| {
+            Ok(Reply { text: "{\"demand\": 4, \"risk\": 2}".into(), cut: Some(crate::prompts::Cut::MaxTokens(12)) })
+        };
+        let r = run_prompt_with(
+            &lib,
+            "t/score",
+            &[("subject".into(), Value::String("X".into()))],
+            "n",
+            Lang::En,
+            &Params::default(),
+            None,
+            &mut gen,
+        )
+        .unwrap();
+        assert_eq!(r.json.unwrap()["demand"], 4);
+        let mut gen = |_: &str, _: &GenRequest| {
+            Ok(Reply { text: "{\"demand\": 4".into(), cut: Some(crate::prompts::Cut::ContextFull(4096)) })
+        };
+        let e = run_prompt_with(
+            &lib,
+            "t/score",
+            &[("subject".into(), Value::String("X".into()))],
+            "n",
+            Lang::En,
+            &Params::default(),
+            None,
+            &mut gen,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("filled the 4096-token context"), "{e}");
     }
 
     #[test]

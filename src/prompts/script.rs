@@ -226,16 +226,12 @@ fn run_uses_step(
     })?;
     let mut req = request(&p, &Params::default());
     req.params = p.file.model.overlay(&file.model).overlay(&step.model).overlay(cli);
-    let out = generate_checked(
-        env,
-        &used.path,
-        &format!("{}/{}", script.id, step.id),
-        &p.file.output,
-        req.clone(),
-        &p.ctx,
-        lang,
-        &mut |r| gen(&step.id, r),
-    )?;
+    // A plain prompt run as a one-step script is named by its own id in messages.
+    let label =
+        if step.id == "main" && uses == script.id { script.id.clone() } else { format!("{}/{}", script.id, step.id) };
+    let out = generate_checked(env, &used.path, &label, &p.file.output, req.clone(), &p.ctx, lang, &mut |r| {
+        gen(&step.id, r)
+    })?;
     Ok(StepResult {
         id: step.id.clone(),
         title: step.title.clone().or(p.file.title.clone()),

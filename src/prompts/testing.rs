@@ -9,7 +9,7 @@ use super::error::PromptError;
 use super::format::{Assert, AssertKind, OneOrMany, TestCase};
 use super::library::Library;
 use super::locale::{cjk_share, Lang};
-use super::params::{GenRequest, Params};
+use super::params::{GenRequest, Params, Reply};
 use super::run::{load_checked, prepare, run_prompt_with};
 use super::script::{run_script_with, step_value};
 use super::template::{environment, eval};
@@ -126,7 +126,7 @@ fn observe_prompt(
         if queue.is_empty() {
             Err("mock_output has no reply left".to_string())
         } else {
-            Ok(queue.remove(0))
+            Ok(Reply::from(queue.remove(0)))
         }
     };
     let r = run_prompt_with(lib, id, given, &t.input, lang, &Params::default(), None, &mut gen)?;
@@ -163,7 +163,7 @@ fn observe_script(
         }
         match queues.get_mut(step) {
             _ if render_only => Err(RENDER_ONLY.to_string()),
-            Some(q) if !q.is_empty() => Ok(q.remove(0)),
+            Some(q) if !q.is_empty() => Ok(Reply::from(q.remove(0))),
             _ => Err(format!("no mock reply for step `{step}`")),
         }
     };
