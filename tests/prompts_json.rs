@@ -5,9 +5,11 @@
 mod common;
 
 use common::Sandbox;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
 use moat::chat::Message;
 use moat::config::Config;
-use moat::engine::{Engine, Event, Request, StopReason};
+use moat::engine::{Request, StopReason};
 use moat::prompts::extract::{extract_object, ExtractError};
 use moat::prompts::lint::ratios;
 use moat::prompts::partial::PartialJson;
@@ -20,14 +22,15 @@ const ZH: &str = include_str!("fixtures/prompts/zh-article.txt");
 /// The same story in English, shorter.
 const EN: &str = include_str!("fixtures/prompts/en-article.txt");
 
-fn count(engine: &mut Engine, text: &str) -> usize {
-    let id = engine.send(|id| Request::CountTokens { id, text: text.to_string() });
-    loop {
-        match engine.events().recv().expect("the engine is running") {
-            Event::TokenCount { id: i, tokens } if i == id => return tokens,
-            _ => {}
-        }
-    }
+/// Tokens of `text` as the default model's tokenizer sees it (no BOS), from the model loaded once
+/// on the process's shared llama.cpp backend.
+fn count(text: &str) -> usize {
+    static MODEL: std::sync::OnceLock<LlamaModel> = std::sync::OnceLock::new();
+    let model = MODEL.get_or_init(|| {
+        LlamaModel::load_from_file(moat::engine::backend(None), common::model_path(), &LlamaModelParams::default())
+            .expect("the model loads")
+    });
+    model.vocab().tokenize(text.as_bytes(), false, false).len()
 }
 
 fn moat(s: &Sandbox, args: &[&str], stdin: &str) -> Output {
@@ -66,11 +69,10 @@ fn model_part(step: &Value) -> Value {
 /// (2,002 Chinese characters: 3,523 tokens; 1,743 English characters: 401; reply syntax: 0.34/char).
 #[test]
 fn tokens_per_character_stay_within_the_lint_ratios() {
-    let mut e = common::engine(512);
-    let zh = count(&mut e, ZH) as f64 / ZH.chars().count() as f64;
-    let en = count(&mut e, EN) as f64 / EN.chars().count() as f64;
+    let zh = count(ZH) as f64 / ZH.chars().count() as f64;
+    let en = count(EN) as f64 / EN.chars().count() as f64;
     let skeleton = r#"{"risks": [{"id": "R1", "category": "technical", "description": "", "likelihood": 4, "impact": 5, "mitigation": ""}, {"id": "R2", "category": "operational", "description": "", "likelihood": 3, "impact": 2, "mitigation": ""}], "summary": ""}"#;
-    let json = count(&mut e, skeleton) as f64 / skeleton.chars().count() as f64;
+    let json = count(skeleton) as f64 / skeleton.chars().count() as f64;
     println!("tokens per character: zh {zh:.3}, en {en:.3}, JSON syntax {json:.3}");
     assert!(zh > 1.0, "Chinese costs this model more than a token a character: {zh}");
     assert!(zh <= ratios::ZH_TEXT && en <= ratios::EN_TEXT && json <= ratios::JSON_SYNTAX, "{zh} {en} {json}");
@@ -168,7 +170,7 @@ fn small_budgets_are_steered_to_valid_json() {
     let req = render_request(&lib, "market/risk-register", &vars, &input, Lang::Zh, &Params::default(), None).unwrap();
     let (schema_text, schema) = schema_of("market/risk-register", Lang::Zh);
     let mut engine = common::engine(2048);
-    let shortest = count(&mut engine, &PartialJson::new(&schema_text).unwrap().completion().unwrap());
+    let shortest = count(&PartialJson::new(&schema_text).unwrap().completion().unwrap());
     let mut sampling = Config::default().sampling;
     sampling.temperature = 0.0;
     for n in [shortest / 2, shortest - 1, shortest, shortest + 3, shortest + 10, shortest + 25, shortest + 60, 160] {

@@ -220,6 +220,11 @@ fn read_items(io: &ClassifyIo, labelled: bool) -> Result<Vec<Item>, Failure> {
         }
         items.extend(got);
     }
+    if items.is_empty() {
+        return Err(Failure::usage(
+            "nothing to classify: the input has no lines (or only a header); pass a file or pipe lines in",
+        ));
+    }
     if let Some(n) = io.limit {
         items.truncate(n);
     }

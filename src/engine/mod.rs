@@ -3,6 +3,10 @@
 //! checks between decodes, so no front end ever blocks on the model.
 
 mod backend;
+
+/// llama.cpp's process-wide backend (initialised once; every engine and tool in the process
+/// shares it).
+pub use backend::backend;
 mod bench;
 mod classify;
 pub mod gpu;
