@@ -5,14 +5,19 @@ mod common;
 
 use moat::chat::Message;
 use moat::config::{OverflowPolicy, SamplingConfig};
-use moat::engine::{EngineError, Event, Request, StopReason};
+use moat::engine::{Engine, EngineError, Reply, Sink, StopReason, Task};
 
 fn greedy(max_tokens: u32) -> SamplingConfig {
     SamplingConfig { temperature: 0.0, seed: 7, max_tokens, ..SamplingConfig::default() }
 }
 
-fn chat(messages: Vec<Message>, sampling: SamplingConfig, overflow: OverflowPolicy) -> impl FnOnce(u64) -> Request {
-    move |id| Request::Chat { id, messages, sampling, overflow, reserve: 64 }
+fn chat(
+    engine: &Engine,
+    messages: Vec<Message>,
+    sampling: SamplingConfig,
+    overflow: OverflowPolicy,
+) -> Result<Reply, EngineError> {
+    engine.submit(Task::Chat { messages, sampling, overflow, reserve: 64 }).text(|_| {})
 }
 
 #[test]
@@ -21,8 +26,8 @@ fn greedy_answer_is_deterministic_and_ends_its_turn() {
     let mut replies = Vec::new();
     for _ in 0..2 {
         // A fresh engine each time: nothing cached can make the runs agree by accident.
-        let mut engine = common::engine(2048);
-        let reply = engine.run(chat(question.clone(), greedy(200), OverflowPolicy::Error), |_| {}).unwrap();
+        let engine = common::engine(2048);
+        let reply = chat(&engine, question.clone(), greedy(200), OverflowPolicy::Error).unwrap();
         replies.push(reply);
     }
     assert!(!replies[0].text.trim().is_empty());
@@ -34,14 +39,13 @@ fn greedy_answer_is_deterministic_and_ends_its_turn() {
 
 #[test]
 fn chinese_and_emoji_stream_byte_exactly() {
-    let mut engine = common::engine(1024);
+    let engine = common::engine(1024);
     // Byte-level BPE splits these characters over several tokens; a repeated pattern makes a
     // greedy continuation produce them again.
     let prompt = "市场优势🦀 市场优势🦀 市场优势🦀 市场优势🦀 市场优势🦀 市场";
     let mut pieces = Vec::new();
-    let reply = engine
-        .run(|id| Request::Complete { id, prompt: prompt.into(), sampling: greedy(24) }, |t| pieces.push(t.to_string()))
-        .unwrap();
+    let task = Task::Complete { prompt: prompt.into(), sampling: greedy(24) };
+    let reply = engine.submit(task).text(|t| pieces.push(t.to_string())).unwrap();
     assert_eq!(pieces.concat(), reply.text);
     assert!(!reply.text.contains('\u{FFFD}'), "a character was split: {:?}", reply.text);
     assert!(reply.text.contains("优势"), "{:?}", reply.text);
@@ -51,15 +55,15 @@ fn chinese_and_emoji_stream_byte_exactly() {
 
 #[test]
 fn a_second_turn_decodes_only_its_new_tokens() {
-    let mut engine = common::engine(2048);
+    let engine = common::engine(2048);
     let mut messages = vec![Message::system("You are brief."), Message::user("Name a fruit.")];
-    let first = engine.run(chat(messages.clone(), greedy(40), OverflowPolicy::Error), |_| {}).unwrap();
+    let first = chat(&engine, messages.clone(), greedy(40), OverflowPolicy::Error).unwrap();
     assert_eq!(first.stats.reused_tokens, 0);
     assert_eq!(first.stats.decoded_tokens, first.stats.prompt_tokens);
 
     messages.push(Message::assistant(first.text.clone()));
     messages.push(Message::user("Name another one."));
-    let second = engine.run(chat(messages, greedy(40), OverflowPolicy::Error), |_| {}).unwrap();
+    let second = chat(&engine, messages, greedy(40), OverflowPolicy::Error).unwrap();
     let s = &second.stats;
     assert!(s.reused_tokens >= first.stats.prompt_tokens, "{s:?}");
     assert_eq!(s.decoded_tokens, s.prompt_tokens - s.reused_tokens);
@@ -69,28 +73,25 @@ fn a_second_turn_decodes_only_its_new_tokens() {
 
 #[test]
 fn cancellation_stops_within_a_few_tokens() {
-    let mut engine = common::engine(2048);
-    let flag = engine.cancel_flag();
-    let sampling = SamplingConfig { temperature: 0.8, seed: 1, max_tokens: 1000, ..SamplingConfig::default() };
-    let id = engine.send(|id| Request::Complete { id, prompt: "Once upon a time".into(), sampling });
-    let mut seen = 0;
-    let stats = loop {
-        match engine.events().recv().unwrap() {
-            Event::Token { id: i, .. } if i == id => {
-                seen += 1;
-                if seen == 5 {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
+    let engine = common::engine(2048);
+    /// Cancels everything in flight after five tokens.
+    struct CancelAfter<'a>(&'a Engine, usize);
+    impl Sink for CancelAfter<'_> {
+        fn token(&mut self, _: &str) {
+            self.1 += 1;
+            if self.1 == 5 {
+                self.0.cancel();
             }
-            Event::Done { id: i, reason, stats } if i == id => {
-                assert_eq!(reason, StopReason::Cancelled);
-                break stats;
-            }
-            Event::Error { error, .. } => panic!("{error}"),
-            _ => {}
         }
-    };
-    assert!(stats.gen_tokens <= 8, "{stats:?}");
+    }
+    let sampling = SamplingConfig { temperature: 0.8, seed: 1, max_tokens: 1000, ..SamplingConfig::default() };
+    let ticket = engine.submit(Task::Complete { prompt: "Once upon a time".into(), sampling: sampling.clone() });
+    let end = ticket.wait(&mut CancelAfter(&engine, 0)).unwrap();
+    assert_eq!(end.reason, StopReason::Cancelled);
+    assert!(end.stats.gen_tokens <= 8, "{:?}", end.stats);
+    // A request submitted after the cancel runs normally.
+    let next = engine.submit(Task::Complete { prompt: "Once upon a time".into(), sampling: greedy(4) });
+    assert_eq!(next.text(|_| {}).unwrap().reason, StopReason::MaxTokens);
 }
 
 fn long_conversation() -> Vec<Message> {
@@ -108,19 +109,19 @@ fn long_conversation() -> Vec<Message> {
 
 #[test]
 fn overflow_drop_oldest_trims_whole_turns_and_says_so() {
-    let mut engine = common::engine(256);
-    let reply = engine.run(chat(long_conversation(), greedy(16), OverflowPolicy::DropOldest), |_| {}).unwrap();
+    let engine = common::engine(256);
+    let reply = chat(&engine, long_conversation(), greedy(16), OverflowPolicy::DropOldest).unwrap();
     assert!(reply.trimmed_messages >= 2 && reply.trimmed_messages.is_multiple_of(2), "{}", reply.trimmed_messages);
     assert!(reply.stats.prompt_tokens + 16 <= 256, "{:?}", reply.stats);
 }
 
 #[test]
 fn overflow_error_policy_refuses_and_explains() {
-    let mut engine = common::engine(256);
-    let err = engine.run(chat(long_conversation(), greedy(16), OverflowPolicy::Error), |_| {}).unwrap_err();
+    let engine = common::engine(256);
+    let err = chat(&engine, long_conversation(), greedy(16), OverflowPolicy::Error).unwrap_err();
     assert!(matches!(err, EngineError::ContextOverflow { .. }), "{err}");
     assert!(err.to_string().contains("drop-oldest"), "{err}");
     // The engine is still usable afterwards.
-    let ok = engine.run(chat(vec![Message::user("Hi")], greedy(8), OverflowPolicy::Error), |_| {}).unwrap();
+    let ok = chat(&engine, vec![Message::user("Hi")], greedy(8), OverflowPolicy::Error).unwrap();
     assert!(ok.stats.gen_tokens > 0);
 }

@@ -9,7 +9,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use moat::chat::Message;
 use moat::config::Config;
-use moat::engine::{Request, StopReason};
+use moat::engine::{StopReason, Task};
 use moat::prompts::extract::{extract_object, ExtractError};
 use moat::prompts::lint::ratios;
 use moat::prompts::partial::PartialJson;
@@ -169,24 +169,15 @@ fn small_budgets_are_steered_to_valid_json() {
     let vars = vec![("subject".to_string(), "灵犀智服".to_string())];
     let req = render_request(&lib, "market/risk-register", &vars, &input, Lang::Zh, &Params::default(), None).unwrap();
     let (schema_text, schema) = schema_of("market/risk-register", Lang::Zh);
-    let mut engine = common::engine(2048);
+    let engine = common::engine(2048);
     let shortest = count(&PartialJson::new(&schema_text).unwrap().completion().unwrap());
     let mut sampling = Config::default().sampling;
     sampling.temperature = 0.0;
     for n in [shortest / 2, shortest - 1, shortest, shortest + 3, shortest + 10, shortest + 25, shortest + 60, 160] {
         sampling.max_tokens = n as u32;
         let messages = vec![Message::system(req.system.clone().unwrap()), Message::user(req.user.clone())];
-        let reply = engine
-            .run(
-                |id| Request::Structured {
-                    id,
-                    messages,
-                    sampling: sampling.clone(),
-                    json_schema: req.json_schema.clone(),
-                },
-                |_| {},
-            )
-            .unwrap();
+        let task = Task::Structured { messages, sampling: sampling.clone(), json_schema: req.json_schema.clone() };
+        let reply = engine.submit(task).text(|_| {}).unwrap();
         assert!(reply.stats.gen_tokens <= n, "{n}: {}", reply.stats.gen_tokens);
         match extract_object(&reply.text) {
             Ok(v) => validate(&schema, &v).unwrap_or_else(|e| panic!("max_tokens {n}: {e:?}: {}", reply.text)),

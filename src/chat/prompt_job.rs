@@ -3,9 +3,8 @@
 
 use super::Message;
 use crate::config::SamplingConfig;
-use crate::engine::{Engine, EngineError, Event, GenStats, Request, RequestId, StopReason};
+use crate::engine::{GenStats, StopReason, Submitter, Task};
 use crate::prompts::{self, Cut, GenRequest, Generator, Lang, Library, OutputFormat, Params, Reply};
-use crossbeam_channel::{Receiver, Sender};
 
 /// A prompt or script to run on some input, as asked for in a conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +13,6 @@ pub struct PromptJob {
     pub vars: Vec<(String, String)>,
     pub input: String,
 }
-
-/// Request ids from here up belong to prompt jobs running beside a chat, so the chat's event loop
-/// can hand their events over.
-pub const JOB_IDS: RequestId = 1 << 40;
 
 /// Characters of input that fit a context of `n_ctx` tokens next to the instructions and reply
 /// (about 1,200 tokens). The default model takes about 0.23 tokens per English character but 1.76
@@ -81,41 +76,37 @@ fn sampling_for(base: &SamplingConfig, p: &Params) -> SamplingConfig {
     s
 }
 
-fn request(id: RequestId, base: &SamplingConfig, req: &GenRequest) -> Request {
+fn task(base: &SamplingConfig, req: &GenRequest) -> Task {
     let mut messages = Vec::new();
     if let Some(system) = req.system.as_ref().filter(|s| !s.trim().is_empty()) {
         messages.push(Message::system(system.clone()));
     }
     messages.push(Message::user(req.user.clone()));
-    Request::Structured {
-        id,
-        messages,
-        sampling: sampling_for(base, &req.params),
-        json_schema: req.json_schema.clone(),
-    }
+    Task::Structured { messages, sampling: sampling_for(base, &req.params), json_schema: req.json_schema.clone() }
 }
 
 /// Why a finished reply stopped early, for the prompt runner's cut-off message.
 fn cut_of(reason: StopReason, max_tokens: u32, stats: &GenStats) -> Option<Cut> {
     match reason {
         StopReason::MaxTokens => Some(Cut::MaxTokens(max_tokens)),
-        StopReason::ContextFull => Some(Cut::ContextFull(stats.context_size.min(u32::MAX as usize) as u32)),
+        StopReason::ContextFull => Some(Cut::ContextFull(stats.n_ctx.min(u32::MAX as usize) as u32)),
         _ => None,
     }
 }
 
-/// A generator that owns the engine handle for the duration of a run (CLI, REPL).
+/// A generator that submits each step to the engine and waits for it: from the CLI and the REPL
+/// (which own the engine), or from a job thread beside the chat (through a [`Submitter`]).
 pub struct EngineGenerator<'a> {
-    pub engine: &'a mut Engine,
+    submitter: Submitter,
     pub base: SamplingConfig,
     /// Called before each request with its number, e.g. for a progress line.
-    pub on_request: Box<dyn FnMut(usize) + 'a>,
+    pub on_request: Box<dyn FnMut(usize) + Send + 'a>,
     calls: usize,
 }
 
 impl<'a> EngineGenerator<'a> {
-    pub fn new(engine: &'a mut Engine, base: SamplingConfig) -> Self {
-        EngineGenerator { engine, base, on_request: Box::new(|_| {}), calls: 0 }
+    pub fn new(submitter: Submitter, base: SamplingConfig) -> Self {
+        EngineGenerator { submitter, base, on_request: Box::new(|_| {}), calls: 0 }
     }
 }
 
@@ -123,48 +114,11 @@ impl Generator for EngineGenerator<'_> {
     fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
         self.calls += 1;
         (self.on_request)(self.calls);
-        let base = self.base.clone();
-        let max_tokens = sampling_for(&base, &req.params).max_tokens;
-        let reply = self.engine.run(|id| request(id, &base, req), |_| {}).map_err(|e| e.to_string())?;
+        let max_tokens = sampling_for(&self.base, &req.params).max_tokens;
+        let reply = self.submitter.submit(task(&self.base, req)).text(|_| {}).map_err(|e| e.to_string())?;
         match reply.reason {
             StopReason::Cancelled => Err("interrupted".into()),
             reason => Ok(Reply { cut: cut_of(reason, max_tokens, &reply.stats), text: reply.text }),
-        }
-    }
-}
-
-/// A generator for a job running on its own thread beside a chat whose loop owns the engine:
-/// requests go straight to the engine, events come back through the loop (ids ≥ [`JOB_IDS`]).
-pub struct ChannelGenerator {
-    pub tx: Sender<Request>,
-    pub rx: Receiver<Event>,
-    pub base: SamplingConfig,
-    next: RequestId,
-}
-
-impl ChannelGenerator {
-    pub fn new(tx: Sender<Request>, rx: Receiver<Event>, base: SamplingConfig) -> Self {
-        ChannelGenerator { tx, rx, base, next: JOB_IDS }
-    }
-}
-
-impl Generator for ChannelGenerator {
-    fn generate(&mut self, req: &GenRequest) -> Result<Reply, String> {
-        self.next += 1;
-        let id = self.next;
-        let max_tokens = sampling_for(&self.base, &req.params).max_tokens;
-        self.tx.send(request(id, &self.base, req)).map_err(|_| EngineError::Gone.to_string())?;
-        let mut text = String::new();
-        loop {
-            match self.rx.recv().map_err(|_| EngineError::Gone.to_string())? {
-                Event::Token { id: i, text: t } if i == id => text.push_str(&t),
-                Event::Done { id: i, reason: StopReason::Cancelled, .. } if i == id => return Err("stopped".into()),
-                Event::Done { id: i, reason, stats } if i == id => {
-                    return Ok(Reply { cut: cut_of(reason, max_tokens, &stats), text })
-                }
-                Event::Error { id: Some(i), error } if i == id => return Err(error.to_string()),
-                _ => {}
-            }
         }
     }
 }

@@ -7,7 +7,7 @@ use super::store::{self, SavedSession, SessionStore};
 use super::{Conversation, Message, Role};
 use crate::commands::{self, Command};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
-use crate::engine::{GenStats, Request, StopReason};
+use crate::engine::{GenStats, StopReason, Task};
 use crate::prompts::Library;
 
 /// What a command or turn asks the front end to do or show.
@@ -15,8 +15,8 @@ use crate::prompts::Library;
 pub enum Outcome {
     Note(String),
     Error(String),
-    /// Send this request to the engine (its id is assigned by the engine handle).
-    Send(Request),
+    /// Submit this task to the engine.
+    Send(Task),
     SwitchModel(String),
     /// Put this text on the clipboard; `what` names it for the confirmation.
     Copy {
@@ -98,16 +98,15 @@ impl ChatSession {
     }
 
     /// A new user message; returns the request that answers it.
-    pub fn user_turn(&mut self, text: String) -> Request {
+    pub fn user_turn(&mut self, text: String) -> Task {
         self.conversation.push(Message::user(text));
         self.autosave();
         self.request()
     }
 
     /// The request that answers the conversation as it stands.
-    pub fn request(&self) -> Request {
-        Request::Chat {
-            id: 0,
+    pub fn request(&self) -> Task {
+        Task::Chat {
             messages: self.conversation.messages.clone(),
             sampling: self.sampling.clone(),
             overflow: self.overflow,
@@ -272,7 +271,7 @@ impl ChatSession {
             Command::Stats(None) => one(Outcome::Note(match &self.last {
                 Some(s) => format!(
                     "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
-                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.context_size
+                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.n_ctx
                 ),
                 None => "no reply yet".into(),
             })),

@@ -12,7 +12,9 @@ pub mod mode;
 pub mod output;
 pub mod prompt;
 
-use crate::engine::{EmbedRequest, Engine, EngineError, Event, Pooling, PromptSpec, Request, ScoreRequest};
+use crate::engine::{
+    EmbedRequest, Engine, EngineError, ItemResult, Pooling, PromptSpec, ScoreRequest, Sink, StopReason, Task,
+};
 use calibrate::{softmax, Calibration, CONTENT_FREE};
 use chunk::LongInput;
 use head::Head;
@@ -188,8 +190,7 @@ impl Classifier {
             batch: if share_prefix { self.batch } else { 1 },
             share_prefix,
         };
-        let id = engine.send(|id| Request::Score { id, score: Box::new(req) });
-        collect(engine, id, &mut on)
+        collect(engine, Task::Score(Box::new(req)), &mut on)
     }
 
     /// Classifies `items` (all of them valid text), calling `on(index, result)` in input order.
@@ -316,25 +317,25 @@ pub fn features(
     mut on: impl FnMut(usize, Result<Vec<f32>, String>),
 ) -> Result<(), EngineError> {
     let req = EmbedRequest { prompt: prompt.clone(), items, pooling, max_item_tokens: max_tokens, batch };
-    let id = engine.send(|id| Request::Embed { id, embed: Box::new(req) });
-    collect(engine, id, &mut on)
+    collect(engine, Task::Embed(Box::new(req)), &mut on)
 }
 
+/// Runs a score or embed task, passing each line's result to `on` in input order. A cancelled
+/// run (Ctrl+C) is an error here: a partial classification must not look like a finished one.
 fn collect(
-    engine: &mut Engine,
-    id: u64,
+    engine: &Engine,
+    task: Task,
     on: &mut impl FnMut(usize, Result<Vec<f32>, String>),
 ) -> Result<(), EngineError> {
-    loop {
-        match engine.events().recv().map_err(|_| EngineError::Gone)? {
-            Event::Scored { id: i, index, result } | Event::Embedded { id: i, index, result } if i == id => {
-                on(index, result)
-            }
-            Event::Done { id: i, .. } if i == id => return Ok(()),
-            Event::Error { id: Some(i), error } if i == id => return Err(error),
-            Event::Error { id: None, error } => return Err(error),
-            _ => {}
+    struct Items<'a, F>(&'a mut F);
+    impl<F: FnMut(usize, ItemResult)> Sink for Items<'_, F> {
+        fn item(&mut self, index: usize, result: ItemResult) {
+            (self.0)(index, result)
         }
+    }
+    match engine.submit(task).wait(&mut Items(on))?.reason {
+        StopReason::Cancelled => Err(EngineError::Cancelled),
+        _ => Ok(()),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::calibrate::{softmax, Calibration, CONTENT_FREE};
 use super::{output, prompt, Prediction};
-use crate::engine::{EmbedRequest, ItemResult, Pooling, PromptSpec, Request, ScoreRequest};
+use crate::engine::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest, Task};
 
 #[derive(Debug, Clone)]
 pub struct ClassifyMode {
@@ -56,7 +56,7 @@ impl ClassifyMode {
     }
 
     /// A request for every non-empty line of `text` (a paste of many lines is many items).
-    pub fn request(&mut self, text: &str) -> Option<Request> {
+    pub fn request(&mut self, text: &str) -> Option<Task> {
         self.lines = crate::text_input::normalize_newlines(text)
             .lines()
             .map(str::trim)
@@ -75,7 +75,7 @@ impl ClassifyMode {
                 max_item_tokens: 256,
                 batch: 16,
             };
-            return Some(Request::Embed { id: 0, embed: Box::new(embed) });
+            return Some(Task::Embed(Box::new(embed)));
         }
         let mut items: Vec<String> = Vec::new();
         self.offset = 0;
@@ -93,7 +93,7 @@ impl ClassifyMode {
             batch: 16,
             share_prefix: true,
         };
-        Some(Request::Score { id: 0, score: Box::new(score) })
+        Some(Task::Score(Box::new(score)))
     }
 
     /// Formats one result of the request in flight (`None` for the calibration inputs).
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn first_request_calibrates_then_tallies() {
         let mut m = ClassifyMode::new(vec!["positive".into(), "negative".into()]);
-        let Some(Request::Score { score, .. }) = m.request("great\n\n awful \n") else { panic!("a request") };
+        let Some(Task::Score(score)) = m.request("great\n\n awful \n") else { panic!("a request") };
         assert_eq!(score.items.len(), CONTENT_FREE.len() + 2);
         assert_eq!(&score.items[CONTENT_FREE.len()..], ["great", "awful"]);
         for i in 0..CONTENT_FREE.len() {
@@ -156,7 +156,7 @@ mod tests {
         assert!(shown.starts_with("positive") && shown.contains("great"), "{shown}");
         let _ = m.result(CONTENT_FREE.len() + 1, Ok(vec![0.0, 3.0]));
         assert_eq!(m.tally(), "tally: positive 1 · negative 1 (2 classified)");
-        let Some(Request::Score { score, .. }) = m.request("again") else { panic!("a request") };
+        let Some(Task::Score(score)) = m.request("again") else { panic!("a request") };
         assert_eq!(score.items, ["again"]);
         assert!(m.request(" \n").is_none());
     }
@@ -165,7 +165,7 @@ mod tests {
     fn native_classifier_uses_its_head_in_the_users_label_order() {
         let model = ["negative".to_string(), "positive".to_string()];
         let mut m = ClassifyMode::for_model(Some(vec!["positive".into(), "negative".into()]), &model).unwrap();
-        let Some(Request::Embed { embed, .. }) = m.request("great\nawful") else { panic!("an embed request") };
+        let Some(Task::Embed(embed)) = m.request("great\nawful") else { panic!("an embed request") };
         assert_eq!((embed.pooling, embed.items.len()), (Pooling::Rank, 2));
         let shown = m.result(0, Ok(vec![-2.0, 2.0])).unwrap();
         assert!(shown.starts_with("positive  0.98"), "{shown}");

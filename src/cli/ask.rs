@@ -4,13 +4,13 @@ use super::args::{AskArgs, ModelArgs};
 use super::setup::Setup;
 use super::{exit, input, Failure};
 use crate::chat::{Conversation, Message};
-use crate::engine::{Request, StopReason};
+use crate::engine::{StopReason, Task};
 use std::io::{IsTerminal, Write};
 
 pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
     let prompt = prompt_text(&args)?;
-    let (mut engine, info) = setup.start_engine()?;
+    let (engine, info) = setup.start_engine()?;
     let config = setup.config();
     let mut conversation = Conversation::new(&config.chat.system_prompt);
     conversation.push(Message::user(prompt));
@@ -24,19 +24,15 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     let mut sanitizer = crate::render::Sanitizer::default();
     let (sampling, overflow, reserve) = (config.sampling.clone(), config.chat.overflow, config.chat.reserve);
     let messages = conversation.messages.clone();
-    let reply = engine.run(
-        |id| Request::Chat { id, messages, sampling, overflow, reserve },
-        |text| {
-            if args.json {
-                return;
-            }
-            let shown =
-                if tty { std::borrow::Cow::Owned(sanitizer.push(text)) } else { std::borrow::Cow::Borrowed(text) };
-            let _ = out.write_all(shown.as_bytes());
-            let _ = out.flush();
-            ended_with_newline = text.ends_with('\n');
-        },
-    )?;
+    let reply = engine.submit(Task::Chat { messages, sampling, overflow, reserve }).text(|text| {
+        if args.json {
+            return;
+        }
+        let shown = if tty { std::borrow::Cow::Owned(sanitizer.push(text)) } else { std::borrow::Cow::Borrowed(text) };
+        let _ = out.write_all(shown.as_bytes());
+        let _ = out.flush();
+        ended_with_newline = text.ends_with('\n');
+    })?;
     if reply.trimmed_messages > 0 {
         warnln!("moat: dropped {} older messages to fit the context", reply.trimmed_messages);
     }

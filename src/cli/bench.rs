@@ -3,7 +3,7 @@
 use super::args::{BenchArgs, ModelArgs};
 use super::setup::{self, Setup};
 use super::Failure;
-use crate::engine::{BenchRequest, BenchSample, EngineError, Event, Request};
+use crate::engine::{BenchRequest, BenchSample, EngineError, Sink, StopReason, Task};
 
 #[derive(serde::Serialize)]
 struct Row {
@@ -50,19 +50,20 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         let mut opts = setup.engine_options(&model, path.clone());
         opts.threads = threads;
         opts.threads_batch = threads;
-        opts.context = opts.context.max((args.prompt_tokens + args.gen_tokens + 64) as u32);
-        let (mut engine, info) = setup::start(opts)?;
+        opts.n_ctx = opts.n_ctx.max((args.prompt_tokens + args.gen_tokens + 64) as u32);
+        let (engine, info) = setup::start(opts)?;
         let req = BenchRequest { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, reps: args.reps };
-        let id = engine.send(|id| Request::Bench { id, bench: req });
-        let mut samples = Vec::new();
-        loop {
-            match engine.events().recv().map_err(|_| Failure::from(EngineError::Gone))? {
-                Event::Bench { id: i, sample } if i == id => samples.push(sample),
-                Event::Done { id: i, .. } if i == id => break,
-                Event::Error { error, .. } => return Err(error.into()),
-                _ => {}
+        struct Samples(Vec<BenchSample>);
+        impl Sink for Samples {
+            fn bench(&mut self, sample: BenchSample) {
+                self.0.push(sample)
             }
         }
+        let mut samples = Samples(Vec::new());
+        if engine.submit(Task::Bench(req)).wait(&mut samples)?.reason == StopReason::Cancelled {
+            return Err(EngineError::Cancelled.into());
+        }
+        let samples = samples.0;
         let med = |f: fn(&BenchSample) -> f64| median(samples.iter().map(f).collect());
         let row = Row {
             model: info.name.clone(),

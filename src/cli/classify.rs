@@ -169,7 +169,7 @@ fn start(flags: &ModelArgs, model: &str) -> Result<(Engine, ModelInfo), Failure>
     let setup = Setup::new(&flags)?;
     let (m, path) = setup.model_path()?;
     let mut opts = setup.engine_options(&m, path);
-    opts.context = 512; // the chat context is not used; classification has its own
+    opts.n_ctx = 512; // the chat context is not used; classification has its own
     setup::start(opts)
 }
 

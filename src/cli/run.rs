@@ -40,10 +40,10 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     let mut opts = setup.engine_options(&model, path.clone());
     if let Some(n_ctx) = context_for_input(&setup, flags, &path, &input, lang) {
         warnln!("moat: context raised to {n_ctx} tokens for this input (-c N chooses it)");
-        opts.context = n_ctx;
+        opts.n_ctx = n_ctx;
     }
-    let (mut engine, info) = setup::start(opts)?;
-    let mut gen = EngineGenerator::new(&mut engine, setup.config().sampling.clone());
+    let (engine, info) = setup::start(opts)?;
+    let mut gen = EngineGenerator::new(engine.submitter(), setup.config().sampling.clone());
     if std::io::stderr().is_terminal() {
         gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
     }

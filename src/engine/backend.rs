@@ -1,59 +1,62 @@
-//! llama.cpp's process-wide state: the backend (initialised once per process) and its log, which
-//! must never reach a terminal that a TUI or a pipe is using.
+//! The seam between the inference thread and what answers: a [`Backend`] runs one task at a time
+//! and reports through a [`Responder`]. llama.cpp in this process ([`super::llama`]) is one
+//! backend; front ends never learn which one answers.
 
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::{send_logs_to_tracing, LogOptions};
-use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use super::protocol::{Capabilities, EngineError, Finish, TaskKind, Update};
+use super::ticket::Cancel;
+use super::{BenchSample, ItemResult, Task};
+use crossbeam_channel::Sender;
 
-/// The backend, initialised on first use. llama.cpp allows one per process; every engine in the
-/// process (tests start several) shares it.
-pub fn backend(log_file: Option<&Path>) -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        route_logs(log_file);
-        LlamaBackend::init().expect("llama.cpp backend initialises once")
-    })
+/// Something that can run engine tasks. The inference thread owns it and calls it for one task
+/// at a time.
+pub trait Backend {
+    /// What it can do; the inference thread refuses anything else with [`Backend::refuse`].
+    fn capabilities(&self) -> Capabilities;
+
+    /// The one-line error for a task outside [`capabilities`](Backend::capabilities).
+    fn refuse(&self, kind: TaskKind) -> EngineError;
+
+    /// Runs `task`, sending its non-terminal updates through `out`, and says how it ended. A
+    /// backend checks `out.cancelled()` between units of work and returns
+    /// `StopReason::Cancelled` (or `Err(EngineError::Cancelled)`; both end the request the same
+    /// way). It never sends `Done`/`Failed` itself: the inference thread does, exactly once.
+    fn run(&mut self, task: Task, out: &Responder<'_>) -> Result<Finish, EngineError>;
 }
 
-/// Sends llama.cpp's log to `file` (appending), or drops it. Must run before the backend starts.
-fn route_logs(file: Option<&Path>) {
-    let writer = file.and_then(|p| {
-        if let Some(dir) = p.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        std::fs::OpenOptions::new().create(true).append(true).open(p).ok()
-    });
-    match writer {
-        Some(f) => {
-            send_logs_to_tracing(LogOptions::default());
-            let _ = tracing_subscriber::fmt()
-                .with_writer(Mutex::new(f))
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .try_init();
-        }
-        None => send_logs_to_tracing(LogOptions::default().with_logs_enabled(false)),
+/// The backend's side of one request: where its updates go and whether it was cancelled.
+pub struct Responder<'a> {
+    tx: &'a Sender<Update>,
+    cancel: &'a Cancel,
+}
+
+impl<'a> Responder<'a> {
+    pub(super) fn new(tx: &'a Sender<Update>, cancel: &'a Cancel) -> Self {
+        Responder { tx, cancel }
     }
-}
 
-/// llama.cpp's CPU feature line, e.g. `CPU : SSE3 = 1 | AVX2 = 1 | …`.
-pub fn system_info() -> String {
-    // SAFETY: returns a pointer to a static C string owned by llama.cpp.
-    unsafe {
-        let p = llama_cpp_sys_2::llama_print_system_info();
-        if p.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().trim().to_string()
-        }
+    /// A piece of reply text. A front end that went away is not an error: the request runs on
+    /// until it notices the cancel that dropping its ticket set.
+    pub fn token(&self, text: &str) {
+        let _ = self.tx.send(Update::Token(text.to_string()));
     }
-}
 
-pub fn physical_cores() -> u32 {
-    num_cpus::get_physical().max(1) as u32
-}
+    pub fn trimmed(&self, dropped_messages: usize, prompt_tokens: usize) {
+        let _ = self.tx.send(Update::Trimmed { dropped_messages, prompt_tokens });
+    }
 
-pub fn logical_cores() -> u32 {
-    num_cpus::get().max(1) as u32
+    pub fn item(&self, index: usize, result: ItemResult) {
+        let _ = self.tx.send(Update::Item { index, result });
+    }
+
+    pub fn bench(&self, sample: BenchSample) {
+        let _ = self.tx.send(Update::Bench(sample));
+    }
+
+    pub fn cancel(&self) -> &Cancel {
+        self.cancel
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_set()
+    }
 }

@@ -16,7 +16,7 @@ pub fn helper(models: Vec<String>, sessions: Box<dyn Fn() -> Vec<String>>) -> in
 use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
 use crate::chat::session::{ChatSession, Outcome};
 use crate::commands;
-use crate::engine::{Engine, EngineError, EngineOptions, Event, ModelInfo, Request, StopReason};
+use crate::engine::{Engine, EngineOptions, ItemResult, ModelInfo, Sink, StopReason, Task};
 use crate::tui::ModelResolver;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -281,25 +281,18 @@ impl Repl {
     }
 
     /// Classifier mode: prints each line's label and bars as results arrive, then the tally.
-    fn classify(&mut self, req: Request) -> Flow {
+    fn classify(&mut self, task: Task) -> Flow {
         crate::interrupt::reset();
-        let id = self.engine.send(|id| req.with_id(id));
-        loop {
-            let ev = match self.engine.events().recv() {
-                Ok(ev) => ev,
-                Err(_) => break self.error(&EngineError::Gone.to_string()),
-            };
-            match ev {
-                Event::Scored { id: i, index, result } | Event::Embedded { id: i, index, result } if i == id => {
-                    if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
-                        println!("{}", crate::render::sanitize(&shown));
-                    }
+        struct Lines<'a>(&'a mut ChatSession);
+        impl Sink for Lines<'_> {
+            fn item(&mut self, index: usize, result: ItemResult) {
+                if let Some(shown) = self.0.classify.as_mut().and_then(|m| m.result(index, result)) {
+                    println!("{}", crate::render::sanitize(&shown));
                 }
-                Event::Done { id: i, .. } if i == id => break,
-                Event::Error { id: Some(i), error } if i == id => break self.error(&error.to_string()),
-                Event::Error { id: None, error } => break self.error(&error.to_string()),
-                _ => {}
             }
+        }
+        if let Err(e) = self.engine.submit(task).wait(&mut Lines(&mut self.session)) {
+            self.error(&e.to_string());
         }
         if let Some(m) = &self.session.classify {
             println!("{}", self.dim(&m.tally()));
@@ -308,37 +301,37 @@ impl Repl {
     }
 
     /// Streams one reply; Ctrl+C stops it and keeps what came.
-    fn turn(&mut self, req: Request) -> Flow {
+    fn turn(&mut self, task: Task) -> Flow {
         crate::interrupt::reset();
         let stdout = std::io::stdout();
-        let mut styler = Styler::new(stdout.lock(), self.color);
-        let id = self.engine.send(|id| req.with_id(id));
-        let mut text = String::new();
-        let result = loop {
-            let ev = match self.engine.events().recv() {
-                Ok(ev) => ev,
-                Err(_) => break Err(EngineError::Gone),
-            };
-            match ev {
-                Event::Token { id: i, text: t } if i == id => {
-                    styler.push(&t);
-                    text.push_str(&t);
-                }
-                Event::Trimmed { id: i, dropped_messages, prompt_tokens } if i == id => {
-                    self.session.trimmed(dropped_messages);
-                    warnln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");
-                }
-                Event::Done { id: i, reason, stats } if i == id => break Ok((reason, stats)),
-                Event::Error { id: Some(i), error } if i == id => break Err(error),
-                Event::Error { id: None, error } => break Err(error),
-                _ => {}
+        /// The reply as it streams: styled to the terminal, kept for the conversation.
+        struct Streamed<'a, W: Write> {
+            styler: Styler<W>,
+            text: String,
+            session: &'a mut ChatSession,
+        }
+        impl<W: Write> Sink for Streamed<'_, W> {
+            fn token(&mut self, t: &str) {
+                self.styler.push(t);
+                self.text.push_str(t);
             }
+            fn trimmed(&mut self, dropped_messages: usize, prompt_tokens: usize) {
+                self.session.trimmed(dropped_messages);
+                warnln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");
+            }
+        }
+        let mut sink = Streamed {
+            styler: Styler::new(stdout.lock(), self.color),
+            text: String::new(),
+            session: &mut self.session,
         };
+        let result = self.engine.submit(task).wait(&mut sink);
+        let Streamed { mut styler, text, .. } = sink;
         styler.finish();
         let newline = !styler.ended_with_newline;
         drop(styler);
         match result {
-            Ok((reason, stats)) => {
+            Ok(crate::engine::Finish { reason, stats }) => {
                 if newline || text.is_empty() {
                     println!();
                 }
@@ -356,11 +349,11 @@ impl Repl {
                         "{}",
                         self.dim(&format!(
                             "[{} tokens · ttft {:.0} ms · {:.1} tok/s · context {}/{}]",
-                            stats.gen_tokens, stats.ttft_ms, stats.gen_tok_s, stats.context_used, stats.context_size
+                            stats.gen_tokens, stats.ttft_ms, stats.gen_tok_s, stats.context_used, stats.n_ctx
                         ))
                     );
                 }
-                self.ctx_pct = (stats.context_used * 100).checked_div(stats.context_size).unwrap_or(0);
+                self.ctx_pct = (stats.context_used * 100).checked_div(stats.n_ctx).unwrap_or(0);
                 let cancelled = reason == StopReason::Cancelled;
                 self.session.reply_done(text, reason, stats);
                 self.warn_save();
@@ -386,7 +379,7 @@ impl Repl {
         crate::interrupt::reset();
         println!("{}", self.dim(&format!("running {} …", job.id)));
         let result = {
-            let mut gen = EngineGenerator::new(&mut self.engine, self.session.sampling.clone());
+            let mut gen = EngineGenerator::new(self.engine.submitter(), self.session.sampling.clone());
             prompt_job::run(&job, &self.session.library, self.n_ctx, &mut gen)
         };
         match result {
@@ -421,37 +414,32 @@ impl Repl {
             Ok(n) => n,
             Err(e) => return self.error(&format!("cannot switch: {e}")),
         };
-        self.engine.send_plain(Request::Load(next.clone()));
-        let mut target = next;
-        let mut retried = false;
-        loop {
-            match self.engine.events().recv() {
-                Ok(Event::Loaded(info)) => {
-                    self.current = target;
-                    self.loaded(&info);
-                    self.ctx_pct = 0;
-                    self.n_ctx = info.n_ctx as usize;
-                    println!(
-                        "{}",
-                        self.dim(&format!(
-                            "{} loaded in {:.1} s · chat format: {}",
-                            info.name,
-                            info.load_ms / 1000.0,
-                            info.chat_format
-                        ))
-                    );
-                    return;
-                }
-                Ok(Event::Error { id: None, error }) if !retried => {
-                    self.error(&format!("cannot switch: {error}; going back to {}", self.current.model_name));
-                    retried = true;
-                    target = self.current.clone();
-                    self.engine.send_plain(Request::Load(target.clone()));
-                }
-                Ok(Event::Error { id: None, error }) => return self.error(&format!("cannot reload either: {error}")),
-                Ok(_) => {}
-                Err(_) => return self.error("the inference thread stopped unexpectedly"),
+        self.engine.load(next.clone());
+        let info = match self.engine.wait_loaded(|_| {}) {
+            Ok(info) => {
+                self.current = next;
+                info
             }
-        }
+            Err(error) => {
+                self.error(&format!("cannot switch: {error}; going back to {}", self.current.model_name));
+                self.engine.load(self.current.clone());
+                match self.engine.wait_loaded(|_| {}) {
+                    Ok(info) => info,
+                    Err(error) => return self.error(&format!("cannot reload either: {error}")),
+                }
+            }
+        };
+        self.loaded(&info);
+        self.ctx_pct = 0;
+        self.n_ctx = info.n_ctx as usize;
+        println!(
+            "{}",
+            self.dim(&format!(
+                "{} loaded in {:.1} s · chat format: {}",
+                info.name,
+                info.load_ms / 1000.0,
+                info.chat_format
+            ))
+        );
     }
 }

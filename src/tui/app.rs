@@ -10,7 +10,7 @@ use crate::chat::store::{SavedSession, SessionStore};
 use crate::chat::Role;
 use crate::commands;
 use crate::config::Config;
-use crate::engine::{Event, GenStats, ModelInfo, Request, RequestId, StopReason};
+use crate::engine::{EngineError, Event, Finish, GenStats, ItemResult, ModelInfo, Sink, StopReason, Task};
 use crate::history::History;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use std::time::{Duration, Instant};
@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 /// What the event loop must do on the app's behalf.
 #[derive(Debug)]
 pub enum Effect {
-    /// Send this request; report its id back with [`App::started`].
-    Send(Request),
+    /// Submit this task; feed its updates to the app (it is a [`Sink`]) and its ending to
+    /// [`App::request_ended`].
+    Submit(Task),
+    /// Cancel what is running (the reply, the classification or the prompt job).
     Cancel,
     /// Load another model (a name or path, resolved by the loop).
     SwitchModel(String),
@@ -35,10 +37,24 @@ pub enum Effect {
 pub struct Status {
     pub model: String,
     pub gpu: bool,
-    pub loading: Option<f32>,
     pub ctx_used: usize,
     pub ctx_size: usize,
     pub last: Option<GenStats>,
+}
+
+/// What the chat is doing; the one place that says whether the engine is busy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// A model is loading (progress 0..=1); messages sent now are queued.
+    Loading(f32),
+    /// Ready for a message.
+    Idle,
+    /// A reply streams into transcript entry `entry`.
+    Replying { entry: usize },
+    /// Classifier mode: the lines of a message are being classified.
+    Classifying,
+    /// A library prompt or script runs beside the chat; its view lands in entry `entry`.
+    RunningJob { entry: usize },
 }
 
 /// Ctrl+R search state.
@@ -60,11 +76,7 @@ pub struct App {
     pub width: u16,
     /// The conversation, its settings and its saved file, shared with the REPL.
     pub session: ChatSession,
-    pending: Option<RequestId>,
-    /// The request is being prepared or running (set before its id is known).
-    pub generating: bool,
-    /// Transcript index of the reply being streamed (notes may be added after it meanwhile).
-    streaming: Option<usize>,
+    pub phase: Phase,
     ctrl_c_at: Option<Instant>,
     pub quit: bool,
     pub dirty: bool,
@@ -81,15 +93,13 @@ impl App {
             transcript: Transcript::default(),
             editor: Editor::default(),
             history,
-            status: Status { model: config.model.name.clone(), loading: Some(0.0), ..Default::default() },
+            status: Status { model: config.model.name.clone(), ..Default::default() },
             search: None,
             scroll: 0,
             page: 10,
             width: 80,
             session: ChatSession::new(&config, sessions),
-            pending: None,
-            generating: false,
-            streaming: None,
+            phase: Phase::Loading(0.0),
             ctrl_c_at: None,
             quit: false,
             dirty: true,
@@ -101,7 +111,7 @@ impl App {
     /// What to do now that the engine may have become free: a message queued with Enter while
     /// it was busy is sent.
     pub fn ready_effects(&mut self) -> Vec<Effect> {
-        if self.generating || self.pending.is_some() || self.status.loading.is_some() {
+        if self.phase != Phase::Idle {
             return Vec::new();
         }
         let Some((text, pasted)) = self.queued.pop_front() else { return Vec::new() };
@@ -149,51 +159,51 @@ impl App {
         self.dirty = true;
     }
 
-    /// The loop sent the request and got this id.
-    pub fn started(&mut self, id: RequestId) {
-        self.pending = Some(id);
+    /// Whether a reply, classification or prompt job is running (Esc and Ctrl+C stop it).
+    pub fn generating(&self) -> bool {
+        matches!(self.phase, Phase::Replying { .. } | Phase::Classifying | Phase::RunningJob { .. })
     }
 
     // ---- engine events -------------------------------------------------------------------------
 
+    /// Load news from the engine.
     pub fn on_engine(&mut self, ev: Event) {
         self.dirty = true;
         match ev {
-            Event::Loading(p) => self.status.loading = Some(p),
+            Event::Loading(p) => self.phase = Phase::Loading(p),
             Event::Loaded(info) => self.loaded(&info),
-            Event::Trimmed { id, dropped_messages, prompt_tokens } if Some(id) == self.pending => {
-                self.note(format!(
-                    "dropped the {dropped_messages} oldest messages so the conversation fits the context ({prompt_tokens} tokens now)"
-                ));
-                self.session.trimmed(dropped_messages);
-            }
-            Event::Token { id, text } if Some(id) == self.pending => self.stream(&text),
-            Event::Scored { id, index, result } | Event::Embedded { id, index, result } if Some(id) == self.pending => {
-                if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
-                    self.note(shown);
-                }
-            }
-            Event::Done { id, .. } if Some(id) == self.pending && self.streaming.is_none() => {
-                // A classification finished (replies always have a streaming entry).
-                self.pending = None;
-                self.generating = false;
+            Event::LoadFailed(error) => self.load_failed(error.to_string()),
+        }
+    }
+
+    /// A model could not be loaded (or the name given to /model not resolved).
+    pub fn load_failed(&mut self, why: String) {
+        if let Phase::Loading(_) = self.phase {
+            self.phase = Phase::Idle;
+        }
+        self.error(why);
+    }
+
+    /// The submitted task ended.
+    pub fn request_ended(&mut self, end: Result<Finish, EngineError>) {
+        self.dirty = true;
+        match (end, self.phase) {
+            (Ok(_), Phase::Classifying) => {
+                self.phase = Phase::Idle;
                 if let Some(m) = &self.session.classify {
                     self.note(m.tally());
                 }
             }
-            Event::Done { id, reason, stats } if Some(id) == self.pending => self.finished(reason, stats),
-            Event::Error { id, error } if id.is_none() || id == self.pending => {
-                if id.is_none() {
-                    self.status.loading = None;
-                }
-                self.failed(error.to_string());
-            }
-            _ => self.dirty = false,
+            (Ok(Finish { reason, stats }), Phase::Replying { entry }) => self.finished(entry, reason, stats),
+            (Ok(_), _) => {}
+            (Err(error), _) => self.failed(error.to_string()),
         }
     }
 
     fn loaded(&mut self, info: &ModelInfo) {
-        self.status.loading = None;
+        if let Phase::Loading(_) = self.phase {
+            self.phase = Phase::Idle;
+        }
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
         let classifier_note = self.session.model_loaded(&info.name, self.status.gpu, &info.classifier_labels);
@@ -215,7 +225,7 @@ impl App {
     }
 
     fn stream(&mut self, text: &str) {
-        let Some(index) = self.streaming else { return };
+        let Phase::Replying { entry: index } = self.phase else { return };
         let before = if self.scroll > 0 { Some(self.transcript.total_lines(self.width)) } else { None };
         self.transcript.append_to(index, text);
         // Reading above: keep the same lines in view instead of following the new text.
@@ -225,10 +235,8 @@ impl App {
         }
     }
 
-    fn finished(&mut self, reason: StopReason, stats: GenStats) {
-        self.pending = None;
-        self.generating = false;
-        let Some(index) = self.streaming.take() else { return };
+    fn finished(&mut self, index: usize, reason: StopReason, stats: GenStats) {
+        self.phase = Phase::Idle;
         let reply = self.transcript.entries().get(index).map(|e| e.text.clone());
         let tag = match reason {
             StopReason::Cancelled => "stopped",
@@ -239,7 +247,7 @@ impl App {
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
         self.transcript.set_tag(index, &tag);
         self.status.ctx_used = stats.context_used;
-        self.status.ctx_size = stats.context_size.max(self.status.ctx_size);
+        self.status.ctx_size = stats.n_ctx.max(self.status.ctx_size);
         self.status.last = Some(stats.clone());
         self.session.reply_done(reply.unwrap_or_default(), reason, stats);
         self.take_save_warning();
@@ -252,10 +260,8 @@ impl App {
     }
 
     fn failed(&mut self, why: String) {
-        let was_generating = self.generating;
-        self.pending = None;
-        self.generating = false;
-        if let (true, Some(index)) = (was_generating, self.streaming.take()) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
+        if let Phase::Replying { entry: index } = phase {
             // The question goes back into the input box so nothing typed is lost.
             self.transcript.remove(index);
             if let Some(q) = self.session.reply_failed() {
@@ -316,7 +322,7 @@ impl App {
                 self.editor.delete();
             }
             KeyCode::Esc => {
-                if self.generating {
+                if self.generating() {
                     return vec![Effect::Cancel];
                 }
             }
@@ -362,7 +368,7 @@ impl App {
     }
 
     fn ctrl_c(&mut self) -> Vec<Effect> {
-        if self.generating {
+        if self.generating() {
             return vec![Effect::Cancel];
         }
         if !self.editor.is_empty() {
@@ -381,7 +387,7 @@ impl App {
     fn quit(&mut self) -> Vec<Effect> {
         self.quit = true;
         let mut out = Vec::new();
-        if self.generating {
+        if self.generating() {
             out.push(Effect::Cancel);
         }
         out.push(Effect::Quit);
@@ -448,7 +454,7 @@ impl App {
                 self.editor.take();
                 return match parsed {
                     Ok(cmd) => {
-                        let outcomes = self.session.execute(cmd, self.generating);
+                        let outcomes = self.session.execute(cmd, self.generating());
                         self.show(outcomes)
                     }
                     Err(e) => {
@@ -458,11 +464,11 @@ impl App {
                 };
             }
         }
-        if self.generating || self.status.loading.is_some() || !self.queued.is_empty() {
+        if self.phase != Phase::Idle || !self.queued.is_empty() {
             self.history.add(&text);
             self.editor.take();
             self.queued.push_back((text, pasted));
-            let when = if self.generating { "this reply ends; Esc stops it" } else { "the model has loaded" };
+            let when = if self.generating() { "this reply ends; Esc stops it" } else { "the model has loaded" };
             let n = self.queued.len();
             self.hint = Some(format!("{n} message{} queued; sent when {when}", if n == 1 { "" } else { "s" }));
             return Vec::new();
@@ -484,42 +490,39 @@ impl App {
         }
         self.transcript.push(Entry::new(Kind::User, text.clone()));
         if let Some(mode) = self.session.classify.as_mut() {
-            let Some(req) = mode.request(&text) else { return Vec::new() };
-            self.generating = true;
+            let Some(task) = mode.request(&text) else { return Vec::new() };
+            self.phase = Phase::Classifying;
             self.scroll = 0;
-            return vec![Effect::Send(req)];
+            return vec![Effect::Submit(task)];
         }
         let req = self.session.user_turn(text);
         self.take_save_warning();
         self.ask(req)
     }
 
-    /// Starts streaming a reply to `req`.
-    fn ask(&mut self, req: Request) -> Vec<Effect> {
+    /// Starts streaming a reply to `task`.
+    fn ask(&mut self, task: Task) -> Vec<Effect> {
         let mut reply = Entry::new(Kind::Assistant, "");
         reply.tag = format!("{} …", self.status.model);
         self.transcript.push(reply);
-        self.streaming = Some(self.transcript.entries().len() - 1);
-        self.generating = true;
+        self.phase = Phase::Replying { entry: self.transcript.entries().len() - 1 };
         self.scroll = 0;
-        vec![Effect::Send(req)]
+        vec![Effect::Submit(task)]
     }
 
     fn start_job(&mut self, job: PromptJob) -> Vec<Effect> {
         let mut reply = Entry::new(Kind::Assistant, "");
         reply.tag = format!("{} · running {} …", self.status.model, job.id);
         self.transcript.push(reply);
-        self.streaming = Some(self.transcript.entries().len() - 1);
-        self.generating = true;
+        self.phase = Phase::RunningJob { entry: self.transcript.entries().len() - 1 };
         self.scroll = 0;
         vec![Effect::RunPrompt(job)]
     }
 
     /// A prompt job ended: its view becomes the reply.
     pub fn prompt_finished(&mut self, job: &PromptJob, result: Result<String, String>) {
-        self.generating = false;
         self.dirty = true;
-        let Some(index) = self.streaming.take() else { return };
+        let Phase::RunningJob { entry: index } = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         match result {
             Ok(view) => {
                 self.transcript.append_to(index, &view);
@@ -541,9 +544,9 @@ impl App {
             match o {
                 Outcome::Note(t) => self.note(t),
                 Outcome::Error(t) => self.error(t),
-                Outcome::Send(req) => effects.extend(self.ask(req)),
+                Outcome::Send(task) => effects.extend(self.ask(task)),
                 Outcome::SwitchModel(name) => {
-                    self.status.loading = Some(0.0);
+                    self.phase = Phase::Loading(0.0);
                     self.note(format!("loading {name} …"));
                     effects.push(Effect::SwitchModel(name));
                 }
@@ -568,5 +571,26 @@ impl App {
         }
         self.take_save_warning();
         effects
+    }
+}
+
+/// A running task's updates go straight into the chat.
+impl Sink for App {
+    fn token(&mut self, text: &str) {
+        self.dirty = true;
+        self.stream(text);
+    }
+
+    fn trimmed(&mut self, dropped_messages: usize, prompt_tokens: usize) {
+        self.note(format!(
+            "dropped the {dropped_messages} oldest messages so the conversation fits the context ({prompt_tokens} tokens now)"
+        ));
+        self.session.trimmed(dropped_messages);
+    }
+
+    fn item(&mut self, index: usize, result: ItemResult) {
+        if let Some(shown) = self.session.classify.as_mut().and_then(|m| m.result(index, result)) {
+            self.note(shown);
+        }
     }
 }

@@ -5,7 +5,7 @@
 use super::app::App;
 use super::view;
 use crate::config::Config;
-use crate::engine::{Event, GenStats, StopReason};
+use crate::engine::{Event, Finish, Sink};
 use crate::history::History;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -51,29 +51,22 @@ pub fn run(messages: usize, tokens: usize, width: u16, height: u16) -> UiBench {
     for i in 0..messages / 2 {
         app.editor.set(&format!("question {i}: 请解释一下 moat 的含义，以及它为什么重要？"));
         app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
-        app.started(i as u64 + 1);
-        app.on_engine(Event::Token { id: i as u64 + 1, text: SAMPLE_REPLY.into() });
-        app.on_engine(Event::Done {
-            id: i as u64 + 1,
-            reason: StopReason::EndOfGeneration,
-            stats: GenStats::default(),
-        });
+        app.token(SAMPLE_REPLY);
+        app.request_ended(Ok(Finish::default()));
     }
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
     let t = Instant::now();
     terminal.draw(|f| view::draw(f, &mut app)).expect("draw");
     let first_frame_ms = ms(t);
 
-    let id = messages as u64 + 10;
     app.editor.set("Stream a long answer, please.");
     app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
-    app.started(id);
     let pieces: Vec<&str> = SAMPLE_REPLY.split_inclusive([' ', '\n']).collect();
     let mut frames = Vec::with_capacity(tokens);
     let start = Instant::now();
     for i in 0..tokens {
         let t = Instant::now();
-        app.on_engine(Event::Token { id, text: pieces[i % pieces.len()].to_string() });
+        app.token(pieces[i % pieces.len()]);
         terminal.draw(|f| view::draw(f, &mut app)).expect("draw");
         frames.push(ms(t));
     }
@@ -122,10 +115,8 @@ fn paced(
     rate: f64,
     pieces: &[&str],
 ) -> (f64, f64, usize) {
-    let id = 1_000_000;
     app.editor.set("Another long answer, please.");
     app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
-    app.started(id);
     app.scroll = 0;
     let (tx, rx) = crossbeam_channel::unbounded::<(Instant, String)>();
     let owned: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
@@ -149,10 +140,10 @@ fn paced(
         let wait = super::FRAME.saturating_sub(last_draw.elapsed());
         if let Ok((sent, text)) = rx.recv_timeout(wait) {
             oldest_undrawn.get_or_insert(sent);
-            app.on_engine(Event::Token { id, text });
+            app.token(&text);
             received += 1;
             while let Ok((_, text)) = rx.try_recv() {
-                app.on_engine(Event::Token { id, text });
+                app.token(&text);
                 received += 1;
             }
         }

@@ -8,9 +8,9 @@ pub mod editor;
 pub mod transcript;
 pub mod view;
 
-use crate::chat::prompt_job::{self, ChannelGenerator, PromptJob, JOB_IDS};
-use crate::engine::{Engine, EngineOptions, Request};
-use app::{App, Effect};
+use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
+use crate::engine::{Engine, EngineOptions, Ticket};
+use app::{App, Effect, Phase};
 use crossbeam_channel::{select, Receiver};
 use ratatui::crossterm::event::{
     self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
@@ -29,15 +29,17 @@ pub(crate) const FRAME: Duration = Duration::from_millis(16);
 
 pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<(), String> {
     std::thread::spawn(crate::render::warm_up);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let mut engine = Engine::spawn(opts.clone(), cancel);
+    let engine = Engine::spawn(opts.clone(), Arc::new(AtomicBool::new(false)));
     let mut current = opts;
     let mut terminal = enter()?;
     let keys = spawn_input_reader();
     let interrupted = crate::interrupt::install();
     let mut last_draw = Instant::now() - FRAME;
-    // A running prompt job: where its engine events go, and where its result comes back.
-    let mut job_events: Option<crossbeam_channel::Sender<crate::engine::Event>> = None;
+    // The task the chat submitted (a reply or a classification): its updates go to the app.
+    let mut running: Option<Ticket> = None;
+    let idle = crossbeam_channel::never();
+    // A prompt job runs on its own thread (it submits and waits for its own tickets); its view
+    // comes back here.
     let (job_done_tx, job_done) = crossbeam_channel::unbounded::<(PromptJob, Result<String, String>)>();
     let result = loop {
         if app.dirty && last_draw.elapsed() >= FRAME {
@@ -51,55 +53,47 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
             break Ok(());
         }
         let wait = if app.dirty { FRAME.saturating_sub(last_draw.elapsed()) } else { Duration::from_millis(250) };
+        let updates = running.as_ref().map_or(&idle, Ticket::updates);
         let effects = select! {
             recv(keys) -> ev => match ev {
                 Ok(ev) => on_terminal_event(&mut app, ev),
                 Err(_) => break Err("the terminal closed".into()),
             },
             recv(job_done) -> done => {
-                job_events = None;
                 if let Ok((job, result)) = done {
                     app.prompt_finished(&job, result);
                 }
                 app.ready_effects()
             },
-            recv(engine.events()) -> ev => {
-                match ev {
-                    Ok(ev) if event_id(&ev).is_some_and(|id| id >= JOB_IDS) => {
-                        if let Some(tx) = &job_events {
-                            let _ = tx.send(ev);
-                        }
-                    }
-                    Ok(ev) => app.on_engine(ev),
-                    Err(_) => break Err("the inference thread stopped unexpectedly; see the log (`moat config path`)".into()),
+            recv(engine.events()) -> ev => match ev {
+                Ok(ev) => {
+                    app.on_engine(ev);
+                    app.ready_effects()
                 }
-                // Drain what else arrived so a fast stream costs one frame, not one per token.
-                while let Ok(ev) = engine.events().try_recv() {
-                    match (&job_events, event_id(&ev)) {
-                        (Some(tx), Some(id)) if id >= JOB_IDS => {
-                            let _ = tx.send(ev);
-                        }
-                        _ => app.on_engine(ev),
+                Err(_) => break Err("the inference thread stopped unexpectedly; see the log (`moat config path`)".into()),
+            },
+            recv(updates) -> first => {
+                // Everything that has arrived is drawn in one frame, not one frame per token.
+                let ticket = running.as_mut().expect("selected on its channel");
+                match ticket.poll_received(first, &mut app) {
+                    Some(end) => {
+                        running = None;
+                        app.request_ended(end);
+                        app.ready_effects()
                     }
+                    None => Vec::new(),
                 }
-                app.ready_effects()
             },
             default(wait) => Vec::new(),
         };
         for effect in effects {
             match effect {
-                Effect::Send(req) => {
-                    let id = engine.send(|id| req.with_id(id));
-                    app.started(id);
-                }
+                Effect::Submit(task) => running = Some(engine.submit(task)),
                 Effect::Cancel => engine.cancel(),
                 Effect::Quit => app.quit = true,
                 Effect::Copy(text) => copy_osc52(&text),
                 Effect::RunPrompt(job) => {
-                    engine.cancel_flag().store(false, std::sync::atomic::Ordering::SeqCst);
-                    let (tx, rx) = crossbeam_channel::unbounded();
-                    job_events = Some(tx);
-                    let mut gen = ChannelGenerator::new(engine.sender(), rx, app.session.sampling.clone());
+                    let mut gen = EngineGenerator::new(engine.submitter(), app.session.sampling.clone());
                     let lib = app.session.library.clone();
                     let n_ctx = app.status.ctx_size.max(512);
                     let done = job_done_tx.clone();
@@ -111,10 +105,10 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Effect::SwitchModel(name) => match resolve(&name, &current) {
                     Ok(next) => {
                         current = next.clone();
-                        engine.send_plain(Request::Load(next));
+                        engine.load(next);
                     }
                     Err(e) => {
-                        app.status.loading = None;
+                        app.phase = Phase::Idle;
                         app.note(format!("cannot switch: {e}"));
                     }
                 },
@@ -123,20 +117,6 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
     };
     leave();
     result
-}
-
-fn event_id(ev: &crate::engine::Event) -> Option<crate::engine::RequestId> {
-    use crate::engine::Event as E;
-    match ev {
-        E::Token { id, .. }
-        | E::Done { id, .. }
-        | E::Trimmed { id, .. }
-        | E::Bench { id, .. }
-        | E::Scored { id, .. }
-        | E::Embedded { id, .. } => Some(*id),
-        E::Error { id, .. } => *id,
-        E::Loading(_) | E::Loaded(_) => None,
-    }
 }
 
 fn on_terminal_event(app: &mut App, ev: event::Event) -> Vec<Effect> {

@@ -3,7 +3,7 @@
 use super::app::{App, Effect};
 use super::view;
 use crate::config::Config;
-use crate::engine::{Event, GenStats, ModelInfo, Request, StopReason};
+use crate::engine::{EngineError, Event, Finish, GenStats, ModelInfo, Sink, StopReason, Task};
 use crate::history::History;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -54,17 +54,15 @@ fn type_text(app: &mut App, text: &str) {
     }
 }
 
-/// Sends a message and streams `reply` into it as a finished answer; returns the request id.
-fn exchange(app: &mut App, id: u64, question: &str, reply: &[&str], reason: StopReason) -> Vec<Effect> {
+/// Sends a message and streams `reply` into it as a finished answer.
+fn exchange(app: &mut App, question: &str, reply: &[&str], reason: StopReason) -> Vec<Effect> {
     type_text(app, question);
     let effects = app.on_key(key(KeyCode::Enter));
-    app.started(id);
     for piece in reply {
-        app.on_engine(Event::Token { id, text: piece.to_string() });
+        app.token(piece);
     }
-    let stats =
-        GenStats { context_used: 120, context_size: 2048, ttft_ms: 42.0, gen_tok_s: 88.5, ..Default::default() };
-    app.on_engine(Event::Done { id, reason, stats });
+    let stats = GenStats { context_used: 120, n_ctx: 2048, ttft_ms: 42.0, gen_tok_s: 88.5, ..Default::default() };
+    app.request_ended(Ok(Finish { reason, stats }));
     effects
 }
 
@@ -92,7 +90,6 @@ fn chat_with_markdown_cjk_and_status_line() {
     let mut app = app();
     exchange(
         &mut app,
-        1,
         "什么是护城河？",
         &["**护城河**", "是企业的长期", "竞争优势。\n\n", "```rust\nfn main() {}\n```\n"],
         StopReason::EndOfGeneration,
@@ -103,7 +100,7 @@ fn chat_with_markdown_cjk_and_status_line() {
 #[test]
 fn cjk_lines_never_overflow_and_status_shows_speed() {
     let mut app = app();
-    exchange(&mut app, 1, "hi", &["市场优势".repeat(30).as_str()], StopReason::EndOfGeneration);
+    exchange(&mut app, "hi", &["市场优势".repeat(30).as_str()], StopReason::EndOfGeneration);
     let s = screen(&mut app, 33, 12);
     for line in s.lines() {
         assert!(line.width() <= 33, "{line:?}");
@@ -115,13 +112,7 @@ fn cjk_lines_never_overflow_and_status_shows_speed() {
 #[test]
 fn model_output_cannot_reach_the_terminal_as_escape_sequences() {
     let mut app = app();
-    exchange(
-        &mut app,
-        1,
-        "x",
-        &["safe \x1b[2J\x1b]52;c;aGk=\x07text\x1b[31m red\r\x07 end"],
-        StopReason::EndOfGeneration,
-    );
+    exchange(&mut app, "x", &["safe \x1b[2J\x1b]52;c;aGk=\x07text\x1b[31m red\r\x07 end"], StopReason::EndOfGeneration);
     let s = screen(&mut app, 60, 10);
     assert!(!s.contains('\x1b') && !s.contains('\x07') && !s.contains('\r'), "{s:?}");
     assert!(s.contains("safe") && s.contains("end"), "{s}");
@@ -130,14 +121,8 @@ fn model_output_cannot_reach_the_terminal_as_escape_sequences() {
 #[test]
 fn tiny_and_resized_terminals_never_panic() {
     let mut app = app();
-    for i in 0..20 {
-        exchange(
-            &mut app,
-            i + 1,
-            "问题 question",
-            &["答案 answer ", "🦀 ".repeat(20).as_str()],
-            StopReason::EndOfGeneration,
-        );
+    for _ in 0..20 {
+        exchange(&mut app, "问题 question", &["答案 answer ", "🦀 ".repeat(20).as_str()], StopReason::EndOfGeneration);
     }
     type_text(&mut app, "draft 草稿");
     for (w, h) in [(120, 40), (20, 6), (19, 6), (1, 1), (0, 0), (25, 7), (80, 24), (20, 6)] {
@@ -155,16 +140,15 @@ fn tiny_and_resized_terminals_never_panic() {
 #[test]
 fn reading_above_is_not_yanked_by_new_text() {
     let mut app = app();
-    for i in 0..10 {
-        exchange(&mut app, i + 1, "q", &["line\n\n".repeat(5).as_str()], StopReason::EndOfGeneration);
+    for _ in 0..10 {
+        exchange(&mut app, "q", &["line\n\n".repeat(5).as_str()], StopReason::EndOfGeneration);
     }
     type_text(&mut app, "more");
     app.on_key(key(KeyCode::Enter));
-    app.started(99);
     screen(&mut app, 40, 12);
     app.on_key(key(KeyCode::PageUp));
     let before = screen(&mut app, 40, 12);
-    app.on_engine(Event::Token { id: 99, text: "new\n\nlines\n\nkeep\n\ncoming\n\n".into() });
+    app.token("new\n\nlines\n\nkeep\n\ncoming\n\n");
     let after = screen(&mut app, 40, 12);
     let top = |s: &str| s.lines().take(5).collect::<Vec<_>>().join("\n");
     assert_eq!(top(&before), top(&after));
@@ -178,12 +162,11 @@ fn esc_stops_a_reply_and_keeps_the_conversation() {
     let mut app = app();
     type_text(&mut app, "tell me a story");
     let effects = app.on_key(key(KeyCode::Enter));
-    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Chat { .. })]));
-    app.started(5);
-    app.on_engine(Event::Token { id: 5, text: "Once upon".into() });
+    assert!(matches!(effects.as_slice(), [Effect::Submit(Task::Chat { .. })]));
+    app.token("Once upon");
     assert!(matches!(app.on_key(key(KeyCode::Esc)).as_slice(), [Effect::Cancel]));
-    app.on_engine(Event::Done { id: 5, reason: StopReason::Cancelled, stats: GenStats::default() });
-    assert!(!app.generating);
+    app.request_ended(Ok(Finish { reason: StopReason::Cancelled, stats: GenStats::default() }));
+    assert!(!app.generating());
     let roles: Vec<_> =
         app.session.conversation.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
     assert_eq!(roles, vec![("user", "tell me a story"), ("assistant", "Once upon")]);
@@ -196,9 +179,9 @@ fn a_pasted_slash_line_is_text_and_commands_are_shared() {
     app.on_paste("/etc/hosts is a file\nsecond line");
     let effects = app.on_key(key(KeyCode::Enter));
     assert!(
-        matches!(effects.as_slice(), [Effect::Send(Request::Chat { messages, .. })] if messages[0].content.starts_with("/etc/hosts"))
+        matches!(effects.as_slice(), [Effect::Submit(Task::Chat { messages, .. })] if messages[0].content.starts_with("/etc/hosts"))
     );
-    app.on_engine(Event::Done { id: 0, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
 
     let mut app = super::tests::app();
     type_text(&mut app, "/set temp 0.25");
@@ -212,8 +195,8 @@ fn a_pasted_slash_line_is_text_and_commands_are_shared() {
 #[test]
 fn edit_and_regen_rewind_the_last_turn() {
     let mut app = app();
-    exchange(&mut app, 1, "first", &["one"], StopReason::EndOfGeneration);
-    exchange(&mut app, 2, "second", &["two"], StopReason::EndOfGeneration);
+    exchange(&mut app, "first", &["one"], StopReason::EndOfGeneration);
+    exchange(&mut app, "second", &["two"], StopReason::EndOfGeneration);
     type_text(&mut app, "/edit");
     app.on_key(key(KeyCode::Enter));
     assert_eq!(app.editor.text(), "second");
@@ -221,13 +204,13 @@ fn edit_and_regen_rewind_the_last_turn() {
     app.editor.take();
     type_text(&mut app, "/regen");
     let effects = app.on_key(key(KeyCode::Enter));
-    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Chat { messages, .. })] if messages.len() == 1));
+    assert!(matches!(effects.as_slice(), [Effect::Submit(Task::Chat { messages, .. })] if messages.len() == 1));
 }
 
 #[test]
 fn ctrl_c_twice_on_an_empty_prompt_quits_and_history_recalls() {
     let mut app = app();
-    exchange(&mut app, 1, "remember me", &["ok"], StopReason::EndOfGeneration);
+    exchange(&mut app, "remember me", &["ok"], StopReason::EndOfGeneration);
     app.on_key(key(KeyCode::Up));
     assert_eq!(app.editor.text(), "remember me");
     app.on_key(ctrl('c'));
@@ -241,8 +224,8 @@ fn ctrl_c_twice_on_an_empty_prompt_quits_and_history_recalls() {
 #[test]
 fn ctrl_r_finds_an_older_entry() {
     let mut app = app();
-    exchange(&mut app, 1, "alpha question", &["a"], StopReason::EndOfGeneration);
-    exchange(&mut app, 2, "beta question", &["b"], StopReason::EndOfGeneration);
+    exchange(&mut app, "alpha question", &["a"], StopReason::EndOfGeneration);
+    exchange(&mut app, "beta question", &["b"], StopReason::EndOfGeneration);
     app.on_key(ctrl('r'));
     type_text(&mut app, "alp");
     app.on_key(key(KeyCode::Enter));
@@ -252,7 +235,7 @@ fn ctrl_r_finds_an_older_entry() {
 #[test]
 fn copy_sends_the_code_block_by_number() {
     let mut app = app();
-    exchange(&mut app, 1, "code?", &["text\n```sh\necho hi\n```\n"], StopReason::EndOfGeneration);
+    exchange(&mut app, "code?", &["text\n```sh\necho hi\n```\n"], StopReason::EndOfGeneration);
     screen(&mut app, 60, 12);
     type_text(&mut app, "/copy 1");
     let effects = app.on_key(key(KeyCode::Enter));
@@ -264,13 +247,12 @@ fn a_command_during_a_reply_does_not_steal_its_text() {
     let mut app = app();
     type_text(&mut app, "question");
     app.on_key(key(KeyCode::Enter));
-    app.started(3);
-    app.on_engine(Event::Token { id: 3, text: "partial".into() });
+    app.token("partial");
     app.on_key(key(KeyCode::Esc));
     type_text(&mut app, "/stats");
     app.on_key(key(KeyCode::Enter));
-    app.on_engine(Event::Token { id: 3, text: " answer".into() });
-    app.on_engine(Event::Done { id: 3, reason: StopReason::Cancelled, stats: GenStats::default() });
+    app.token(" answer");
+    app.request_ended(Ok(Finish { reason: StopReason::Cancelled, stats: GenStats::default() }));
     assert_eq!(app.session.conversation.messages.last().unwrap().content, "partial answer");
     let s = screen(&mut app, 60, 14);
     assert!(s.contains("assistant  tiny-model · stopped"), "{s}");
@@ -282,12 +264,11 @@ fn a_failed_request_puts_the_question_back() {
     let mut app = app();
     type_text(&mut app, "a very long question");
     app.on_key(key(KeyCode::Enter));
-    app.started(4);
-    let error = crate::engine::EngineError::PromptTooLong { tokens: 9000, n_ctx: 4096, reserve: 256 };
-    app.on_engine(Event::Error { id: Some(4), error });
+    let error = EngineError::PromptTooLong { tokens: 9000, n_ctx: 4096, reserve: 256 };
+    app.request_ended(Err(error));
     assert_eq!(app.editor.text(), "a very long question");
     assert!(app.session.conversation.messages.is_empty());
-    assert!(!app.generating);
+    assert!(!app.generating());
     assert!(screen(&mut app, 80, 12).contains("9000 tokens"));
 }
 
@@ -305,16 +286,16 @@ fn slash_prompt_routes_the_next_message_through_a_library_prompt() {
     assert_eq!(job.id, "market/swot");
     assert_eq!(job.vars, vec![("subject".to_string(), "Acme AI".to_string())]);
     assert_eq!(job.input, "Acme sells robots.");
-    assert!(app.generating);
+    assert!(app.generating());
     app.prompt_finished(&job, Ok("| Strengths |\n|---|\n| robots |".into()));
-    assert!(!app.generating);
+    assert!(!app.generating());
     let s = screen(&mut app, 60, 16);
     assert!(s.contains("[market/swot] Acme sells robots.") && s.contains("robots"), "{s}");
     // The next message is an ordinary one again.
     type_text(&mut app, "thanks");
-    assert!(matches!(app.on_key(key(KeyCode::Enter)).as_slice(), [Effect::Send(_)]));
+    assert!(matches!(app.on_key(key(KeyCode::Enter)).as_slice(), [Effect::Submit(_)]));
     // A mistyped id is caught at once.
-    app.on_engine(Event::Done { id: 0, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
     type_text(&mut app, "/prompt market/swat");
     app.on_key(key(KeyCode::Enter));
     assert!(screen(&mut app, 80, 12).contains("did you mean"));
@@ -329,10 +310,9 @@ fn a_classifier_model_starts_in_classifier_mode_and_shows_its_head_results() {
     app.on_engine(Event::Loaded(Box::new(ModelInfo { classifier_labels: labels, ..info() })));
     type_text(&mut app, "great phone");
     let effects = app.on_key(key(KeyCode::Enter));
-    assert!(matches!(effects.as_slice(), [Effect::Send(Request::Embed { .. })]), "{effects:?}");
-    app.started(9);
-    app.on_engine(Event::Embedded { id: 9, index: 0, result: Ok(vec![-1.0, 2.0]) });
-    app.on_engine(Event::Done { id: 9, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    assert!(matches!(effects.as_slice(), [Effect::Submit(Task::Embed(_))]), "{effects:?}");
+    app.item(0, Ok(vec![-1.0, 2.0]));
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
     let shown = screen(&mut app, 80, 24);
     assert!(shown.contains("is a sequence classifier (negative, positive)"), "{shown}");
     assert!(shown.contains("positive  0.95  great phone"), "{shown}");
@@ -356,19 +336,17 @@ fn enter_while_loading_or_streaming_sends_when_the_engine_is_free() {
     app.on_engine(Event::Loaded(Box::new(info())));
     let effects = app.ready_effects();
     let last_user = |effects: &[Effect]| match effects {
-        [Effect::Send(Request::Chat { messages, .. })] => messages.last().unwrap().content.clone(),
+        [Effect::Submit(Task::Chat { messages, .. })] => messages.last().unwrap().content.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(last_user(&effects), "Write a haiku about rain.");
-    app.started(1);
     assert_eq!(app.editor.text(), "still typing", "what is being typed stays in the editor");
     assert!(app.ready_effects().is_empty(), "a reply is streaming");
-    app.on_engine(Event::Token { id: 1, text: "Rain on the roof".into() });
-    app.on_engine(Event::Done { id: 1, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    app.token("Rain on the roof");
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
     let effects = app.ready_effects();
     assert_eq!(last_user(&effects), "Name a fruit.");
-    app.started(2);
-    app.on_engine(Event::Done { id: 2, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
     assert!(app.ready_effects().is_empty(), "each is sent once");
     assert_eq!(app.history.entries(), ["Write a haiku about rain.", "Name a fruit."]);
 }

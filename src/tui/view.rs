@@ -54,7 +54,7 @@ fn draw_transcript(frame: &mut Frame, app: &mut App, area: Rect) {
 fn draw_input(frame: &mut Frame, app: &App, area: Rect, rows: &[String], cursor: (u16, u16)) {
     let inner_h = area.height.saturating_sub(2) as usize;
     let first = (cursor.1 as usize + 1).saturating_sub(inner_h);
-    let (title, border) = match (&app.search, app.generating) {
+    let (title, border) = match (&app.search, app.generating()) {
         (Some(_), _) => (" history search (Enter take · Ctrl+R older · Esc cancel) ", Color::Yellow),
         (None, true) => (" generating — Esc stops ", Color::Magenta),
         (None, false) => (" message — Enter send · Alt+Enter newline · /help ", Color::DarkGray),
@@ -93,7 +93,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Span::styled(format!(" {} ", sanitize(&s.model)), Style::default().add_modifier(Modifier::BOLD)),
         Span::styled(if s.gpu { "GPU " } else { "CPU " }, dim),
     ];
-    if let Some(p) = s.loading {
+    if let super::app::Phase::Loading(p) = app.phase {
         spans.push(Span::styled(format!("loading {:>3.0}% ", p * 100.0), Style::default().fg(Color::Yellow)));
     } else if s.ctx_size > 0 {
         let cells = 10usize;
@@ -107,7 +107,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(last) = &s.last {
         spans.push(Span::styled(format!("· ttft {:.0} ms · {:.1} tok/s ", last.ttft_ms, last.gen_tok_s), dim));
     }
-    if app.generating {
+    if app.generating() {
         spans.push(Span::styled("● generating ", Style::default().fg(Color::Magenta)));
     }
     if let Some(h) = &app.hint {

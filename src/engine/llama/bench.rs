@@ -2,10 +2,10 @@
 //! the ratio of moat's wall-clock generation rate to llama.cpp's internal eval timing (what moat's
 //! sampling, detokenising and channel add per token).
 
+use super::model::LoadedModel;
 use super::session::{GenLimits, KvSession};
-use super::worker::Loaded;
-use super::{EngineError, Event, GenStats, ModelInfo, RequestId, StopReason};
 use crate::config::SamplingConfig;
+use crate::engine::{EngineError, Finish, GenStats, Responder, StopReason};
 use llama_cpp_2::token::LlamaToken;
 use std::time::Instant;
 
@@ -33,12 +33,11 @@ pub struct BenchSample {
 }
 
 pub(super) fn run(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     session: &mut KvSession<'_>,
-    id: RequestId,
+    out: &Responder<'_>,
     req: &BenchRequest,
-    _info: &ModelInfo,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let need = req.prompt_tokens + req.gen_tokens + 1;
     if need > session.n_ctx() {
         return Err(EngineError::PromptTooLong { tokens: need, n_ctx: session.n_ctx(), reserve: 0 });
@@ -61,44 +60,41 @@ pub(super) fn run(
 
     // Warm-up: the first decode allocates compute graphs.
     session.reset();
-    session.sync(&prompt[..prompt.len().min(32)], env.cancel)?;
+    session.sync(&prompt[..prompt.len().min(32)], out.cancel())?;
     for rep in 0..req.reps {
         session.reset();
         let start = Instant::now();
-        session.sync(&prompt, env.cancel)?;
+        session.sync(&prompt, out.cancel())?;
         let pp_ms = start.elapsed().as_secs_f64() * 1000.0;
         session.ctx.reset_timings();
         let (mut sampler, _) = super::sampling::build(env.model, &greedy);
-        let limits = GenLimits { max_tokens: req.gen_tokens, stops: Vec::new(), cancel: env.cancel, ignore_eog: true };
-        let tx = env.tx;
-        let out = session.generate(env.model, &mut sampler, limits, |t| {
-            let _ = tx.send(Event::Token { id, text: t.to_string() });
-        })?;
+        let limits =
+            GenLimits { max_tokens: req.gen_tokens, stops: Vec::new(), cancel: out.cancel(), ignore_eog: true };
+        let gen = session.generate(env.model, &mut sampler, limits, |t| out.token(t))?;
         let end = Instant::now();
-        if out.reason == StopReason::Cancelled {
+        if gen.reason == StopReason::Cancelled {
             return Err(EngineError::Cancelled);
         }
-        let first = out.first_token_at.unwrap_or(end);
+        let first = gen.first_token_at.unwrap_or(end);
         let gen_wall_ms = end.duration_since(first).as_secs_f64() * 1000.0;
         let timings = session.ctx.timings();
         let llama_gen_tok_s =
             if timings.t_eval_ms() > 0.0 { timings.n_eval() as f64 / (timings.t_eval_ms() / 1000.0) } else { 0.0 };
-        let gen_tok_s = if gen_wall_ms > 0.0 { out.tokens as f64 / (gen_wall_ms / 1000.0) } else { 0.0 };
+        let gen_tok_s = if gen_wall_ms > 0.0 { gen.tokens as f64 / (gen_wall_ms / 1000.0) } else { 0.0 };
         let sample = BenchSample {
             rep,
             pp_tokens: prompt.len(),
             pp_ms,
             pp_tok_s: prompt.len() as f64 / (pp_ms / 1000.0),
             ttft_ms: first.duration_since(start).as_secs_f64() * 1000.0,
-            gen_tokens: out.tokens,
+            gen_tokens: gen.tokens,
             gen_wall_ms,
             gen_tok_s,
             llama_gen_tok_s,
             ratio: if llama_gen_tok_s > 0.0 { gen_tok_s / llama_gen_tok_s } else { 0.0 },
         };
-        let _ = env.tx.send(Event::Bench { id, sample });
+        out.bench(sample);
     }
     session.reset();
-    let _ = env.tx.send(Event::Done { id, reason: StopReason::MaxTokens, stats: GenStats::default() });
-    Ok(())
+    Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() })
 }

@@ -2,14 +2,13 @@
 //! cached and only the differing tail is decoded, so a follow-up chat turn costs only its new tokens.
 
 use super::sampling::Picker;
-use super::text::{Scan, StopScanner, Utf8Stream};
-use super::{EngineError, StopReason};
+use crate::engine::text::{Scan, StopScanner, Utf8Stream};
+use crate::engine::{Cancel, EngineError, StopReason};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub struct KvSession<'m> {
@@ -37,7 +36,7 @@ pub struct GenOutcome {
 pub struct GenLimits<'a> {
     pub max_tokens: usize,
     pub stops: Vec<String>,
-    pub cancel: &'a AtomicBool,
+    pub cancel: &'a Cancel,
     /// Keep going past end-of-generation tokens (benchmarks measure a fixed count).
     pub ignore_eog: bool,
 }
@@ -63,7 +62,7 @@ impl<'m> KvSession<'m> {
 
     /// Makes the cache hold exactly `tokens`, decoding only what differs from what it holds now.
     /// Cancellation is checked between batches; the cache stays consistent either way.
-    pub fn sync(&mut self, tokens: &[LlamaToken], cancel: &AtomicBool) -> Result<SyncStats, EngineError> {
+    pub fn sync(&mut self, tokens: &[LlamaToken], cancel: &Cancel) -> Result<SyncStats, EngineError> {
         let mut keep = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         if keep == tokens.len() && keep > 0 {
             keep -= 1; // the last token is decoded again so that its logits exist
@@ -78,7 +77,7 @@ impl<'m> KvSession<'m> {
         }
         let mut batch = LlamaBatch::new(self.n_batch, 1);
         for chunk in tokens[keep..].chunks(self.n_batch) {
-            if cancel.load(Ordering::SeqCst) {
+            if cancel.is_set() {
                 return Err(EngineError::Cancelled);
             }
             batch.clear();
@@ -124,7 +123,7 @@ impl<'m> KvSession<'m> {
             last_token_at: None,
         };
         while out.tokens < limits.max_tokens {
-            if limits.cancel.load(Ordering::SeqCst) {
+            if limits.cancel.is_set() {
                 out.reason = StopReason::Cancelled;
                 break;
             }

@@ -3,10 +3,10 @@
 //! context with many sequences, so many lines share one decode; label scoring decodes the shared
 //! instruction/few-shot prefix once and copies its KV cells to every sequence.
 
+use super::model::LoadedModel;
 use super::template::ChatFormat;
-use super::worker::Loaded;
-use super::{EngineError, Event, GenStats, RequestId, StopReason};
 use crate::chat::Message;
+use crate::engine::{EngineError, Finish, GenStats, Responder, StopReason};
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -14,7 +14,6 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
 
 /// Where the line goes in a prompt: `template` holds `{text}` once.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,10 +77,12 @@ pub struct ClassifyCtx<'m> {
     prefix: Vec<LlamaToken>,
 }
 
-pub struct Slot<'m>(pub Option<ClassifyCtx<'m>>);
+/// The classification context, created on first use and kept while its shape still fits.
+#[derive(Default)]
+pub struct ClassifyContext<'m>(Option<ClassifyCtx<'m>>);
 
 fn context<'s, 'm>(
-    slot: &'s mut Slot<'m>,
+    slot: &'s mut ClassifyContext<'m>,
     model: &'m LlamaModel,
     backend: &LlamaBackend,
     threads: i32,
@@ -239,11 +240,11 @@ fn add(batch: &mut LlamaBatch, toks: &[LlamaToken], start: usize, seq: i32) -> R
 }
 
 pub(super) fn score<'m>(
-    env: &Loaded<'m>,
-    slot: &mut Slot<'m>,
-    id: RequestId,
+    env: &LoadedModel<'m>,
+    slot: &mut ClassifyContext<'m>,
+    out: &Responder<'_>,
     req: &ScoreRequest,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let model = env.model;
     let (before, after) = split_prompt(model, &env.format, &req.prompt)?;
     let vocab = model.vocab();
@@ -278,7 +279,7 @@ pub(super) fn score<'m>(
         })
         .collect();
     let emit = |index: usize, result: ItemResult| {
-        let _ = env.tx.send(Event::Scored { id, index, result });
+        out.item(index, result);
     };
     if req.share_prefix {
         // Sequence 0 holds the prefix; reuse it across requests when it is unchanged.
@@ -298,7 +299,7 @@ pub(super) fn score<'m>(
     let p_len = prefix.len();
     let mut it = pending.into_iter().peekable();
     while it.peek().is_some() {
-        if env.cancel.load(Ordering::SeqCst) {
+        if out.cancelled() {
             return Err(EngineError::Cancelled);
         }
         let group = next_group(&mut it, if req.share_prefix { n_seq - 1 } else { 1 }, n_batch, &emit);
@@ -323,8 +324,7 @@ pub(super) fn score<'m>(
             }
         }
     }
-    let _ = env.tx.send(Event::Done { id, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
-    Ok(())
+    Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() })
 }
 
 fn pick(logits: &[f32], labels: &[LlamaToken]) -> Vec<f32> {
@@ -378,11 +378,11 @@ fn score_full(
 }
 
 pub(super) fn embed<'m>(
-    env: &Loaded<'m>,
-    slot: &mut Slot<'m>,
-    id: RequestId,
+    env: &LoadedModel<'m>,
+    slot: &mut ClassifyContext<'m>,
+    out: &Responder<'_>,
     req: &EmbedRequest,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let model = env.model;
     let (before, after) = split_prompt(model, &env.format, &req.prompt)?;
     let vocab = model.vocab();
@@ -417,7 +417,7 @@ pub(super) fn embed<'m>(
     };
     let mut batch = LlamaBatch::new(n_batch, 1);
     let emit = |index: usize, result: ItemResult| {
-        let _ = env.tx.send(Event::Embedded { id, index, result });
+        out.item(index, result);
     };
     let mut it = req
         .items
@@ -432,7 +432,7 @@ pub(super) fn embed<'m>(
         })
         .peekable();
     while it.peek().is_some() {
-        if env.cancel.load(Ordering::SeqCst) {
+        if out.cancelled() {
             return Err(EngineError::Cancelled);
         }
         let group = next_group(&mut it, n_seq, group_tokens, &emit);
@@ -455,6 +455,5 @@ pub(super) fn embed<'m>(
         }
     }
     cc.ctx.clear_kv_cache();
-    let _ = env.tx.send(Event::Done { id, reason: StopReason::EndOfGeneration, stats: GenStats::default() });
-    Ok(())
+    Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() })
 }

@@ -1,9 +1,24 @@
-//! The inference thread: loads a model, then serves requests until told to load another or stop.
+//! The llama.cpp backend: loads a GGUF (placing layers on a GPU where one fits), then serves
+//! tasks on one context whose KV cache is kept across requests (see `session.rs`). Label scoring
+//! and embeddings run on a second, many-sequence context (`classify.rs`).
 
-use super::session::{GenLimits, KvSession};
-use super::template::ChatFormat;
-use super::{backend, bench, classify, gpu, sampling};
-use super::{EngineError, EngineOptions, Event, GenStats, ModelInfo, Request, RequestId, StopReason};
+pub(super) mod bench;
+pub(super) mod classify;
+pub mod gpu;
+pub(super) mod init;
+mod model;
+mod sampling;
+mod session;
+mod template;
+
+pub use bench::{BenchRequest, BenchSample};
+pub use classify::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
+
+use super::backend::{Backend, Responder};
+use super::protocol::{
+    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, StopReason, Task, TaskKind,
+};
+use super::serve::{self, Inbound, Next, NoModel};
 use crate::chat::{drop_oldest_turn, Message};
 use crate::config::{OverflowPolicy, SamplingConfig};
 use crossbeam_channel::{Receiver, Sender};
@@ -11,57 +26,35 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use model::LoadedModel;
+use session::{GenLimits, KvSession};
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
+use template::ChatFormat;
 
-pub fn run(opts: EngineOptions, rx: Receiver<Request>, tx: Sender<Event>, cancel: Arc<AtomicBool>) {
-    let mut next = Some(opts);
-    while let Some(opts) = next.take() {
-        next = serve(opts, &rx, &tx, &cancel);
-    }
-}
-
-/// Everything the request handlers need besides the session.
-pub(super) struct Loaded<'a> {
-    pub model: &'a LlamaModel,
-    pub format: ChatFormat,
-    pub tx: &'a Sender<Event>,
-    pub cancel: &'a AtomicBool,
-    /// Longest token in bytes: lets a huge input be rejected without tokenising all of it.
-    pub max_piece: usize,
-    pub backend: &'a llama_cpp_2::llama_backend::LlamaBackend,
-    pub threads_batch: i32,
-    /// Non-causal (BERT and kin): no next-token logits, attention across the whole batch.
-    pub encoder: bool,
-}
-
-fn serve(
-    opts: EngineOptions,
-    rx: &Receiver<Request>,
-    tx: &Sender<Event>,
-    cancel: &AtomicBool,
-) -> Option<EngineOptions> {
+/// Loads the model `opts` names and serves tasks on it until the inbox asks for another model or
+/// a shutdown. A failed load is reported as `LoadFailed`, and the thread then serves
+/// [`NoModel`] until the next `Load`.
+pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, events: &Sender<Event>) -> Next {
     let started = Instant::now();
-    let backend = backend::backend(opts.log_file.as_deref());
+    let backend = init::backend(opts.log_file.as_deref());
     let fail = |error: EngineError| {
-        let _ = tx.send(Event::Error { id: None, error });
-        wait_for_load(rx, tx)
+        let _ = events.send(Event::LoadFailed(error));
+        serve::serve(&mut NoModel, inbox)
     };
     let path = opts.model_path.display().to_string();
     // Sizes are known from the GGUF header, before loading: the layer plan needs the context.
     let header = crate::models::gguf::inspect(&opts.model_path).ok();
     let n_ctx_train = header.as_ref().and_then(|g| g.context_length).map_or(0, |n| n.min(u32::MAX as u64) as u32);
-    let n_ctx = match (opts.context, n_ctx_train) {
+    let n_ctx = match (opts.n_ctx, n_ctx_train) {
         (0, 0) => 4096,
         (0, t) => t,
         (c, 0) => c,
         (c, t) => c.min(t.max(256)),
     };
-    let threads = if opts.threads == 0 { backend::physical_cores() } else { opts.threads };
-    let threads_batch = if opts.threads_batch == 0 { backend::logical_cores() } else { opts.threads_batch };
-    let n_batch = opts.batch.min(n_ctx).max(1);
+    let threads = if opts.threads == 0 { init::physical_cores() } else { opts.threads };
+    let threads_batch = if opts.threads_batch == 0 { init::logical_cores() } else { opts.threads_batch };
+    let n_batch = opts.n_batch.min(n_ctx).max(1);
     let cparams = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(n_batch)
@@ -78,7 +71,7 @@ fn serve(
         gpu_note = opts.gpu_fallback.clone();
     }
     let load = |layers: u32| {
-        let progress_tx = tx.clone();
+        let progress_tx = events.clone();
         let mut last = -1.0f32;
         let params = LlamaModelParams::default().with_n_gpu_layers(layers).with_progress_callback(move |p| {
             if p - last >= 0.02 || p >= 1.0 {
@@ -107,7 +100,7 @@ fn serve(
         Err(e) if gpu_layers > 0 => {
             // Out of device memory for the KV cache: load again, all on the CPU.
             let note = format!("the context did not fit in GPU memory ({e}); running on the CPU");
-            return Some(EngineOptions {
+            return Next::Load(EngineOptions {
                 gpu_layers: crate::config::GpuLayers::Count(0),
                 gpu_fallback: Some(note),
                 ..opts
@@ -121,6 +114,11 @@ fn serve(
     };
     let vocab = model.vocab();
     let max_piece = vocab.tokens().map(|t| vocab.token_to_piece(t, true, None).len()).max().unwrap_or(1).max(1);
+    let classifier_labels = header.as_ref().map(|h| h.classifier_labels.clone()).unwrap_or_default();
+    // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
+    let encoder = !classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
+    let capabilities =
+        if encoder { Capabilities { embed: true, ..Capabilities::default() } } else { Capabilities::ALL };
     let info = ModelInfo {
         name: opts.model_name.clone(),
         path: opts.model_path.clone(),
@@ -138,88 +136,75 @@ fn serve(
         n_layer: model.n_layer(),
         gpu_note,
         flash_attn: opts.flash_attn.to_string(),
-        classifier_labels: header.as_ref().map(|h| h.classifier_labels.clone()).unwrap_or_default(),
+        classifier_labels,
         cache_types: format!("{}/{}", opts.cache_type_k, opts.cache_type_v),
         chat_format: format.describe(),
         load_ms: started.elapsed().as_secs_f64() * 1000.0,
-        system_info: backend::system_info(),
+        system_info: init::system_info(),
+        capabilities,
     };
-    let _ = tx.send(Event::Loaded(Box::new(info.clone())));
-
-    // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
-    let encoder = !info.classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
-    let env =
-        Loaded { model: &model, format, tx, cancel, max_piece, backend, threads_batch: threads_batch as i32, encoder };
-    let mut classify_slot = classify::Slot(None);
-    let mut session = KvSession::new(ctx);
-    let not_generative = || match info.classifier_labels.is_empty() {
-        true => EngineError::Encoder { name: info.name.clone() },
-        false => EngineError::Classifier { name: info.name.clone(), labels: info.classifier_labels.join(", ") },
-    };
-    for req in rx.iter() {
-        let (id, result) = match req {
-            Request::Chat { id, .. }
-            | Request::Complete { id, .. }
-            | Request::Structured { id, .. }
-            | Request::Bench { id, .. }
-            | Request::Score { id, .. }
-                if encoder =>
-            {
-                (id, Err(not_generative()))
-            }
-            Request::Chat { id, messages, sampling, overflow, reserve } => {
-                (id, chat(&env, &mut session, id, messages, &sampling, overflow, reserve))
-            }
-            Request::Complete { id, prompt, sampling } => (id, complete(&env, &mut session, id, &prompt, &sampling)),
-            Request::Structured { id, messages, sampling, json_schema } => {
-                (id, structured(&env, &mut session, id, &messages, &sampling, json_schema.as_deref()))
-            }
-            Request::Bench { id, bench } => (id, bench::run(&env, &mut session, id, &bench, &info)),
-            Request::Score { id, score } => (id, classify::score(&env, &mut classify_slot, id, &score)),
-            Request::Embed { id, embed } => (id, classify::embed(&env, &mut classify_slot, id, &embed)),
-            Request::Load(next) => return Some(next),
-            Request::Shutdown => return None,
-        };
-        if let Err(error) = result {
-            let _ = tx.send(Event::Error { id: Some(id), error });
-        }
-    }
-    None
+    let _ = events.send(Event::Loaded(Box::new(info.clone())));
+    let env = LoadedModel { model: &model, format, max_piece, backend, threads_batch: threads_batch as i32, encoder };
+    let mut llama =
+        LlamaCpp { env, session: KvSession::new(ctx), classify_ctx: classify::ClassifyContext::default(), info };
+    serve::serve(&mut llama, inbox)
 }
 
-/// After a failed load the thread stays up so the front end can try another model.
-fn wait_for_load(rx: &Receiver<Request>, tx: &Sender<Event>) -> Option<EngineOptions> {
-    for req in rx.iter() {
-        match req {
-            Request::Load(o) => return Some(o),
-            Request::Shutdown => return None,
-            Request::Chat { id, .. }
-            | Request::Complete { id, .. }
-            | Request::Structured { id, .. }
-            | Request::Bench { id, .. }
-            | Request::Score { id, .. }
-            | Request::Embed { id, .. } => {
-                let error = EngineError::Load { path: "(none)".into(), why: "no model is loaded".into() };
-                let _ = tx.send(Event::Error { id: Some(id), error });
+/// A loaded model with its main context (KV cache kept across requests) and, once label scoring
+/// or embeddings were asked for, the classification context.
+struct LlamaCpp<'m> {
+    env: LoadedModel<'m>,
+    session: KvSession<'m>,
+    classify_ctx: classify::ClassifyContext<'m>,
+    info: ModelInfo,
+}
+
+impl Backend for LlamaCpp<'_> {
+    fn capabilities(&self) -> Capabilities {
+        self.info.capabilities
+    }
+
+    fn refuse(&self, kind: TaskKind) -> EngineError {
+        let info = &self.info;
+        match (info.classifier_labels.is_empty(), kind) {
+            (_, TaskKind::Embed) => EngineError::Unsupported { backend: info.name.clone(), what: kind.describe() },
+            (true, _) => EngineError::Encoder { name: info.name.clone() },
+            (false, _) => {
+                EngineError::Classifier { name: info.name.clone(), labels: info.classifier_labels.join(", ") }
             }
         }
     }
-    None
+
+    fn run(&mut self, task: Task, out: &Responder<'_>) -> Result<Finish, EngineError> {
+        let (env, session) = (&self.env, &mut self.session);
+        match task {
+            Task::Chat { messages, sampling, overflow, reserve } => {
+                chat(env, session, out, messages, &sampling, overflow, reserve)
+            }
+            Task::Complete { prompt, sampling } => complete(env, session, out, &prompt, &sampling),
+            Task::Structured { messages, sampling, json_schema } => {
+                structured(env, session, out, &messages, &sampling, json_schema.as_deref())
+            }
+            Task::Bench(req) => bench::run(env, session, out, &req),
+            Task::Score(req) => classify::score(env, &mut self.classify_ctx, out, &req),
+            Task::Embed(req) => classify::embed(env, &mut self.classify_ctx, out, &req),
+        }
+    }
 }
 
-pub(super) fn tokenize(model: &LlamaModel, text: &str, add_special: bool) -> Vec<LlamaToken> {
+fn tokenize(model: &LlamaModel, text: &str, add_special: bool) -> Vec<LlamaToken> {
     model.vocab().tokenize(text.as_bytes(), add_special, true)
 }
 
 fn chat(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     session: &mut KvSession<'_>,
-    id: RequestId,
+    out: &Responder<'_>,
     mut messages: Vec<Message>,
     sampling: &SamplingConfig,
     overflow: OverflowPolicy,
     reserve: u32,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let start = Instant::now();
     let n_ctx = session.n_ctx();
     let reserve = (reserve.min(sampling.max_tokens) as usize).min(n_ctx / 2);
@@ -244,34 +229,34 @@ fn chat(
         }
     };
     if dropped > 0 {
-        let _ = env.tx.send(Event::Trimmed { id, dropped_messages: dropped, prompt_tokens: tokens.len() });
+        out.trimmed(dropped, tokens.len());
     }
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
-    respond(env, session, id, &tokens, sampling, stops, start, None)
+    respond(env, session, out, &tokens, sampling, stops, start, None)
 }
 
 fn complete(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     session: &mut KvSession<'_>,
-    id: RequestId,
+    out: &Responder<'_>,
     prompt: &str,
     sampling: &SamplingConfig,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let start = Instant::now();
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
     let tokens = tokens_that_fit(env, prompt, true, n_ctx, reserve)?;
-    respond(env, session, id, &tokens, sampling, sampling.stop.clone(), start, None)
+    respond(env, session, out, &tokens, sampling, sampling.stop.clone(), start, None)
 }
 
 fn structured(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     session: &mut KvSession<'_>,
-    id: RequestId,
+    out: &Responder<'_>,
     messages: &[Message],
     sampling: &SamplingConfig,
     json_schema: Option<&str>,
-) -> Result<(), EngineError> {
+) -> Result<Finish, EngineError> {
     let start = Instant::now();
     let n_ctx = session.n_ctx();
     let reserve = (sampling.max_tokens as usize).min(n_ctx / 2);
@@ -285,7 +270,7 @@ fn structured(
         None => None,
     };
     let stops: Vec<String> = sampling.stop.iter().cloned().chain(env.format.stop_strings()).collect();
-    respond(env, session, id, &tokens, sampling, stops, start, constraint)
+    respond(env, session, out, &tokens, sampling, stops, start, constraint)
 }
 
 /// How a reply is constrained: a GBNF grammar, and the JSON schema it was made from (the reply is
@@ -297,7 +282,7 @@ struct Constraint<'a> {
 
 /// The prompt's tokens, or `PromptTooLong` when they and `reserve` reply tokens exceed the context.
 fn tokens_that_fit(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     text: &str,
     add_bos: bool,
     n_ctx: usize,
@@ -312,7 +297,7 @@ fn tokens_that_fit(
 }
 
 /// Rejects text that cannot fit even if every token were the longest one, before tokenising it.
-fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Result<(), EngineError> {
+fn check_size(env: &LoadedModel<'_>, text: &str, n_ctx: usize, reserve: usize) -> Result<(), EngineError> {
     let at_least = text.len() / env.max_piece;
     if at_least + reserve > n_ctx {
         return Err(EngineError::PromptTooLong { tokens: at_least, n_ctx, reserve });
@@ -320,26 +305,25 @@ fn check_size(env: &Loaded<'_>, text: &str, n_ctx: usize, reserve: usize) -> Res
     Ok(())
 }
 
-/// Decodes the prompt (only what is not cached), then streams the reply as events; a
+/// Decodes the prompt (only what is not cached), then streams the reply through `out`; a
 /// `constraint` (grammar) shapes it.
 #[allow(clippy::too_many_arguments)]
 fn respond(
-    env: &Loaded<'_>,
+    env: &LoadedModel<'_>,
     session: &mut KvSession<'_>,
-    id: RequestId,
+    out: &Responder<'_>,
     tokens: &[LlamaToken],
     sampling: &SamplingConfig,
     stops: Vec<String>,
     start: Instant,
     constraint: Option<Constraint<'_>>,
-) -> Result<(), EngineError> {
-    let mut stats = GenStats { prompt_tokens: tokens.len(), context_size: session.n_ctx(), ..Default::default() };
-    let synced = match session.sync(tokens, env.cancel) {
+) -> Result<Finish, EngineError> {
+    let mut stats = GenStats { prompt_tokens: tokens.len(), n_ctx: session.n_ctx(), ..Default::default() };
+    let synced = match session.sync(tokens, out.cancel()) {
         Ok(s) => s,
         Err(EngineError::Cancelled) => {
             stats.context_used = session.used();
-            let _ = env.tx.send(Event::Done { id, reason: StopReason::Cancelled, stats });
-            return Ok(());
+            return Ok(Finish { reason: StopReason::Cancelled, stats });
         }
         Err(e) => return Err(e),
     };
@@ -355,20 +339,16 @@ fn respond(
     let (mut sampler, seed) =
         sampling::build_constrained(env.model, sampling, grammar, steer).map_err(EngineError::Grammar)?;
     stats.seed = seed;
-    let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: env.cancel, ignore_eog: false };
-    let tx = env.tx;
-    let out = session.generate(env.model, &mut sampler, limits, |t| {
-        let _ = tx.send(Event::Token { id, text: t.to_string() });
-    })?;
-    stats.gen_tokens = out.tokens;
-    if let (Some(first), Some(last)) = (out.first_token_at, out.last_token_at) {
+    let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: out.cancel(), ignore_eog: false };
+    let gen = session.generate(env.model, &mut sampler, limits, |t| out.token(t))?;
+    stats.gen_tokens = gen.tokens;
+    if let (Some(first), Some(last)) = (gen.first_token_at, gen.last_token_at) {
         stats.ttft_ms = first.duration_since(start).as_secs_f64() * 1000.0;
         stats.gen_ms = last.duration_since(first).as_secs_f64() * 1000.0;
-        if out.samples > 1 && stats.gen_ms > 0.0 {
-            stats.gen_tok_s = (out.samples - 1) as f64 / (stats.gen_ms / 1000.0);
+        if gen.samples > 1 && stats.gen_ms > 0.0 {
+            stats.gen_tok_s = (gen.samples - 1) as f64 / (stats.gen_ms / 1000.0);
         }
     }
     stats.context_used = session.used();
-    let _ = env.tx.send(Event::Done { id, reason: out.reason, stats });
-    Ok(())
+    Ok(Finish { reason: gen.reason, stats })
 }

@@ -1,0 +1,337 @@
+//! What goes into the engine and what comes back.
+//!
+//! A front end hands the engine a [`Task`] and gets a [`Ticket`](super::Ticket); the engine
+//! numbers it (ids are the engine's alone) and answers with a stream of [`Update`]s on the
+//! ticket's own channel. Every request ends with exactly one terminal update:
+//!
+//! | task | updates, in order |
+//! |------|-------------------|
+//! | [`Task::Chat`] | `Trimmed`? (older turns dropped to fit), `Token`*, then `Done` or `Failed` |
+//! | [`Task::Structured`], [`Task::Complete`] | `Token`*, then `Done` or `Failed` |
+//! | [`Task::Bench`] | per repetition: `Token`* then `Bench`; then `Done` or `Failed` |
+//! | [`Task::Score`], [`Task::Embed`] | one `Item` per input line, in input order, then `Done` or `Failed` |
+//!
+//! **Cancellation is the same for every task**: a cancelled request (its ticket cancelled or
+//! dropped, [`Engine::cancel`](super::Engine::cancel), or the shared interrupt flag) stops at the
+//! next check — between decodes, between batches of lines, between bench repetitions — and ends
+//! with `Done { reason: StopReason::Cancelled }`, keeping every update already sent (the text so
+//! far, the lines already scored). It is never an error. A request cancelled while still queued
+//! ends the same way without running.
+//!
+//! Units: token counts are tokens of the model in use; times are milliseconds of wall clock
+//! measured in the inference thread; rates are tokens per second.
+//!
+//! Engine-level news (model loading) comes on the engine's own channel as [`Event`]s.
+
+use super::{BenchRequest, BenchSample, EmbedRequest, ItemResult, ScoreRequest};
+use crate::chat::Message;
+use crate::config::{FlashAttn, GpuLayers, OverflowPolicy, SamplingConfig};
+use std::path::PathBuf;
+
+/// The engine's number for a request, unique for the engine's lifetime.
+pub type RequestId = u64;
+
+/// Work for the engine.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Reply to a conversation. The prompt usually shares its prefix with the previous request's,
+    /// so only the new tokens are decoded (the KV cache is kept across requests). When the
+    /// rendered conversation plus `reserve` reply tokens exceeds n_ctx, `overflow` decides:
+    /// drop the oldest turns (a `Trimmed` update says how many) or fail with
+    /// [`EngineError::ContextOverflow`].
+    Chat { messages: Vec<Message>, sampling: SamplingConfig, overflow: OverflowPolicy, reserve: u32 },
+    /// One reply to `messages` for a prompt file: nothing is trimmed (too long fails with
+    /// [`EngineError::PromptTooLong`]), and with `json_schema` decoding is constrained by the
+    /// grammar derived from the schema and steered to close the JSON within `max_tokens`.
+    Structured { messages: Vec<Message>, sampling: SamplingConfig, json_schema: Option<String> },
+    /// Continue raw text (no chat template, BOS added when the model wants one).
+    Complete { prompt: String, sampling: SamplingConfig },
+    /// llama-bench style measurements; one `Bench` update per repetition.
+    Bench(BenchRequest),
+    /// Label scores (logits of each label's first token) for many lines; one `Item` per line.
+    Score(Box<ScoreRequest>),
+    /// Pooled embeddings (or a classifier head's logits) for many lines; one `Item` per line.
+    Embed(Box<EmbedRequest>),
+}
+
+impl Task {
+    /// What kind of work this is, for capability checks and error messages.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Task::Chat { .. } => TaskKind::Chat,
+            Task::Structured { .. } => TaskKind::Structured,
+            Task::Complete { .. } => TaskKind::Complete,
+            Task::Bench(_) => TaskKind::Bench,
+            Task::Score(_) => TaskKind::Score,
+            Task::Embed(_) => TaskKind::Embed,
+        }
+    }
+}
+
+/// The kinds of [`Task`], without their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Chat,
+    Structured,
+    Complete,
+    Bench,
+    Score,
+    Embed,
+}
+
+impl TaskKind {
+    /// What a user would call it ("label scoring").
+    pub fn describe(self) -> &'static str {
+        match self {
+            TaskKind::Chat => "chat",
+            TaskKind::Structured => "structured (JSON) output",
+            TaskKind::Complete => "text completion",
+            TaskKind::Bench => "benchmarking",
+            TaskKind::Score => "label scoring",
+            TaskKind::Embed => "embeddings",
+        }
+    }
+}
+
+/// What a backend can do. Front ends check it before offering a mode; the engine refuses a task
+/// outside it with a one-line error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    pub chat: bool,
+    pub structured: bool,
+    pub complete: bool,
+    pub bench: bool,
+    pub score: bool,
+    pub embed: bool,
+}
+
+impl Capabilities {
+    /// Everything a local generative model does.
+    pub const ALL: Capabilities =
+        Capabilities { chat: true, structured: true, complete: true, bench: true, score: true, embed: true };
+
+    pub fn supports(&self, kind: TaskKind) -> bool {
+        match kind {
+            TaskKind::Chat => self.chat,
+            TaskKind::Structured => self.structured,
+            TaskKind::Complete => self.complete,
+            TaskKind::Bench => self.bench,
+            TaskKind::Score => self.score,
+            TaskKind::Embed => self.embed,
+        }
+    }
+}
+
+/// What a request sends back, on its ticket's channel.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A piece of reply text: whole UTF-8 characters, stop strings already removed.
+    Token(String),
+    /// Older turns were dropped to fit the context (policy `drop-oldest`); `prompt_tokens` is the
+    /// prompt's size after dropping.
+    Trimmed { dropped_messages: usize, prompt_tokens: usize },
+    /// The result for input line `index` of a `Score` or `Embed` task: label logits (one per
+    /// label, in the request's order) or a pooled vector; an `Err` is that line's own one-line
+    /// error (the rest go on).
+    Item { index: usize, result: ItemResult },
+    /// One benchmark repetition.
+    Bench(BenchSample),
+    /// The request ended (finished, hit a limit, or was cancelled).
+    Done(Finish),
+    /// The request failed; nothing follows.
+    Failed(EngineError),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub reason: StopReason,
+    /// Generation figures (all zero for bench, score and embed tasks).
+    pub stats: GenStats,
+}
+
+/// Engine-level news on [`Engine::events`](super::Engine::events): model loading.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Model load progress, 0..=1.
+    Loading(f32),
+    Loaded(Box<ModelInfo>),
+    /// Loading failed; the engine stays up without a model (every task fails with
+    /// [`EngineError::NoModel`]) until a model loads.
+    LoadFailed(EngineError),
+}
+
+/// Why a request ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model ended its turn.
+    #[default]
+    EndOfGeneration,
+    MaxTokens,
+    StopString,
+    Cancelled,
+    /// The context window filled up during the reply.
+    ContextFull,
+    /// A task that generates no text did all its work (bench, score, embed).
+    Finished,
+}
+
+/// Figures for one generation request.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GenStats {
+    /// Tokens in the whole prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens already in the KV cache from earlier requests.
+    pub reused_tokens: usize,
+    /// Prompt tokens actually decoded for this request.
+    pub decoded_tokens: usize,
+    pub gen_tokens: usize,
+    /// Milliseconds from the request's start to the end of prompt processing.
+    pub prompt_ms: f64,
+    /// Milliseconds from the request's start to the first token of the reply.
+    pub ttft_ms: f64,
+    /// Milliseconds from the first to the last reply token.
+    pub gen_ms: f64,
+    pub gen_tok_s: f64,
+    /// Tokens in the KV cache after the reply.
+    pub context_used: usize,
+    /// n_ctx (JSON keeps its established name).
+    #[serde(rename = "context_size")]
+    pub n_ctx: usize,
+    pub seed: u32,
+}
+
+/// How to load a model and size its context.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub model_path: PathBuf,
+    pub model_name: String,
+    /// Context window in tokens; 0 = the model's training context.
+    pub n_ctx: u32,
+    /// Generation threads; 0 = physical cores.
+    pub threads: u32,
+    /// Prompt-processing threads; 0 = logical cores.
+    pub threads_batch: u32,
+    /// Tokens per decode call for prompts.
+    pub n_batch: u32,
+    pub gpu_layers: GpuLayers,
+    pub flash_attn: FlashAttn,
+    pub cache_type_k: String,
+    pub cache_type_v: String,
+    /// Chat template: `auto`, `jinja`, `plain` or `builtin:NAME`.
+    pub template: String,
+    /// Where llama.cpp's log goes (never a terminal).
+    pub log_file: Option<PathBuf>,
+    /// Why an earlier attempt fell back to the CPU (set by the engine itself).
+    pub gpu_fallback: Option<String>,
+}
+
+impl EngineOptions {
+    pub fn from_config(
+        config: &crate::config::Config,
+        model_path: PathBuf,
+        model_name: String,
+        log_file: Option<PathBuf>,
+    ) -> Self {
+        EngineOptions {
+            model_path,
+            model_name,
+            n_ctx: config.model.context,
+            threads: config.model.threads,
+            threads_batch: config.model.threads_batch,
+            n_batch: config.model.batch,
+            gpu_layers: config.model.gpu_layers,
+            flash_attn: config.model.flash_attn,
+            cache_type_k: config.model.cache_type_k.clone(),
+            cache_type_v: config.model.cache_type_v.clone(),
+            template: config.model.template.clone(),
+            log_file,
+            gpu_fallback: None,
+        }
+    }
+}
+
+/// What the model is and how it runs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub architecture: String,
+    pub description: String,
+    pub n_params: u64,
+    pub size_bytes: u64,
+    pub n_ctx: u32,
+    pub n_ctx_train: u32,
+    pub n_batch: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    /// Some layers run on a GPU.
+    pub gpu: bool,
+    /// Layers offloaded (of `n_layer` + the output layer).
+    pub gpu_layers: i32,
+    pub n_layer: u32,
+    /// Why the GPU was not used as asked, if it was not.
+    pub gpu_note: Option<String>,
+    pub flash_attn: String,
+    /// A sequence classifier's output labels, read from the GGUF (empty for other models).
+    pub classifier_labels: Vec<String>,
+    pub cache_types: String,
+    pub chat_format: String,
+    pub load_ms: f64,
+    pub system_info: String,
+    /// What the backend serving this model can do.
+    pub capabilities: Capabilities,
+}
+
+impl ModelInfo {
+    /// Where the layers went, in one line ("CPU" or "GPU: 31 of 31 layers …").
+    pub fn placement(&self) -> String {
+        let mut s = if self.gpu {
+            format!("GPU: {} of {} layers (+ output) offloaded", self.gpu_layers.min(self.n_layer as i32), self.n_layer)
+        } else {
+            format!("CPU ({} layers)", self.n_layer)
+        };
+        s.push_str(&format!("; flash attention {}; KV cache {}", self.flash_attn, self.cache_types));
+        if let Some(n) = &self.gpu_note {
+            s.push_str(&format!("; note: {n}"));
+        }
+        s
+    }
+}
+
+/// Why a request or a load failed. Each message is one line that says what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("llama.cpp could not load {path}: {why}")]
+    Load { path: String, why: String },
+    #[error("no model is loaded; load one with /model NAME (or -m)")]
+    NoModel,
+    #[error("cannot create a context of {n_ctx} tokens: {why}; try a smaller --ctx-size")]
+    Context { n_ctx: u32, why: String },
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("the prompt is {tokens} tokens but the context holds {n_ctx} (with {reserve} kept for the reply); shorten the input or raise --ctx-size")]
+    PromptTooLong { tokens: usize, n_ctx: usize, reserve: usize },
+    #[error("the conversation is {tokens} tokens but the context holds {n_ctx} (with {reserve} kept for the reply); start a new one, or set chat.overflow = \"drop-oldest\"")]
+    ContextOverflow { tokens: usize, n_ctx: usize, reserve: usize },
+    #[error("the output schema cannot be turned into a grammar: {0}; check the prompt file's [output] schema")]
+    Grammar(String),
+    #[error("{0}")]
+    Classify(String),
+    #[error("{name} is a sequence classifier ({labels}), not a model that writes text; use it with `moat classify -m {name}`")]
+    Classifier { name: String, labels: String },
+    #[error("{name} is an encoder (embedding) model: it cannot write text or score labels; train a head on it with `moat classify train -m {name}`")]
+    Encoder { name: String },
+    #[error("{backend} does not support {what}; use a local model for it")]
+    Unsupported { backend: String, what: &'static str },
+    #[error("decode failed: {0}")]
+    Decode(String),
+    /// Only for callers that turn a cancelled ending into an error of their own (the engine
+    /// itself ends a cancelled request with `StopReason::Cancelled`).
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the inference thread stopped unexpectedly")]
+    Gone,
+}
