@@ -11,6 +11,19 @@ use crate::engine::{GenStats, StopReason, Task};
 use crate::prompts::Library;
 
 /// What a command or turn asks the front end to do or show.
+/// What a typed message becomes (see [`ChatSession::route`]).
+#[derive(Debug)]
+pub enum Turn {
+    /// The library prompt or script set with `/prompt` runs on it.
+    Job(PromptJob),
+    /// Classifier mode: its lines are classified.
+    Classify(Task),
+    /// An ordinary message, now in the conversation: this task answers it.
+    Reply(Task),
+    /// Classifier mode, but nothing to classify (blank lines).
+    Nothing,
+}
+
 #[derive(Debug)]
 pub enum Outcome {
     Note(String),
@@ -98,6 +111,19 @@ impl ChatSession {
     }
 
     /// A new user message; returns the request that answers it.
+    /// What a message typed into the conversation turns into, by the mode the session is in: a
+    /// pending `/prompt` takes it as input, classifier mode classifies its lines, otherwise it
+    /// is a user turn (saved) and the task answers it. Both front ends route input here.
+    pub fn route(&mut self, text: String) -> Turn {
+        if let Some(job) = self.take_prompt(&text) {
+            return Turn::Job(job);
+        }
+        if let Some(mode) = self.classify.as_mut() {
+            return mode.request(&text).map_or(Turn::Nothing, Turn::Classify);
+        }
+        Turn::Reply(self.user_turn(text))
+    }
+
     pub fn user_turn(&mut self, text: String) -> Task {
         self.conversation.push(Message::user(text));
         self.autosave();

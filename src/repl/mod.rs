@@ -14,7 +14,7 @@ pub fn helper(models: Vec<String>, sessions: Box<dyn Fn() -> Vec<String>>) -> in
 }
 
 use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
-use crate::chat::session::{ChatSession, Outcome};
+use crate::chat::session::{ChatSession, Outcome, Turn};
 use crate::commands;
 use crate::engine::{Engine, EngineOptions, ItemResult, ModelInfo, Sink, StopReason, Task};
 use crate::tui::ModelResolver;
@@ -204,18 +204,15 @@ impl Repl {
             };
         }
         let text = input.strip_prefix('/').filter(|t| t.starts_with('/')).unwrap_or(input).to_string();
-        if let Some(job) = self.session.take_prompt(&text) {
-            return self.run_job(job);
+        match self.session.route(text) {
+            Turn::Job(job) => self.run_job(job),
+            Turn::Classify(task) => self.classify(task),
+            Turn::Nothing => Flow::Continue,
+            Turn::Reply(task) => {
+                self.warn_save();
+                self.turn(task)
+            }
         }
-        if let Some(mode) = self.session.classify.as_mut() {
-            return match mode.request(&text) {
-                Some(req) => self.classify(req),
-                None => Flow::Continue,
-            };
-        }
-        let req = self.session.user_turn(text);
-        self.warn_save();
-        self.turn(req)
     }
 
     fn outcomes(&mut self, outcomes: Vec<Outcome>) -> Flow {

@@ -5,7 +5,7 @@
 use super::editor::Editor;
 use super::transcript::{Entry, Kind, Transcript};
 use crate::chat::prompt_job::PromptJob;
-use crate::chat::session::{ChatSession, Outcome};
+use crate::chat::session::{ChatSession, Outcome, Turn};
 use crate::chat::store::{SavedSession, SessionStore};
 use crate::chat::Role;
 use crate::commands;
@@ -484,20 +484,27 @@ impl App {
         self.editor.take();
         // `//text` sends `/text`.
         let text = if !pasted && text.starts_with("//") { text[1..].to_string() } else { text };
-        if let Some(job) = self.session.take_prompt(&text) {
-            self.transcript.push(Entry::new(Kind::User, format!("[{}] {text}", job.id)));
-            return self.start_job(job);
+        match self.session.route(text.clone()) {
+            Turn::Job(job) => {
+                self.transcript.push(Entry::new(Kind::User, format!("[{}] {text}", job.id)));
+                self.start_job(job)
+            }
+            Turn::Classify(task) => {
+                self.transcript.push(Entry::new(Kind::User, text));
+                self.phase = Phase::Classifying;
+                self.scroll = 0;
+                vec![Effect::Submit(task)]
+            }
+            Turn::Nothing => {
+                self.transcript.push(Entry::new(Kind::User, text));
+                Vec::new()
+            }
+            Turn::Reply(task) => {
+                self.transcript.push(Entry::new(Kind::User, text));
+                self.take_save_warning();
+                self.ask(task)
+            }
         }
-        self.transcript.push(Entry::new(Kind::User, text.clone()));
-        if let Some(mode) = self.session.classify.as_mut() {
-            let Some(task) = mode.request(&text) else { return Vec::new() };
-            self.phase = Phase::Classifying;
-            self.scroll = 0;
-            return vec![Effect::Submit(task)];
-        }
-        let req = self.session.user_turn(text);
-        self.take_save_warning();
-        self.ask(req)
     }
 
     /// Starts streaming a reply to `task`.
