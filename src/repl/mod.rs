@@ -288,8 +288,12 @@ impl Repl {
                 }
             }
         }
-        if let Err(e) = self.engine.submit(task).wait(&mut Lines(&mut self.session)) {
-            self.error(&e.to_string());
+        match self.engine.submit(task).wait(&mut Lines(&mut self.session)) {
+            Ok(end) if end.reason == StopReason::Cancelled => {
+                self.error("stopped: the lines above were classified, the rest were not")
+            }
+            Ok(_) => {}
+            Err(e) => self.error(&e.to_string()),
         }
         if let Some(m) = &self.session.classify {
             println!("{}", self.dim(&m.tally()));

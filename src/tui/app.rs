@@ -188,8 +188,11 @@ impl App {
     pub fn request_ended(&mut self, end: Result<Finish, EngineError>) {
         self.dirty = true;
         match (end, self.phase) {
-            (Ok(_), Phase::Classifying) => {
+            (Ok(Finish { reason, .. }), Phase::Classifying) => {
                 self.phase = Phase::Idle;
+                if reason == StopReason::Cancelled {
+                    self.error("stopped: the lines above were classified, the rest were not");
+                }
                 if let Some(m) = &self.session.classify {
                     self.note(m.tally());
                 }
