@@ -16,6 +16,8 @@ mod setup;
 
 pub use args::{Cli, Command};
 
+use crate::exit;
+
 use clap::Parser;
 use std::io::IsTerminal;
 
@@ -24,16 +26,6 @@ use std::io::IsTerminal;
 pub struct Failure {
     pub code: i32,
     pub message: String,
-}
-
-/// Exit codes, also listed in README.md.
-pub mod exit {
-    /// Something failed at run time (download, model load, decode).
-    pub const RUNTIME: i32 = 1;
-    /// Bad usage or bad input: unknown flag or model, bad config, unreadable stdin, too-long prompt.
-    pub const USAGE: i32 = 2;
-    /// Interrupted with Ctrl+C.
-    pub const INTERRUPTED: i32 = 130;
 }
 
 impl Failure {
@@ -133,11 +125,6 @@ fn clap_error(e: clap::Error) -> i32 {
             exit::USAGE
         }
     }
-}
-
-/// Checks that bytes are text (no NUL, valid UTF-8), with a one-line reason when not.
-pub fn decode_input(what: &str, bytes: Vec<u8>) -> Result<String, String> {
-    input::decode(what, bytes).map_err(|f| f.message)
 }
 
 fn first_line(s: &str) -> &str {

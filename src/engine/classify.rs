@@ -6,7 +6,7 @@
 use super::template::ChatFormat;
 use super::worker::Loaded;
 use super::{EngineError, Event, GenStats, RequestId, StopReason};
-use crate::chat::Message;
+use crate::message::Message;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;

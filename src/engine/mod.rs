@@ -42,8 +42,8 @@ impl ModelInfo {
     }
 }
 
-use crate::chat::Message;
 use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, SamplingConfig};
+use crate::message::Message;
 use crossbeam_channel::{Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

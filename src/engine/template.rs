@@ -2,7 +2,7 @@
 //! minijinja), else one of llama.cpp's built-in formats, else a plain "User:/Assistant:" format.
 
 use super::EngineError;
-use crate::chat::{Message, Role};
+use crate::message::{Message, Role};
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 
 pub enum ChatFormat {

@@ -357,7 +357,7 @@ fn lint_uses(
         Ok(p) => p,
         Err(e) => return l.push(Some(&near), format!("step `{}`: {e}", step.id)),
     };
-    if let Err(e) = super::run::check_pin(&used, uses) {
+    if let Err(e) = super::parse::check_pin(&used, uses) {
         return l.push(Some(&near), format!("step `{}`: {e}", step.id));
     }
     if used.file.is_script() {
