@@ -14,7 +14,7 @@ mod repl;
 mod run;
 mod setup;
 
-pub use args::{Cli, Command};
+pub use args::{Cli, MoatCommand};
 
 use crate::exit;
 
@@ -86,16 +86,16 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Some(Command::Chat(c)) => chat::run(&cli.model, c),
-        Some(Command::Repl(c)) => repl::run(&cli.model, c),
-        Some(Command::Ask(a)) => ask::run(&cli.model, a),
-        Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
-        Some(Command::Bench(b)) => bench::run(&cli.model, b),
-        Some(Command::Prompts(p)) => prompts_cmd::run(&cli.model, p),
-        Some(Command::Run(r)) => run::run(&cli.model, r),
-        Some(Command::Doctor(d)) => doctor::run(&cli.model, d),
-        Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
-        Some(Command::Classify(c)) => classify::run(&cli.model, *c),
+        Some(MoatCommand::Chat(c)) => chat::run(&cli.model, c),
+        Some(MoatCommand::Repl(c)) => repl::run(&cli.model, c),
+        Some(MoatCommand::Ask(a)) => ask::run(&cli.model, a),
+        Some(MoatCommand::Models(m)) => models_cmd::run(&cli.model, m),
+        Some(MoatCommand::Bench(b)) => bench::run(&cli.model, b),
+        Some(MoatCommand::Prompts(p)) => prompts_cmd::run(&cli.model, p),
+        Some(MoatCommand::Run(r)) => run::run(&cli.model, r),
+        Some(MoatCommand::Doctor(d)) => doctor::run(&cli.model, d),
+        Some(MoatCommand::Config(c)) => config_cmd::run(&cli.model, c),
+        Some(MoatCommand::Classify(c)) => classify::run(&cli.model, *c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }

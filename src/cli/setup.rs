@@ -3,14 +3,14 @@
 
 use super::args::ModelArgs;
 use super::Failure;
-use crate::config::{Config, Loaded};
+use crate::config::{Config, LoadedConfig};
 use crate::engine::{Engine, EngineOptions, ModelInfo};
 use crate::models::{ModelRef, ModelResolver, PullOptions, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 pub struct Setup {
-    pub loaded: Loaded,
+    pub loaded: LoadedConfig,
     pub store: Store,
 }
 

@@ -76,7 +76,7 @@ impl EngineOptions {
         EngineOptions {
             model_path,
             model_name,
-            context: config.model.context,
+            context: config.model.n_ctx,
             threads: config.model.threads,
             threads_batch: config.model.threads_batch,
             batch: config.model.batch,

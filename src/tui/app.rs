@@ -37,7 +37,7 @@ pub struct Status {
     pub gpu: bool,
     pub loading: Option<f32>,
     pub ctx_used: usize,
-    pub ctx_size: usize,
+    pub n_ctx: usize,
     pub last: Option<GenStats>,
 }
 
@@ -197,7 +197,7 @@ impl App {
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
         let classifier_note = self.session.model_loaded(&info.name, self.status.gpu, &info.classifier_labels);
-        self.status.ctx_size = info.n_ctx as usize;
+        self.status.n_ctx = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
             "{} loaded in {:.1} s · {} · chat format: {} · /help for commands",
@@ -239,7 +239,7 @@ impl App {
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
         self.transcript.set_tag(index, &tag);
         self.status.ctx_used = stats.context_used;
-        self.status.ctx_size = stats.context_size.max(self.status.ctx_size);
+        self.status.n_ctx = stats.context_size.max(self.status.n_ctx);
         self.status.last = Some(stats.clone());
         self.session.reply_done(reply.unwrap_or_default(), reason, stats);
         self.take_save_warning();

@@ -98,7 +98,7 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                     job_events = Some(tx);
                     let mut gen = ChannelGenerator::new(engine.sender(), rx, app.session.sampling.clone());
                     let lib = app.session.library.clone();
-                    let n_ctx = app.status.ctx_size.max(512);
+                    let n_ctx = app.status.n_ctx.max(512);
                     let done = job_done_tx.clone();
                     std::thread::spawn(move || {
                         let result = prompt_job::run(&job, &lib, n_ctx, &mut gen);
