@@ -41,3 +41,6 @@ pub mod suggest;
 pub mod text_input;
 pub mod tui;
 pub mod type_ahead;
+
+#[cfg(test)]
+mod module_graph;
