@@ -30,7 +30,7 @@ pub fn install() -> Arc<AtomicBool> {
 /// runtime's) while the inference thread is still inside a decode, which crashed with SIGSEGV;
 /// `_exit` skips them. Nothing is lost: sessions are saved atomically after each turn.
 fn exit_now() -> ! {
-    crate::repl::input::restore_terminal();
+    crate::type_ahead::restore_terminal();
     #[cfg(unix)]
     {
         // No stdout flush: another thread may hold its lock mid-print.

@@ -24,11 +24,14 @@ pub mod atomic_write;
 pub mod chat;
 pub mod classify;
 pub mod cli;
+pub mod clipboard;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod exit;
 pub mod history;
 pub mod interrupt;
+pub mod message;
 pub mod models;
 pub mod prompts;
 pub mod render;
@@ -37,3 +40,7 @@ pub mod rng;
 pub mod suggest;
 pub mod text_input;
 pub mod tui;
+pub mod type_ahead;
+
+#[cfg(test)]
+mod module_graph;

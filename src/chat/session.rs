@@ -5,7 +5,7 @@
 use super::prompt_job::{self, PromptJob};
 use super::store::{self, SavedSession, SessionStore};
 use super::{Conversation, Message, Role};
-use crate::commands::{self, Command};
+use crate::commands::{self, SlashCommand};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
 use crate::engine::{GenStats, StopReason, Task};
 use crate::prompts::Library;
@@ -190,19 +190,24 @@ impl ChatSession {
 
     /// Carries out a slash command. `busy` = a reply is streaming, which rules out commands that
     /// rewrite the conversation.
-    pub fn execute(&mut self, cmd: Command, busy: bool) -> Vec<Outcome> {
+    pub fn execute(&mut self, cmd: SlashCommand, busy: bool) -> Vec<Outcome> {
         let rewrites = matches!(
             cmd,
-            Command::Clear | Command::System(_) | Command::Model(_) | Command::Regen | Command::Edit | Command::Load(_)
+            SlashCommand::Clear
+                | SlashCommand::System(_)
+                | SlashCommand::Model(_)
+                | SlashCommand::Regen
+                | SlashCommand::Edit
+                | SlashCommand::Load(_)
         );
         if busy && rewrites {
             return vec![Outcome::Error("a reply is still coming; stop it first (Esc or Ctrl+C)".into())];
         }
         let one = |o: Outcome| vec![o];
         match cmd {
-            Command::Help => one(Outcome::Note(commands::help())),
-            Command::Quit => one(Outcome::Quit),
-            Command::Classify(labels) => {
+            SlashCommand::Help => one(Outcome::Note(commands::help())),
+            SlashCommand::Quit => one(Outcome::Quit),
+            SlashCommand::Classify(labels) => {
                 match crate::classify::mode::ClassifyMode::for_model(labels, &self.classifier_labels) {
                     Ok(m) => {
                         let note = format!(
@@ -217,11 +222,11 @@ impl ChatSession {
                     Err(e) => one(Outcome::Error(e)),
                 }
             }
-            Command::Chat => match self.classify.take() {
+            SlashCommand::Chat => match self.classify.take() {
                 Some(m) => one(Outcome::Note(format!("back to chat · {}", m.tally()))),
                 None => one(Outcome::Note("already chatting".into())),
             },
-            Command::Clear => {
+            SlashCommand::Clear => {
                 let system = self.conversation.messages.iter().find(|m| m.role == Role::System).cloned();
                 self.conversation = Conversation::default();
                 self.conversation.messages.extend(system);
@@ -230,7 +235,7 @@ impl ChatSession {
                 self.last_reply = None;
                 vec![Outcome::Reset, Outcome::Note(format!("new conversation (session {})", self.name))]
             }
-            Command::System(text) => {
+            SlashCommand::System(text) => {
                 self.conversation.messages.retain(|m| m.role != Role::System);
                 let note = if text.is_empty() {
                     "system prompt removed".to_string()
@@ -241,22 +246,22 @@ impl ChatSession {
                 self.autosave();
                 one(Outcome::Note(note))
             }
-            Command::Model(name) => one(Outcome::SwitchModel(name)),
-            Command::Set(setting) => {
+            SlashCommand::Model(name) => one(Outcome::SwitchModel(name)),
+            SlashCommand::Set(setting) => {
                 setting.apply(&mut self.sampling);
                 one(Outcome::Note(format!("{} = {}", setting.name(), setting.value())))
             }
-            Command::Show => one(Outcome::Note(self.show())),
-            Command::Regen => match self.unwind_to_last_user(false) {
+            SlashCommand::Show => one(Outcome::Note(self.show())),
+            SlashCommand::Regen => match self.unwind_to_last_user(false) {
                 Some(_) => vec![Outcome::Reset, Outcome::Send(self.request())],
                 None => one(Outcome::Error("nothing to answer again yet".into())),
             },
-            Command::Edit => match self.unwind_to_last_user(true) {
+            SlashCommand::Edit => match self.unwind_to_last_user(true) {
                 Some(text) => vec![Outcome::Reset, Outcome::Edit(text)],
                 None => one(Outcome::Error("no message to edit yet".into())),
             },
-            Command::Copy(n) => one(self.copy(n)),
-            Command::Save(name) => {
+            SlashCommand::Copy(n) => one(self.copy(n)),
+            SlashCommand::Save(name) => {
                 if let Err(e) = SessionStore::check_name(&name) {
                     return one(Outcome::Error(e.to_string()));
                 }
@@ -267,7 +272,7 @@ impl ChatSession {
                     Err(e) => one(Outcome::Error(e)),
                 }
             }
-            Command::Load(name) => match self.store.as_ref().map(|s| s.load(&name)) {
+            SlashCommand::Load(name) => match self.store.as_ref().map(|s| s.load(&name)) {
                 Some(Ok(s)) => {
                     let note = self.resume(s);
                     vec![Outcome::Reset, note]
@@ -275,7 +280,7 @@ impl ChatSession {
                 Some(Err(e)) => one(Outcome::Error(e.to_string())),
                 None => one(Outcome::Error("sessions are off in this run (--no-save)".into())),
             },
-            Command::Sessions => {
+            SlashCommand::Sessions => {
                 let list = self.store.as_ref().map(|s| s.list()).unwrap_or_default();
                 if list.is_empty() {
                     return one(Outcome::Note("no saved sessions yet".into()));
@@ -287,14 +292,14 @@ impl ChatSession {
                     .collect();
                 one(Outcome::Note(format!("saved sessions (newest first; /load NAME):\n{}", lines.join("\n"))))
             }
-            Command::Stats(Some(on)) => one(Outcome::StatsLine(on)),
-            Command::Prompts(tag) => one(Outcome::Note(self.list_prompts(tag.as_deref()))),
-            Command::PromptOff => {
+            SlashCommand::Stats(Some(on)) => one(Outcome::StatsLine(on)),
+            SlashCommand::Prompts(tag) => one(Outcome::Note(self.list_prompts(tag.as_deref()))),
+            SlashCommand::PromptOff => {
                 self.pending_prompt = None;
                 one(Outcome::Note("messages go to the model as they are again".into()))
             }
-            Command::Prompt(args) | Command::Run(args) => one(self.arm_prompt(&args)),
-            Command::Stats(None) => one(Outcome::Note(match &self.last {
+            SlashCommand::Prompt(args) | SlashCommand::Run(args) => one(self.arm_prompt(&args)),
+            SlashCommand::Stats(None) => one(Outcome::Note(match &self.last {
                 Some(s) => format!(
                     "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
                     s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.n_ctx

@@ -15,11 +15,11 @@ pub struct Cli {
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<MoatCommand>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum MoatCommand {
     /// Full-screen chat (the default on a terminal).
     Chat(ChatArgs),
     /// Line-by-line chat in the terminal's own scrollback; with piped stdin, a scripted conversation.
@@ -52,8 +52,8 @@ pub struct ModelArgs {
     #[arg(short, long, global = true)]
     pub model: Option<String>,
     /// Context window in tokens (0 = the model's training context).
-    #[arg(short = 'c', long = "ctx-size", global = true)]
-    pub ctx_size: Option<u32>,
+    #[arg(short = 'c', long = "ctx-size", value_name = "CTX_SIZE", global = true)]
+    pub n_ctx: Option<u32>,
     /// Generation threads (0 = physical cores).
     #[arg(short, long, global = true)]
     pub threads: Option<u32>,
@@ -138,7 +138,7 @@ impl ModelArgs {
                 if let Some(v) = &self.$flag { c.$($field).+ = v.clone(); }
             )*};
         }
-        set!(model => model.name, ctx_size => model.context, threads => model.threads,
+        set!(model => model.name, n_ctx => model.n_ctx, threads => model.threads,
             threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
             cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
             temp => sampling.temperature, top_k => sampling.top_k, top_p => sampling.top_p, min_p => sampling.min_p,
@@ -426,4 +426,22 @@ pub struct TrainArgs {
     pub l2: f32,
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctx_size_flag_sets_n_ctx_and_keeps_its_name_in_help() {
+        for flag in ["-c", "--ctx-size"] {
+            let cli = Cli::try_parse_from(["moat", flag, "2048", "ask", "hi"]).unwrap();
+            assert_eq!(cli.model.n_ctx, Some(2048));
+            let mut config = Config::default();
+            cli.model.apply(&mut config);
+            assert_eq!(config.model.n_ctx, 2048);
+        }
+        let help = <Cli as clap::CommandFactory>::command().render_help().to_string();
+        assert!(help.contains("--ctx-size <CTX_SIZE>"), "{help}");
+    }
 }

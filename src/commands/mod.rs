@@ -4,7 +4,7 @@
 
 mod parse;
 
-pub use parse::{parse, Command, CommandError, Setting};
+pub use parse::{parse, CommandError, Setting, SlashCommand};
 
 /// Name, argument synopsis and one-line help of every command, in `/help` order.
 pub const COMMANDS: &[(&str, &str, &str)] = &[

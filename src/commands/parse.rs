@@ -2,7 +2,7 @@ use crate::config::SamplingConfig;
 
 /// A parsed slash command.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub enum SlashCommand {
     Help,
     Clear,
     System(String),
@@ -128,7 +128,7 @@ impl Setting {
 
 /// Parses a line that starts with `/`. Returns `None` for text that is not a command (including
 /// `//...`, which sends a message starting with a single slash).
-pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
+pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
     let body = line.trim_end().strip_prefix('/')?;
     if body.starts_with('/') || body.is_empty() {
         return None;
@@ -145,52 +145,52 @@ pub fn parse(line: &str) -> Option<Result<Command, CommandError>> {
         }
     };
     let cmd = match name {
-        "help" | "?" => Ok(Command::Help),
-        "clear" | "new" => Ok(Command::Clear),
-        "system" => Ok(Command::System(arg.to_string())),
-        "model" => need("model", "a model name or path", "/model gemma3-270m").map(Command::Model),
+        "help" | "?" => Ok(SlashCommand::Help),
+        "clear" | "new" => Ok(SlashCommand::Clear),
+        "system" => Ok(SlashCommand::System(arg.to_string())),
+        "model" => need("model", "a model name or path", "/model gemma3-270m").map(SlashCommand::Model),
         "set" => {
             let mut it = arg.split_whitespace();
             match (it.next(), it.next(), it.next()) {
-                (Some(k), Some(v), None) => Setting::parse(k, v).map(Command::Set),
+                (Some(k), Some(v), None) => Setting::parse(k, v).map(SlashCommand::Set),
                 _ => {
                     Err(CommandError::Missing { name: "set", what: "a setting and a value", example: "/set temp 0.2" })
                 }
             }
         }
-        "show" => Ok(Command::Show),
-        "regen" | "retry" => Ok(Command::Regen),
-        "edit" => Ok(Command::Edit),
+        "show" => Ok(SlashCommand::Show),
+        "regen" | "retry" => Ok(SlashCommand::Regen),
+        "edit" => Ok(SlashCommand::Edit),
         "copy" => match arg {
-            "" => Ok(Command::Copy(None)),
+            "" => Ok(SlashCommand::Copy(None)),
             n => n
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n > 0)
-                .map(|n| Command::Copy(Some(n)))
+                .map(|n| SlashCommand::Copy(Some(n)))
                 .ok_or_else(|| CommandError::Invalid(format!("/copy {n}: expected a code block number like 1"))),
         },
-        "save" => need("save", "a name", "/save pricing-notes").map(Command::Save),
-        "load" => need("load", "a name", "/load pricing-notes").map(Command::Load),
-        "sessions" => Ok(Command::Sessions),
+        "save" => need("save", "a name", "/save pricing-notes").map(SlashCommand::Save),
+        "load" => need("load", "a name", "/load pricing-notes").map(SlashCommand::Load),
+        "sessions" => Ok(SlashCommand::Sessions),
         "stats" => match arg {
-            "" => Ok(Command::Stats(None)),
-            "on" => Ok(Command::Stats(Some(true))),
-            "off" => Ok(Command::Stats(Some(false))),
+            "" => Ok(SlashCommand::Stats(None)),
+            "on" => Ok(SlashCommand::Stats(Some(true))),
+            "off" => Ok(SlashCommand::Stats(Some(false))),
             other => Err(CommandError::Invalid(format!("/stats {other}: expected on or off (or nothing)"))),
         },
-        "prompts" => Ok(Command::Prompts((!arg.is_empty()).then(|| arg.to_string()))),
-        "prompt" if arg == "off" => Ok(Command::PromptOff),
-        "prompt" => need("prompt", "a prompt id", "/prompt market/swot subject=Acme").map(Command::Prompt),
-        "run" => need("run", "a script id", "/run scripts/competitive-brief company=Acme").map(Command::Run),
+        "prompts" => Ok(SlashCommand::Prompts((!arg.is_empty()).then(|| arg.to_string()))),
+        "prompt" if arg == "off" => Ok(SlashCommand::PromptOff),
+        "prompt" => need("prompt", "a prompt id", "/prompt market/swot subject=Acme").map(SlashCommand::Prompt),
+        "run" => need("run", "a script id", "/run scripts/competitive-brief company=Acme").map(SlashCommand::Run),
         "classify" => match arg {
-            "" => Ok(Command::Classify(None)),
+            "" => Ok(SlashCommand::Classify(None)),
             list => crate::classify::parse_labels(list)
-                .map(|l| Command::Classify(Some(l)))
+                .map(|l| SlashCommand::Classify(Some(l)))
                 .map_err(|e| CommandError::Invalid(format!("/classify: {e}"))),
         },
-        "chat" => Ok(Command::Chat),
-        "quit" | "exit" | "q" => Ok(Command::Quit),
+        "chat" => Ok(SlashCommand::Chat),
+        "quit" | "exit" | "q" => Ok(SlashCommand::Quit),
         other => Err(CommandError::Unknown(other.to_string())),
     };
     Some(cmd)

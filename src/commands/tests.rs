@@ -2,12 +2,12 @@ use super::*;
 
 #[test]
 fn parses_commands_and_arguments() {
-    assert_eq!(parse("/quit"), Some(Ok(Command::Quit)));
-    assert_eq!(parse("/system  Be brief.  "), Some(Ok(Command::System("Be brief.".into()))));
-    assert_eq!(parse("/set temp 0.2"), Some(Ok(Command::Set(Setting::Temperature(0.2)))));
-    assert_eq!(parse("/set seed -1"), Some(Ok(Command::Set(Setting::Seed(-1)))));
-    assert_eq!(parse("/copy 2"), Some(Ok(Command::Copy(Some(2)))));
-    assert_eq!(parse("/model ./m.gguf"), Some(Ok(Command::Model("./m.gguf".into()))));
+    assert_eq!(parse("/quit"), Some(Ok(SlashCommand::Quit)));
+    assert_eq!(parse("/system  Be brief.  "), Some(Ok(SlashCommand::System("Be brief.".into()))));
+    assert_eq!(parse("/set temp 0.2"), Some(Ok(SlashCommand::Set(Setting::Temperature(0.2)))));
+    assert_eq!(parse("/set seed -1"), Some(Ok(SlashCommand::Set(Setting::Seed(-1)))));
+    assert_eq!(parse("/copy 2"), Some(Ok(SlashCommand::Copy(Some(2)))));
+    assert_eq!(parse("/model ./m.gguf"), Some(Ok(SlashCommand::Model("./m.gguf".into()))));
 }
 
 #[test]
@@ -47,11 +47,11 @@ fn settings_apply_to_sampling() {
 
 #[test]
 fn classify_and_chat_commands() {
-    assert_eq!(parse("/classify"), Some(Ok(Command::Classify(None))));
+    assert_eq!(parse("/classify"), Some(Ok(SlashCommand::Classify(None))));
     assert_eq!(
         parse("/classify bullish, bearish ,neutral"),
-        Some(Ok(Command::Classify(Some(vec!["bullish".into(), "bearish".into(), "neutral".into()]))))
+        Some(Ok(SlashCommand::Classify(Some(vec!["bullish".into(), "bearish".into(), "neutral".into()]))))
     );
     assert!(parse("/classify solo").unwrap().unwrap_err().to_string().contains("two labels"));
-    assert_eq!(parse("/chat"), Some(Ok(Command::Chat)));
+    assert_eq!(parse("/chat"), Some(Ok(SlashCommand::Chat)));
 }

@@ -32,15 +32,16 @@ pub struct Config {
 /// the built-in defaults, and a strict twin without defaults that reads the embedded `config.toml`.
 /// The twin is needed because `serde(default)` calls `Default` eagerly, and `Default` is what is
 /// being built while the embedded file is read; it also makes a key missing there fail loudly.
+/// A field's attributes (such as `serde(rename)`) apply to both structs.
 macro_rules! section {
-    ($name:ident, $strict:ident, $field:ident { $($f:ident: $t:ty),* $(,)? }) => {
+    ($name:ident, $strict:ident, $field:ident { $($(#[$meta:meta])* $f:ident: $t:ty),* $(,)? }) => {
         #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
         #[serde(default, deny_unknown_fields)]
-        pub struct $name { $(pub $f: $t,)* }
+        pub struct $name { $($(#[$meta])* pub $f: $t,)* }
 
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        struct $strict { $($f: $t,)* }
+        struct $strict { $($(#[$meta])* $f: $t,)* }
 
         impl From<$strict> for $name {
             fn from(s: $strict) -> Self { $name { $($f: s.$f,)* } }
@@ -57,7 +58,9 @@ section!(
     StrictModel,
     model {
         name: String,
-        context: u32,
+        /// The context window in tokens (0 = the model's training context); the key is `context`.
+        #[serde(rename = "context")]
+        n_ctx: u32,
         threads: u32,
         threads_batch: u32,
         batch: u32,
@@ -154,7 +157,7 @@ impl Default for Config {
 
 /// Where the resolved configuration came from, for `moat config show`.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub struct LoadedConfig {
     pub config: Config,
     pub paths: Paths,
     /// The user's config file, if it exists and was read.
@@ -165,7 +168,7 @@ pub struct Loaded {
 
 impl Config {
     /// Defaults < user file < environment.
-    pub fn load() -> Result<Loaded, ConfigError> {
+    pub fn load() -> Result<LoadedConfig, ConfigError> {
         let paths = Paths::from_env()?;
         let (mut config, user_file) = match std::fs::read(&paths.config_file) {
             Ok(bytes) => (Self::parse_file(&paths.config_file, &bytes)?, Some(paths.config_file.clone())),
@@ -176,7 +179,7 @@ impl Config {
         };
         let env_overrides = config.apply_env(std::env::vars())?;
         config.validate()?;
-        Ok(Loaded { config, paths, user_file, env_overrides })
+        Ok(LoadedConfig { config, paths, user_file, env_overrides })
     }
 
     /// Parses a user config file; missing keys keep their defaults, unknown keys are errors.
@@ -278,7 +281,7 @@ impl Config {
         if self.model.batch == 0 {
             return bad("model.batch", "must be at least 1");
         }
-        if self.model.context != 0 && self.model.context < 64 {
+        if self.model.n_ctx != 0 && self.model.n_ctx < 64 {
             return bad("model.context", "must be 0 (the model's own) or at least 64");
         }
         let t = self.model.template.as_str();

@@ -91,6 +91,20 @@ fn out_of_range_values_are_rejected() {
     assert!(c.validate().is_err());
 }
 
+#[test]
+fn the_context_key_stays_context_in_files_env_and_show() {
+    let c = Config::parse_file(Path::new("u.toml"), b"[model]\ncontext = 8192\n").unwrap();
+    assert_eq!(c.model.n_ctx, 8192);
+    let mut c = Config::default();
+    let used = c.apply_env([("MOAT_MODEL_CONTEXT".to_string(), "2048".to_string())]).unwrap();
+    assert_eq!((used.len(), c.model.n_ctx), (1, 2048));
+    assert!(c.to_toml().contains("context = 2048"), "{}", c.to_toml());
+    let e = Config::parse_file(Path::new("u.toml"), b"[model]\nn_ctx = 8192\n").unwrap_err().to_string();
+    assert!(e.contains("model.n_ctx"), "the code's name is not a key: {e}");
+    let c = Config::parse_file(Path::new("u.toml"), b"[model]\ncontext = 16\n").unwrap();
+    assert!(c.validate().unwrap_err().to_string().contains("model.context"));
+}
+
 proptest::proptest! {
     #[test]
     fn prop_config_file_never_panics_and_errors_are_one_line(text in "(\\PC|[\r\n\t\\[\\]=\"'#.])*") {

@@ -85,7 +85,7 @@ impl Engine {
         let (ev_tx, events) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("moat-inference".into())
-            .spawn(move || serve::thread(opts, inbox, ev_tx))
+            .spawn(move || serve::thread(opts, inbox, ev_tx, llama::load_and_serve))
             .expect("can spawn the inference thread");
         let submitter = Submitter {
             tx,

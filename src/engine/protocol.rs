@@ -24,8 +24,8 @@
 //! Engine-level news (model loading) comes on the engine's own channel as [`Event`]s.
 
 use super::{BenchRequest, BenchSample, EmbedRequest, ItemResult, ScoreRequest};
-use crate::chat::Message;
 use crate::config::{FlashAttn, GpuLayers, OverflowPolicy, SamplingConfig};
+use crate::message::Message;
 use std::path::PathBuf;
 
 /// The engine's number for a request, unique for the engine's lifetime.
@@ -238,7 +238,7 @@ impl EngineOptions {
         EngineOptions {
             model_path,
             model_name,
-            n_ctx: config.model.context,
+            n_ctx: config.model.n_ctx,
             threads: config.model.threads,
             threads_batch: config.model.threads_batch,
             n_batch: config.model.batch,

@@ -32,11 +32,15 @@ pub(super) enum Next {
     Shutdown,
 }
 
-/// The thread's body.
-pub(super) fn thread(opts: EngineOptions, inbox: Receiver<Inbound>, events: Sender<Event>) {
+/// Loads what `opts` names (reporting `Loading`/`Loaded`/`LoadFailed` on the events channel)
+/// and serves the inbox on it with [`serve`] until a `Load` or `Shutdown`.
+pub(super) type Loader = fn(EngineOptions, &Receiver<Inbound>, &Sender<Event>) -> Next;
+
+/// The thread's body: load, serve, and load again when asked.
+pub(super) fn thread(opts: EngineOptions, inbox: Receiver<Inbound>, events: Sender<Event>, load: Loader) {
     let mut next = Next::Load(opts);
     while let Next::Load(opts) = next {
-        next = super::llama::load_and_serve(opts, &inbox, &events);
+        next = load(opts, &inbox, &events);
     }
 }
 

@@ -3,11 +3,13 @@
 pub mod gguf;
 mod pull;
 mod registry;
+mod resolve;
 mod spec;
 pub mod store;
 
 pub use pull::{Downloader, PullOptions};
 pub use registry::{Entry, PypiPart, Registry, Source};
+pub use resolve::{ModelResolver, ResolvedModel};
 pub use spec::ModelRef;
 pub use store::{Store, StoredModel};
 

@@ -71,9 +71,11 @@ impl PromptError {
     /// 2 = the user or the file must change something; 3 = the model never produced valid output; 1 = runtime.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PromptError::OutputInvalid { .. } | PromptError::OutputCut { .. } => 3,
-            PromptError::Generation { .. } | PromptError::Io { .. } | PromptError::StepInputEmpty { .. } => 1,
-            _ => 2,
+            PromptError::OutputInvalid { .. } | PromptError::OutputCut { .. } => crate::exit::OUTPUT_INVALID,
+            PromptError::Generation { .. } | PromptError::Io { .. } | PromptError::StepInputEmpty { .. } => {
+                crate::exit::RUNTIME
+            }
+            _ => crate::exit::USAGE,
         }
     }
 }

@@ -357,7 +357,7 @@ fn lint_uses(
         Ok(p) => p,
         Err(e) => return l.push(Some(&near), format!("step `{}`: {e}", step.id)),
     };
-    if let Err(e) = super::run::check_pin(&used, uses) {
+    if let Err(e) = super::parse::check_pin(&used, uses) {
         return l.push(Some(&near), format!("step `{}`: {e}", step.id));
     }
     if used.file.is_script() {
@@ -553,7 +553,7 @@ fn largest(schema: &serde_json::Value, path: &str) -> Result<Size, String> {
 pub fn budget_warnings(lib: &Library, id: &str) -> Vec<Problem> {
     let Ok(prompt) = lib.prompt(id) else { return Vec::new() };
     let defaults = crate::config::Config::default();
-    let (default_max, n_ctx) = (defaults.sampling.max_tokens, defaults.model.context as usize);
+    let (default_max, n_ctx) = (defaults.sampling.max_tokens, defaults.model.n_ctx as usize);
     let mut out: Vec<Problem> = Vec::new();
     let mut warn = |near: &str, message: String| {
         let p = Problem { file: prompt.path.clone(), pos: locate(&prompt.text, near), message };

@@ -3,7 +3,7 @@
 
 use toml::Table;
 
-use super::error::{line_col, locate, PromptError};
+use super::error::{line_col, locate, Problem, PromptError};
 use super::format::{PromptFile, FORMAT_VERSION};
 use super::library::{Entry, Library, Source};
 use super::locale::{localize, Lang};
@@ -89,6 +89,25 @@ impl Prompt {
 impl Library {
     pub fn prompt(&self, id_or_path: &str) -> Result<Prompt, PromptError> {
         Prompt::parse(&self.resolve(id_or_path)?)
+    }
+}
+
+/// `id@1` / `id@^1` pins the major version, so a user file shadowing a built-in with a different output contract
+/// is refused instead of breaking a script downstream.
+pub(crate) fn check_pin(prompt: &Prompt, reference: &str) -> Result<(), PromptError> {
+    let Some((_, pin)) = reference.split_once('@') else { return Ok(()) };
+    let want = pin.trim_start_matches('^').split('.').next().unwrap_or("");
+    let have = prompt.file.version.as_deref().unwrap_or("0.0.0");
+    if have.split('.').next() == Some(want) {
+        Ok(())
+    } else {
+        Err(PromptError::Invalid {
+            problems: vec![Problem {
+                file: prompt.path.clone(),
+                pos: None,
+                message: format!("`{reference}` wants major version {want}, but this file has version {have}"),
+            }],
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use super::format::{Example, Format, InputSpec, OutputSpec, PromptFile, PromptTe
 use super::library::{Library, Source};
 use super::locale::Lang;
 use super::params::{GenRequest, Generator, Params, Reply};
-use super::parse::Prompt;
+use super::parse::{check_pin, Prompt};
 use super::schema::{parse_schema, validate};
 use super::template::{environment, eval, render, to_json};
 use super::vars::{from_cli, resolve_vars};
@@ -149,25 +149,6 @@ pub(crate) fn load_checked(lib: &Library, id_or_path: &str) -> Result<Prompt, Pr
         return Err(PromptError::Invalid { problems });
     }
     Ok(prompt)
-}
-
-/// `id@1` / `id@^1` pins the major version, so a user file shadowing a built-in with a different output contract
-/// is refused instead of breaking a script downstream.
-pub(crate) fn check_pin(prompt: &Prompt, reference: &str) -> Result<(), PromptError> {
-    let Some((_, pin)) = reference.split_once('@') else { return Ok(()) };
-    let want = pin.trim_start_matches('^').split('.').next().unwrap_or("");
-    let have = prompt.file.version.as_deref().unwrap_or("0.0.0");
-    if have.split('.').next() == Some(want) {
-        Ok(())
-    } else {
-        Err(PromptError::Invalid {
-            problems: vec![Problem {
-                file: prompt.path.clone(),
-                pos: None,
-                message: format!("`{reference}` wants major version {want}, but this file has version {have}"),
-            }],
-        })
-    }
 }
 
 pub(crate) fn prepare(

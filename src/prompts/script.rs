@@ -13,10 +13,8 @@ use super::format::{OutputSpec, PromptFile, Step};
 use super::library::{Library, Source};
 use super::locale::Lang;
 use super::params::{Generator, Params};
-use super::parse::Prompt;
-use super::run::{
-    base_ctx, budget_input, check_pin, generate_checked, load_checked, prepare, render_messages, request, StepGen,
-};
+use super::parse::{check_pin, Prompt};
+use super::run::{base_ctx, budget_input, generate_checked, load_checked, prepare, render_messages, request, StepGen};
 use super::template::{environment, eval, render};
 use super::vars::{from_cli, resolve_vars, toml_to_json};
 

@@ -5,7 +5,7 @@
 pub mod input;
 mod stream;
 
-pub use input::{is_complete, message, EditorSignals, TypeAhead};
+pub use input::{is_complete, message, EditorSignals};
 pub use stream::Styler;
 
 /// The rustyline helper: completion and multi-line input.
@@ -17,7 +17,7 @@ use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
 use crate::chat::session::{ChatSession, Outcome, Turn};
 use crate::commands;
 use crate::engine::{Engine, EngineOptions, ItemResult, ModelInfo, Sink, StopReason, Task};
-use crate::tui::ModelResolver;
+use crate::models::ModelResolver;
 use std::io::{BufRead, IsTerminal, Write};
 
 pub struct Repl {
@@ -152,14 +152,14 @@ impl Repl {
                 Ok(l) => l,
                 Err(e) => {
                     warnln!("moat: cannot read stdin: {e}");
-                    return 1;
+                    return crate::exit::RUNTIME;
                 }
             };
-            let line = match crate::cli::decode_input("stdin", line) {
+            let line = match crate::text_input::decode("stdin", line) {
                 Ok(l) => l,
                 Err(e) => {
                     warnln!("moat: {e}");
-                    return 2;
+                    return crate::exit::USAGE;
                 }
             };
             if !pending.is_empty() {
@@ -176,7 +176,7 @@ impl Repl {
             match self.handle(&input) {
                 Flow::Continue => {}
                 Flow::Quit => break,
-                Flow::Interrupted => return crate::cli::exit::INTERRUPTED,
+                Flow::Interrupted => return crate::exit::INTERRUPTED,
             }
         }
         if !pending.trim().is_empty() {
@@ -184,7 +184,7 @@ impl Repl {
             self.failed = true;
         }
         if self.failed {
-            crate::cli::exit::USAGE
+            crate::exit::USAGE
         } else {
             0
         }
@@ -228,7 +228,7 @@ impl Repl {
                 Outcome::SwitchModel(name) => self.switch_model(&name),
                 Outcome::Copy { what, text } => {
                     if std::io::stdout().is_terminal() {
-                        crate::tui::copy_osc52(&text);
+                        crate::clipboard::copy_osc52(&text);
                         println!(
                             "{}",
                             self.dim(&format!("copied {what} ({} characters) to the clipboard", text.chars().count()))
@@ -411,8 +411,8 @@ impl Repl {
     }
 
     fn switch_model(&mut self, name: &str) {
-        let next = match (self.resolve)(name, &self.current) {
-            Ok(n) => n,
+        let next = match self.resolve.resolve(name) {
+            Ok(m) => EngineOptions { model_path: m.path.clone(), model_name: m.display_name(), ..self.current.clone() },
             Err(e) => return self.error(&format!("cannot switch: {e}")),
         };
         self.engine.load(next.clone());

@@ -38,7 +38,7 @@ pub struct Status {
     pub model: String,
     pub gpu: bool,
     pub ctx_used: usize,
-    pub ctx_size: usize,
+    pub n_ctx: usize,
     pub last: Option<GenStats>,
 }
 
@@ -210,7 +210,7 @@ impl App {
         self.status.model = info.name.clone();
         self.status.gpu = info.gpu && info.gpu_layers != 0;
         let classifier_note = self.session.model_loaded(&info.name, self.status.gpu, &info.classifier_labels);
-        self.status.ctx_size = info.n_ctx as usize;
+        self.status.n_ctx = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
             "{} loaded in {:.1} s · {} · chat format: {} · /help for commands",
@@ -250,7 +250,7 @@ impl App {
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
         self.transcript.set_tag(index, &tag);
         self.status.ctx_used = stats.context_used;
-        self.status.ctx_size = stats.n_ctx.max(self.status.ctx_size);
+        self.status.n_ctx = stats.n_ctx.max(self.status.n_ctx);
         self.status.last = Some(stats.clone());
         self.session.reply_done(reply.unwrap_or_default(), reason, stats);
         self.take_save_warning();

@@ -10,19 +10,16 @@ pub mod view;
 
 use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
 use crate::engine::{Engine, EngineOptions, Ticket};
+use crate::models::ModelResolver;
 use app::{App, Effect, Phase};
 use crossbeam_channel::{select, Receiver};
 use ratatui::crossterm::event::{
     self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
 };
 use ratatui::crossterm::execute;
-use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How the loop turns a `/model NAME` into engine options (resolving names needs the model store).
-pub type ModelResolver = Box<dyn Fn(&str, &EngineOptions) -> Result<EngineOptions, String>>;
 
 /// Frames are drawn at most this often; tokens that arrive in between are drawn together.
 pub(crate) const FRAME: Duration = Duration::from_millis(16);
@@ -91,19 +88,24 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Effect::Submit(task) => running = Some(engine.submit(task)),
                 Effect::Cancel => engine.cancel(),
                 Effect::Quit => app.quit = true,
-                Effect::Copy(text) => copy_osc52(&text),
+                Effect::Copy(text) => crate::clipboard::copy_osc52(&text),
                 Effect::RunPrompt(job) => {
                     let mut gen = EngineGenerator::new(engine.submitter(), app.session.sampling.clone());
                     let lib = app.session.library.clone();
-                    let n_ctx = app.status.ctx_size.max(512);
+                    let n_ctx = app.status.n_ctx.max(512);
                     let done = job_done_tx.clone();
                     std::thread::spawn(move || {
                         let result = prompt_job::run(&job, &lib, n_ctx, &mut gen);
                         let _ = done.send((job, result));
                     });
                 }
-                Effect::SwitchModel(name) => match resolve(&name, &current) {
-                    Ok(next) => {
+                Effect::SwitchModel(name) => match resolve.resolve(&name) {
+                    Ok(model) => {
+                        let next = EngineOptions {
+                            model_path: model.path.clone(),
+                            model_name: model.display_name(),
+                            ..current.clone()
+                        };
                         current = next.clone();
                         engine.load(next);
                     }
@@ -173,14 +175,5 @@ fn leave() {
     ratatui::restore();
 }
 
-/// OSC 52 asks the terminal (also over SSH, and through tmux with `set-clipboard on`) to set the
-/// system clipboard.
-pub fn copy_osc52(text: &str) {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-    let mut out = std::io::stdout();
-    let _ = write!(out, "\x1b]52;c;{encoded}\x07");
-    let _ = out.flush();
-}
 #[cfg(test)]
 mod tests;

@@ -95,14 +95,14 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     ];
     if let super::app::Phase::Loading(p) = app.phase {
         spans.push(Span::styled(format!("loading {:>3.0}% ", p * 100.0), Style::default().fg(Color::Yellow)));
-    } else if s.ctx_size > 0 {
+    } else if s.n_ctx > 0 {
         let cells = 10usize;
-        let filled = (s.ctx_used * cells).div_ceil(s.ctx_size).min(cells);
-        let color = if s.ctx_used * 10 > s.ctx_size * 9 { Color::Red } else { Color::Green };
+        let filled = (s.ctx_used * cells).div_ceil(s.n_ctx).min(cells);
+        let color = if s.ctx_used * 10 > s.n_ctx * 9 { Color::Red } else { Color::Green };
         spans.push(Span::styled("ctx ", dim));
         spans.push(Span::styled("█".repeat(filled), Style::default().fg(color)));
         spans.push(Span::styled("░".repeat(cells - filled), dim));
-        spans.push(Span::raw(format!(" {}/{} ", s.ctx_used, s.ctx_size)));
+        spans.push(Span::raw(format!(" {}/{} ", s.ctx_used, s.n_ctx)));
     }
     if let Some(last) = &s.last {
         spans.push(Span::styled(format!("· ttft {:.0} ms · {:.1} tok/s ", last.ttft_ms, last.gen_tok_s), dim));

@@ -32,9 +32,9 @@ pub fn models_dir() -> PathBuf {
     model_path().parent().expect("a parent dir").to_path_buf()
 }
 
-pub fn options(context: u32) -> EngineOptions {
+pub fn options(n_ctx: u32) -> EngineOptions {
     let mut config = Config::default();
-    config.model.context = context;
+    config.model.n_ctx = n_ctx;
     // One thread each: cargo runs two tests at once on a 2-core machine, and llama.cpp's OpenMP
     // threads spin at barriers, so oversubscribing the cores slows decoding by orders of magnitude.
     config.model.threads = 1;
@@ -42,9 +42,9 @@ pub fn options(context: u32) -> EngineOptions {
     EngineOptions::from_config(&config, model_path(), "smollm2-135m".into(), None)
 }
 
-pub fn engine(context: u32) -> Engine {
+pub fn engine(n_ctx: u32) -> Engine {
     let (engine, _info) =
-        Engine::start(options(context), Arc::new(AtomicBool::new(false)), |_| {}).expect("the model loads");
+        Engine::start(options(n_ctx), Arc::new(AtomicBool::new(false)), |_| {}).expect("the model loads");
     engine
 }
 

@@ -5,8 +5,8 @@
 
 use super::model::LoadedModel;
 use super::template::ChatFormat;
-use crate::chat::Message;
 use crate::engine::{EngineError, Finish, GenStats, Responder, StopReason};
+use crate::message::Message;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;

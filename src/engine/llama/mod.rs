@@ -19,8 +19,8 @@ use super::protocol::{
     Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, StopReason, Task, TaskKind,
 };
 use super::serve::{self, Inbound, Next, NoModel};
-use crate::chat::{drop_oldest_turn, Message};
 use crate::config::{OverflowPolicy, SamplingConfig};
+use crate::message::{drop_oldest_turn, Message};
 use crossbeam_channel::{Receiver, Sender};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -218,7 +218,7 @@ fn chat(
         }
         let too_long = EngineError::PromptTooLong { tokens: tokens.len(), n_ctx, reserve };
         match overflow {
-            OverflowPolicy::Error if messages.iter().filter(|m| m.role != crate::chat::Role::System).count() > 1 => {
+            OverflowPolicy::Error if messages.iter().filter(|m| m.role != crate::message::Role::System).count() > 1 => {
                 return Err(EngineError::ContextOverflow { tokens: tokens.len(), n_ctx, reserve });
             }
             OverflowPolicy::Error => return Err(too_long),

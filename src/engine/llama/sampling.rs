@@ -9,7 +9,7 @@ use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 
 /// Chooses the next token from the logits of the last decode.
-pub enum Picker<'m> {
+pub enum Sampler<'m> {
     /// Plain greedy: an argmax over the logits. llama.cpp's sampler would first copy all of them
     /// into a candidate array (3 MB per token for a 262k vocabulary), which costs a few percent
     /// of generation speed on small models.
@@ -24,18 +24,18 @@ pub enum Picker<'m> {
     /// budget runs out: see [`Steer`].
     Constrained {
         grammar: LlamaSampler,
-        inner: Box<Picker<'m>>,
+        inner: Box<Sampler<'m>>,
         steer: Option<Box<Steer<'m>>>,
     },
 }
 
-impl Picker<'_> {
-    pub fn pick(&mut self, ctx: &LlamaContext) -> LlamaToken {
+impl Sampler<'_> {
+    pub fn sample(&mut self, ctx: &LlamaContext) -> LlamaToken {
         match self {
-            Picker::Greedy => LlamaToken(argmax(ctx.get_logits_ith(-1)) as i32),
+            Sampler::Greedy => LlamaToken(argmax(ctx.get_logits_ith(-1)) as i32),
             // `sample` also accepts the token into the chain's state (repeat penalties).
-            Picker::Chain(s) => s.sample(ctx, -1),
-            Picker::Constrained { grammar, inner, steer } => {
+            Sampler::Chain(s) => s.sample(ctx, -1),
+            Sampler::Constrained { grammar, inner, steer } => {
                 let steer = steer.as_deref_mut().filter(|s| s.active);
                 let Some(steer) = steer else {
                     let tok = choose(grammar, inner, ctx);
@@ -77,8 +77,8 @@ impl Picker<'_> {
 /// by the grammar. Checking every token of the vocabulary against the grammar costs far more than a
 /// decode on small models, so the unconstrained choice is checked first, then the top candidates,
 /// and the whole vocabulary only if none of them is allowed.
-fn choose(grammar: &mut LlamaSampler, inner: &mut Picker<'_>, ctx: &LlamaContext) -> LlamaToken {
-    let tok = inner.pick(ctx);
+fn choose(grammar: &mut LlamaSampler, inner: &mut Sampler<'_>, ctx: &LlamaContext) -> LlamaToken {
+    let tok = inner.sample(ctx);
     if allows(grammar, tok) {
         return tok;
     }
@@ -93,7 +93,7 @@ fn choose(grammar: &mut LlamaSampler, inner: &mut Picker<'_>, ctx: &LlamaContext
         grammar.apply(&mut allowed);
     }
     match inner {
-        Picker::Chain(chain) => {
+        Sampler::Chain(chain) => {
             chain.apply(&mut allowed);
             allowed.selected_token().unwrap_or_else(|| best(&allowed))
         }
@@ -319,7 +319,7 @@ pub fn argmax(values: &[f32]) -> usize {
 
 /// Builds llama.cpp's sampler chain for a reply. Temperature 0 means greedy: the same prompt then
 /// always gives the same reply.
-pub fn build<'m>(model: &'m LlamaModel, p: &SamplingConfig) -> (Picker<'m>, u32) {
+pub fn build<'m>(model: &'m LlamaModel, p: &SamplingConfig) -> (Sampler<'m>, u32) {
     build_constrained(model, p, None, None).expect("no grammar, nothing to fail")
 }
 
@@ -331,15 +331,15 @@ pub fn build_constrained<'m>(
     p: &SamplingConfig,
     grammar: Option<&str>,
     steer: Option<Steer<'m>>,
-) -> Result<(Picker<'m>, u32), String> {
+) -> Result<(Sampler<'m>, u32), String> {
     let seed = if p.seed < 0 { random_seed() } else { p.seed as u32 };
     if let Some(g) = grammar {
         let grammar = LlamaSampler::grammar(model, g, "root").map_err(|e| e.to_string())?;
         let (inner, seed) = build_constrained(model, p, None, None)?;
-        return Ok((Picker::Constrained { grammar, inner: Box::new(inner), steer: steer.map(Box::new) }, seed));
+        return Ok((Sampler::Constrained { grammar, inner: Box::new(inner), steer: steer.map(Box::new) }, seed));
     }
     if p.temperature <= 0.0 && p.repeat_penalty == 1.0 {
-        return Ok((Picker::Greedy, seed));
+        return Ok((Sampler::Greedy, seed));
     }
     let mut chain = Vec::new();
     if p.repeat_penalty != 1.0 {
@@ -347,7 +347,7 @@ pub fn build_constrained<'m>(
     }
     if p.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
-        return Ok((Picker::Chain(LlamaSampler::chain_simple(chain)), seed));
+        return Ok((Sampler::Chain(LlamaSampler::chain_simple(chain)), seed));
     }
     if p.top_k > 0 {
         chain.push(LlamaSampler::top_k(p.top_k));
@@ -360,7 +360,7 @@ pub fn build_constrained<'m>(
     }
     chain.push(LlamaSampler::temp(p.temperature));
     chain.push(LlamaSampler::dist(seed));
-    Ok((Picker::Chain(LlamaSampler::chain_simple(chain)), seed))
+    Ok((Sampler::Chain(LlamaSampler::chain_simple(chain)), seed))
 }
 
 fn random_seed() -> u32 {

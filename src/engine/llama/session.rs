@@ -1,7 +1,7 @@
 //! One sequence in the KV cache and the tokens that mirror it. A new prompt is compared with what is
 //! cached and only the differing tail is decoded, so a follow-up chat turn costs only its new tokens.
 
-use super::sampling::Picker;
+use super::sampling::Sampler;
 use crate::engine::text::{Scan, StopScanner, Utf8Stream};
 use crate::engine::{Cancel, EngineError, StopReason};
 use llama_cpp_2::context::LlamaContext;
@@ -105,7 +105,7 @@ impl<'m> KvSession<'m> {
     pub fn generate(
         &mut self,
         model: &LlamaModel,
-        picker: &mut Picker,
+        sampler: &mut Sampler,
         limits: GenLimits<'_>,
         mut on_text: impl FnMut(&str),
     ) -> Result<GenOutcome, EngineError> {
@@ -127,7 +127,7 @@ impl<'m> KvSession<'m> {
                 out.reason = StopReason::Cancelled;
                 break;
             }
-            let tok = picker.pick(&self.ctx);
+            let tok = sampler.sample(&self.ctx);
             let now = Instant::now();
             out.samples += 1;
             out.first_token_at.get_or_insert(now);

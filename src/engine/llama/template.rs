@@ -1,8 +1,8 @@
 //! Turning a conversation into prompt text: the GGUF's own Jinja template (rendered with
 //! minijinja), else one of llama.cpp's built-in formats, else a plain "User:/Assistant:" format.
 
-use crate::chat::{Message, Role};
 use crate::engine::EngineError;
+use crate::message::{Message, Role};
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 
 pub enum ChatFormat {
