@@ -2,6 +2,7 @@ use crate::classify::input::InputFormat;
 use crate::classify::output::OutputFormat;
 use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, CACHE_TYPES};
 use crate::engine::Pooling;
+use crate::sampling::SamplingOverrides;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -75,26 +76,9 @@ pub struct ModelArgs {
     /// Chat format: auto, jinja, plain, or builtin:NAME.
     #[arg(long, global = true)]
     pub template: Option<String>,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, global = true)]
-    pub temp: Option<f32>,
-    #[arg(long, global = true)]
-    pub top_k: Option<i32>,
-    #[arg(long, global = true)]
-    pub top_p: Option<f32>,
-    #[arg(long, global = true)]
-    pub min_p: Option<f32>,
-    #[arg(long, global = true)]
-    pub repeat_penalty: Option<f32>,
-    /// Random seed (-1 = random).
-    #[arg(long, global = true, allow_negative_numbers = true)]
-    pub seed: Option<i64>,
-    /// Most tokens in the reply.
-    #[arg(short = 'n', long, global = true)]
-    pub max_tokens: Option<u32>,
-    /// A string that ends the reply (repeatable).
-    #[arg(long, global = true)]
-    pub stop: Vec<String>,
+    /// Sampling flags, one per knob in `crate::sampling` (which gives their names and help).
+    #[command(flatten)]
+    pub sampling: SamplingOverrides,
     /// System prompt.
     #[arg(short, long, global = true)]
     pub system: Option<String>,
@@ -141,12 +125,8 @@ impl ModelArgs {
         set!(model => model.name, ctx_size => model.context, threads => model.threads,
             threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
             cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
-            temp => sampling.temperature, top_k => sampling.top_k, top_p => sampling.top_p, min_p => sampling.min_p,
-            repeat_penalty => sampling.repeat_penalty, seed => sampling.seed, max_tokens => sampling.max_tokens,
             system => chat.system_prompt, overflow => chat.overflow);
-        if !self.stop.is_empty() {
-            c.sampling.stop = self.stop.clone();
-        }
+        c.sampling = self.sampling.apply_to(&c.sampling);
         if self.offline {
             c.models.auto_pull = false;
         }
