@@ -1,9 +1,11 @@
+use super::completions;
 use crate::classify::input::InputFormat;
 use crate::classify::output::OutputFormat;
 use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, CACHE_TYPES};
 use crate::engine::Pooling;
 use crate::sampling::SamplingOverrides;
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
 use std::path::PathBuf;
 
 /// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
@@ -44,13 +46,17 @@ pub enum Command {
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish or powershell); README.md says how to install it.
+    Completions(CompletionsArgs),
+    /// Print moat's man page (roff), or write it and one page per subcommand into a folder.
+    Man(ManArgs),
 }
 
 /// Model, context and sampling options; each overrides the config file and MOAT_* variables.
 #[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ModelArgs {
     /// Model: registry name, path to a .gguf, hf:owner/repo/file.gguf, or https URL.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, add = ArgValueCompleter::new(completions::model_names))]
     pub model: Option<String>,
     /// Context window in tokens (0 = the model's training context).
     #[arg(short = 'c', long = "ctx-size", global = true)]
@@ -167,6 +173,7 @@ pub enum ModelsCommand {
     },
     /// Download a model (registry name, hf:owner/repo/file.gguf, or URL) and verify it.
     Pull {
+        #[arg(add = ArgValueCompleter::new(completions::model_names))]
         name: String,
         /// Download again even if it is present.
         #[arg(long)]
@@ -175,12 +182,16 @@ pub enum ModelsCommand {
     /// Metadata, file details and the chat format moat will use.
     Info {
         /// Defaults to the configured model.
+        #[arg(add = ArgValueCompleter::new(completions::model_names))]
         name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Delete a downloaded registry model.
-    Rm { name: String },
+    Rm {
+        #[arg(add = ArgValueCompleter::new(completions::model_names))]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -222,16 +233,26 @@ pub enum PromptsCommand {
         json: bool,
     },
     /// Description, variables, input, output contract and steps of one prompt or script.
-    Show { id: String },
+    Show {
+        #[arg(add = ArgValueCompleter::new(completions::prompt_ids))]
+        id: String,
+    },
     /// Check prompt files (all of them, or a file or folder) for mistakes.
-    Lint { path: Option<std::path::PathBuf> },
+    Lint {
+        #[arg(value_hint = clap::ValueHint::AnyPath)]
+        path: Option<std::path::PathBuf>,
+    },
     /// Run the tests embedded in the files (render-only and mocked; no model needed).
-    Test { id: Option<String> },
+    Test {
+        #[arg(add = ArgValueCompleter::new(completions::prompt_ids))]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Library id (e.g. market/swot, scripts/ai-startup-feasibility) or a path to a .toml file.
+    #[arg(add = ArgValueCompleter::new(completions::prompt_ids))]
     pub id: String,
     /// A variable, key=value (repeatable).
     #[arg(short = 'v', long = "var", value_name = "KEY=VALUE")]
@@ -269,6 +290,29 @@ pub enum ConfigCommand {
         #[arg(long)]
         defaults: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: ShellName,
+}
+
+/// Shells `moat completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShellName {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write moat.1 and a page per subcommand (moat-ask.1, …) into DIR instead of printing moat.1.
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
