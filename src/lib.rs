@@ -37,6 +37,7 @@ pub mod prompts;
 pub mod render;
 pub mod repl;
 pub mod rng;
+pub mod sampling;
 pub mod suggest;
 pub mod text_input;
 pub mod tui;

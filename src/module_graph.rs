@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     ("models", "model files", &["config"]),
     ("config", "configuration", &[]),
     ("message", "leaf", &["text_input"]),
+    ("sampling", "leaf", &["suggest"]),
     ("history", "leaf", &["atomic_write", "text_input"]),
     ("interrupt", "leaf", &["type_ahead"]),
     ("type_ahead", "leaf", &[]),

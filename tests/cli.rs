@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_fails, run, stderr, Sandbox};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 #[test]
 fn ask_json_is_deterministic_with_a_seed() {
@@ -216,4 +216,115 @@ fn gpu_options_are_checked() {
     let o = run(c, b"");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}
+
+/// Every sampling flag is refused out of range with its rule, before any model loads.
+#[test]
+fn sampling_flags_out_of_range_are_refused_in_one_line() {
+    let s = Sandbox::new();
+    for (flag, value, rule) in [
+        ("--top-p", "2", "a number in 0..1"),
+        ("--temp", "-1", "a number ≥ 0"),
+        ("--repeat-last-n", "-3", "a whole number ≥ 0"),
+        ("--max-tokens", "0", "a whole number ≥ 1"),
+    ] {
+        let mut c = s.moat();
+        c.args([flag, value, "ask", "hi"]);
+        assert_fails(&run(c, b""), 2, rule);
+    }
+}
+
+/// `moat completions SHELL` prints a script that calls this binary back; the call-back answers
+/// with subcommands, flags, registry model names and prompt ids, the user's own prompts included.
+#[test]
+fn shell_completions_offer_subcommands_models_and_prompt_ids() {
+    let s = Sandbox::new();
+    for (shell, registers) in [
+        ("bash", "complete -o nospace"),
+        ("zsh", "#compdef moat"),
+        ("fish", "complete --keep-order"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let mut c = s.moat();
+        c.args(["completions", shell]);
+        let o = run(c, b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let script = String::from_utf8(o.stdout).expect("UTF-8 script");
+        assert!(script.contains(registers) && script.contains("MOAT_COMPLETE"), "{shell}: {script}");
+        assert!(script.contains(env!("CARGO_BIN_EXE_moat")), "{shell} calls this binary back: {script}");
+    }
+    let mut c = s.moat();
+    c.args(["completions", "tcsh"]);
+    assert_fails(&run(c, b""), 2, "tcsh");
+
+    // What bash's script asks: the words after `--`, and the index of the one being completed.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut c = s.moat();
+        c.env("MOAT_COMPLETE", "bash").env("_CLAP_COMPLETE_INDEX", words.len().to_string());
+        c.args(["--", "moat"]).args(words);
+        let o = run(c, b"");
+        assert!(o.status.success(), "{words:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).expect("UTF-8").lines().map(str::to_string).collect()
+    };
+    let top = complete(&[""]);
+    for want in ["chat", "ask", "models", "run", "prompts", "completions", "man", "--temp", "--repeat-last-n"] {
+        assert!(top.iter().any(|w| w == want), "{want} in {top:?}");
+    }
+    assert_eq!(complete(&["-m", "smollm2"]), ["smollm2-135m"]);
+    assert_eq!(complete(&["ask", "--model", "smollm2"]), ["smollm2-135m"]);
+    assert!(complete(&["models", "pull", "smol"]).contains(&"smollm2-135m".to_string()));
+    let ids = complete(&["run", "market/sw"]);
+    assert_eq!(ids, ["market/swot"]);
+    std::fs::create_dir_all(s.path("prompts/mine")).unwrap();
+    std::fs::write(
+        s.path("prompts/mine/hello.toml"),
+        "format = 1\ntitle = \"Hello\"\n[prompt]\nuser = \"Say hello to {{ input }}\"\n",
+    )
+    .unwrap();
+    assert_eq!(complete(&["prompts", "show", "mine/"]), ["mine/hello"]);
+
+    // The bash script itself, as bash runs it on Tab.
+    let Ok(bash) = Command::new("bash").arg("--version").output() else { return };
+    assert!(bash.status.success());
+    let script = format!(
+        "source <({moat} completions bash); COMP_WORDS=(moat run mine/h); COMP_CWORD=2; COMP_TYPE=9; \
+         _clap_complete_moat moat mine/h moat; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        moat = env!("CARGO_BIN_EXE_moat")
+    );
+    let mut c = Command::new("bash");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MOAT_")) {
+        c.env_remove(k);
+    }
+    let o = c
+        .args(["-c", &script])
+        .env("MOAT_CONFIG", s.path("config.toml"))
+        .env("MOAT_DATA_DIR", s.path("data"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "mine/hello\n", "{}", stderr(&o));
+}
+
+/// `moat man` prints the roff page; `-o DIR` writes it and the subcommands' pages, nothing else.
+#[test]
+fn man_page_prints_or_is_written_to_a_folder() {
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.arg("man");
+    let o = run(c, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).expect("UTF-8 roff");
+    assert!(page.contains("\n.TH moat 1 "), "{page}");
+    assert!(page.contains("\\-\\-repeat\\-last\\-n") && page.contains("completions"), "{page}");
+
+    let dir = s.path("man/man1");
+    let mut c = s.moat();
+    c.args(["man", "-o"]).arg(&dir);
+    let o = run(c, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("man pages to"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.join("moat.1")).unwrap(), page);
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n.starts_with("moat") && n.ends_with(".1")), "{names:?}");
+    assert!(names.contains(&"moat-models-pull.1".to_string()), "{names:?}");
 }

@@ -65,15 +65,7 @@ pub fn parse_args(args: &str) -> Result<(String, Vars, bool), String> {
 }
 
 fn sampling_for(base: &SamplingConfig, p: &Params) -> SamplingConfig {
-    let mut s = base.clone();
-    s.temperature = p.temperature.unwrap_or(s.temperature);
-    s.top_k = p.top_k.unwrap_or(s.top_k);
-    s.top_p = p.top_p.unwrap_or(s.top_p);
-    s.min_p = p.min_p.unwrap_or(s.min_p);
-    s.repeat_penalty = p.repeat_penalty.unwrap_or(s.repeat_penalty);
-    s.seed = p.seed.unwrap_or(s.seed);
-    s.max_tokens = p.max_tokens.unwrap_or(s.max_tokens);
-    s
+    p.apply_to(base)
 }
 
 fn task(base: &SamplingConfig, req: &GenRequest) -> Task {

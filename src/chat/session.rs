@@ -385,19 +385,15 @@ impl ChatSession {
     }
 
     pub fn show(&self) -> String {
-        let s = &self.sampling;
+        let settings: Vec<String> =
+            self.sampling.settings().iter().map(|x| format!("{} {}", x.name(), x.value())).collect();
+        let settings = settings.join(" · ");
         let system = self.conversation.messages.iter().find(|m| m.role == Role::System).map(|m| m.content.as_str());
         format!(
-            "model {} ({})\ntemp {} · top_k {} · top_p {} · min_p {} · repeat_penalty {} · seed {} · max_tokens {}\nsystem prompt: {}\nsession: {} ({} messages){}",
+            "model {} ({})\n{}\nsystem prompt: {}\nsession: {} ({} messages){}",
             self.model,
             if self.gpu { "GPU" } else { "CPU" },
-            s.temperature,
-            s.top_k,
-            s.top_p,
-            s.min_p,
-            s.repeat_penalty,
-            s.seed,
-            s.max_tokens,
+            settings,
             system.unwrap_or("(none)"),
             self.name,
             self.conversation.messages.len(),

@@ -1,8 +1,11 @@
+use super::candidates;
 use crate::classify::input::InputFormat;
 use crate::classify::output::OutputFormat;
 use crate::config::{Config, FlashAttn, GpuLayers, OverflowPolicy, CACHE_TYPES};
 use crate::engine::Pooling;
+use crate::sampling::SamplingOverrides;
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
 use std::path::PathBuf;
 
 /// moat — chat with local GGUF language models, classify text, and run prompt scripts, offline.
@@ -43,13 +46,17 @@ pub enum MoatCommand {
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish or powershell); README.md says how to install it.
+    Completions(CompletionsArgs),
+    /// Print moat's man page (roff), or write it and one page per subcommand into a folder.
+    Man(ManArgs),
 }
 
 /// Model, context and sampling options; each overrides the config file and MOAT_* variables.
 #[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ModelArgs {
     /// Model: registry name, path to a .gguf, hf:owner/repo/file.gguf, or https URL.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, add = ArgValueCompleter::new(candidates::model_names))]
     pub model: Option<String>,
     /// Context window in tokens (0 = the model's training context).
     #[arg(short = 'c', long = "ctx-size", value_name = "CTX_SIZE", global = true)]
@@ -75,26 +82,9 @@ pub struct ModelArgs {
     /// Chat format: auto, jinja, plain, or builtin:NAME.
     #[arg(long, global = true)]
     pub template: Option<String>,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, global = true)]
-    pub temp: Option<f32>,
-    #[arg(long, global = true)]
-    pub top_k: Option<i32>,
-    #[arg(long, global = true)]
-    pub top_p: Option<f32>,
-    #[arg(long, global = true)]
-    pub min_p: Option<f32>,
-    #[arg(long, global = true)]
-    pub repeat_penalty: Option<f32>,
-    /// Random seed (-1 = random).
-    #[arg(long, global = true, allow_negative_numbers = true)]
-    pub seed: Option<i64>,
-    /// Most tokens in the reply.
-    #[arg(short = 'n', long, global = true)]
-    pub max_tokens: Option<u32>,
-    /// A string that ends the reply (repeatable).
-    #[arg(long, global = true)]
-    pub stop: Vec<String>,
+    /// Sampling flags, one per knob in `crate::sampling` (which gives their names and help).
+    #[command(flatten)]
+    pub sampling: SamplingOverrides,
     /// System prompt.
     #[arg(short, long, global = true)]
     pub system: Option<String>,
@@ -141,12 +131,8 @@ impl ModelArgs {
         set!(model => model.name, n_ctx => model.n_ctx, threads => model.threads,
             threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
             cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
-            temp => sampling.temperature, top_k => sampling.top_k, top_p => sampling.top_p, min_p => sampling.min_p,
-            repeat_penalty => sampling.repeat_penalty, seed => sampling.seed, max_tokens => sampling.max_tokens,
             system => chat.system_prompt, overflow => chat.overflow);
-        if !self.stop.is_empty() {
-            c.sampling.stop = self.stop.clone();
-        }
+        c.sampling = self.sampling.apply_to(&c.sampling);
         if self.offline {
             c.models.auto_pull = false;
         }
@@ -187,6 +173,7 @@ pub enum ModelsCommand {
     },
     /// Download a model (registry name, hf:owner/repo/file.gguf, or URL) and verify it.
     Pull {
+        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
         name: String,
         /// Download again even if it is present.
         #[arg(long)]
@@ -195,12 +182,16 @@ pub enum ModelsCommand {
     /// Metadata, file details and the chat format moat will use.
     Info {
         /// Defaults to the configured model.
+        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
         name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Delete a downloaded registry model.
-    Rm { name: String },
+    Rm {
+        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -242,16 +233,26 @@ pub enum PromptsCommand {
         json: bool,
     },
     /// Description, variables, input, output contract and steps of one prompt or script.
-    Show { id: String },
+    Show {
+        #[arg(add = ArgValueCompleter::new(candidates::prompt_ids))]
+        id: String,
+    },
     /// Check prompt files (all of them, or a file or folder) for mistakes.
-    Lint { path: Option<std::path::PathBuf> },
+    Lint {
+        #[arg(value_hint = clap::ValueHint::AnyPath)]
+        path: Option<std::path::PathBuf>,
+    },
     /// Run the tests embedded in the files (render-only and mocked; no model needed).
-    Test { id: Option<String> },
+    Test {
+        #[arg(add = ArgValueCompleter::new(candidates::prompt_ids))]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Library id (e.g. market/swot, scripts/ai-startup-feasibility) or a path to a .toml file.
+    #[arg(add = ArgValueCompleter::new(candidates::prompt_ids))]
     pub id: String,
     /// A variable, key=value (repeatable).
     #[arg(short = 'v', long = "var", value_name = "KEY=VALUE")]
@@ -289,6 +290,29 @@ pub enum ConfigCommand {
         #[arg(long)]
         defaults: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: ShellName,
+}
+
+/// Shells `moat completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShellName {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write moat.1 and a page per subcommand (moat-ask.1, …) into DIR instead of printing moat.1.
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,11 +3,14 @@
 mod args;
 mod ask;
 mod bench;
+mod candidates;
 mod chat;
 mod classify;
+mod completions;
 mod config_cmd;
 mod doctor;
 mod input;
+mod man;
 mod models_cmd;
 mod prompts_cmd;
 mod repl;
@@ -69,6 +72,7 @@ impl From<crate::engine::EngineError> for Failure {
 
 /// Runs moat with the process arguments and returns the exit code.
 pub fn main() -> i32 {
+    completions::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return clap_error(e),
@@ -96,6 +100,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(MoatCommand::Doctor(d)) => doctor::run(&cli.model, d),
         Some(MoatCommand::Config(c)) => config_cmd::run(&cli.model, c),
         Some(MoatCommand::Classify(c)) => classify::run(&cli.model, *c),
+        Some(MoatCommand::Completions(c)) => completions::run(c.shell),
+        Some(MoatCommand::Man(m)) => man::run(m),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }

@@ -4,16 +4,12 @@ use super::args::{ModelArgs, PromptsCommand};
 use super::Failure;
 use crate::config::Config;
 use crate::prompts::{self, Library, PromptError, Source, TestStatus};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The library: built-ins plus the user's folders (configured ones first, then `prompts/` next to
 /// the config file).
 pub fn library(config: &Config, config_file: &Path) -> Result<Library, Failure> {
-    let mut dirs: Vec<PathBuf> = config.prompts.dirs.iter().map(PathBuf::from).collect();
-    if let Some(parent) = config_file.parent() {
-        dirs.push(parent.join("prompts"));
-    }
-    Library::load(&dirs).map_err(prompt_failure)
+    Library::for_config(config, config_file).map_err(prompt_failure)
 }
 
 pub fn prompt_failure(e: PromptError) -> Failure {

@@ -5,7 +5,7 @@ use super::prompts_cmd::{library, prompt_failure};
 use super::setup::{self, Setup};
 use super::{input, Failure};
 use crate::chat::prompt_job::{input_budget, EngineGenerator};
-use crate::prompts::{self, Lang, OutputFormat, Params};
+use crate::prompts::{self, Lang, OutputFormat};
 use std::io::IsTerminal;
 
 pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
@@ -31,7 +31,8 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
         None if std::io::stdout().is_terminal() => OutputFormat::View,
         None => OutputFormat::Text,
     };
-    let cli_params = cli_params(flags);
+    // Sampling flags beat the script step, the prompt file and the config.
+    let cli_params = flags.sampling.clone();
     // A dry render catches missing variables and oversized input without a model.
     prompts::render_request(&lib, &entry.id_or(&args.id), &vars, &input, lang, &cli_params, None)
         .map_err(prompt_failure)?;
@@ -115,17 +116,4 @@ fn parse_vars(raw: &[String]) -> Result<Vec<(String, String)>, Failure> {
             _ => Err(Failure::usage(format!("-v {kv:?}: expected key=value, e.g. -v subject=\"Acme AI\""))),
         })
         .collect()
-}
-
-/// Sampling flags given on the command line: they beat the script step, the prompt file and config.
-fn cli_params(f: &ModelArgs) -> Params {
-    Params {
-        temperature: f.temp,
-        top_k: f.top_k,
-        top_p: f.top_p,
-        min_p: f.min_p,
-        repeat_penalty: f.repeat_penalty,
-        seed: f.seed,
-        max_tokens: f.max_tokens,
-    }
 }

@@ -12,7 +12,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("clear", "", "start a fresh conversation (keeps the system prompt)"),
     ("system", "TEXT", "set the system prompt (empty TEXT removes it)"),
     ("model", "NAME|PATH", "switch to another model"),
-    ("set", "KEY VALUE", "temp, top_k, top_p, min_p, repeat_penalty, seed, max_tokens"),
+    ("set", "KEY VALUE", crate::sampling::SET_NAMES),
     ("show", "", "current model, settings and session"),
     ("regen", "", "answer the last message again"),
     ("edit", "", "edit the last message and send it again"),

@@ -1,4 +1,5 @@
-use crate::config::SamplingConfig;
+use crate::sampling::Knob;
+pub use crate::sampling::Setting;
 
 /// A parsed slash command.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,18 +33,6 @@ pub enum SlashCommand {
     Quit,
 }
 
-/// A sampling setting with a value that has already been range-checked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Setting {
-    Temperature(f32),
-    TopK(i32),
-    TopP(f32),
-    MinP(f32),
-    RepeatPenalty(f32),
-    Seed(i64),
-    MaxTokens(u32),
-}
-
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
     #[error("unknown command /{0}{hint}; /help lists them", hint = crate::suggest::hint(.0, super::COMMANDS.iter().map(|c| c.0.trim_start_matches('/'))))]
@@ -52,78 +41,6 @@ pub enum CommandError {
     Missing { name: &'static str, what: &'static str, example: &'static str },
     #[error("{0}")]
     Invalid(String),
-}
-
-impl Setting {
-    pub const NAMES: &'static [&'static str] =
-        &["temp", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "max_tokens"];
-
-    pub fn parse(key: &str, value: &str) -> Result<Setting, CommandError> {
-        let bad = |why: &str| CommandError::Invalid(format!("/set {key} {value}: {why}"));
-        let float = || value.parse::<f32>().ok().filter(|v| v.is_finite());
-        let s = match key {
-            "temp" | "temperature" => {
-                Setting::Temperature(float().filter(|v| *v >= 0.0).ok_or_else(|| bad("expected a number ≥ 0"))?)
-            }
-            "top_k" => Setting::TopK(value.parse().map_err(|_| bad("expected a whole number (0 = off)"))?),
-            "top_p" => Setting::TopP(float().filter(|v| (0.0..=1.0).contains(v)).ok_or_else(|| bad("expected 0..1"))?),
-            "min_p" => Setting::MinP(float().filter(|v| (0.0..=1.0).contains(v)).ok_or_else(|| bad("expected 0..1"))?),
-            "repeat_penalty" => Setting::RepeatPenalty(
-                float().filter(|v| *v > 0.0).ok_or_else(|| bad("expected a number > 0 (1 = off)"))?,
-            ),
-            "seed" => Setting::Seed(
-                value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|v| (-1..=u32::MAX as i64).contains(v))
-                    .ok_or_else(|| bad("expected -1 (random) or 0..4294967295"))?,
-            ),
-            "max_tokens" | "n" => Setting::MaxTokens(
-                value.parse().ok().filter(|v| *v > 0).ok_or_else(|| bad("expected a whole number ≥ 1"))?,
-            ),
-            _ => {
-                return Err(CommandError::Invalid(format!(
-                    "/set: unknown setting {key:?}{}; one of {}",
-                    crate::suggest::hint(key, Setting::NAMES.iter().copied()),
-                    Setting::NAMES.join(", ")
-                )))
-            }
-        };
-        Ok(s)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Setting::Temperature(_) => "temp",
-            Setting::TopK(_) => "top_k",
-            Setting::TopP(_) => "top_p",
-            Setting::MinP(_) => "min_p",
-            Setting::RepeatPenalty(_) => "repeat_penalty",
-            Setting::Seed(_) => "seed",
-            Setting::MaxTokens(_) => "max_tokens",
-        }
-    }
-
-    pub fn value(self) -> String {
-        match self {
-            Setting::Temperature(v) | Setting::TopP(v) | Setting::MinP(v) | Setting::RepeatPenalty(v) => v.to_string(),
-            Setting::TopK(v) => v.to_string(),
-            Setting::Seed(v) => v.to_string(),
-            Setting::MaxTokens(v) => v.to_string(),
-        }
-    }
-
-    pub fn apply(self, s: &mut SamplingConfig) {
-        match self {
-            Setting::Temperature(v) => s.temperature = v,
-            Setting::TopK(v) => s.top_k = v,
-            Setting::TopP(v) => s.top_p = v,
-            Setting::MinP(v) => s.min_p = v,
-            Setting::RepeatPenalty(v) => s.repeat_penalty = v,
-            Setting::Seed(v) => s.seed = v,
-            Setting::MaxTokens(v) => s.max_tokens = v,
-        }
-    }
 }
 
 /// Parses a line that starts with `/`. Returns `None` for text that is not a command (including
@@ -150,12 +67,12 @@ pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
         "system" => Ok(SlashCommand::System(arg.to_string())),
         "model" => need("model", "a model name or path", "/model gemma3-270m").map(SlashCommand::Model),
         "set" => {
-            let mut it = arg.split_whitespace();
-            match (it.next(), it.next(), it.next()) {
-                (Some(k), Some(v), None) => Setting::parse(k, v).map(SlashCommand::Set),
-                _ => {
-                    Err(CommandError::Missing { name: "set", what: "a setting and a value", example: "/set temp 0.2" })
-                }
+            let (key, value) = arg.split_once(char::is_whitespace).map_or((arg, ""), |(k, v)| (k, v.trim()));
+            // A list (`/set stop`) may be set to no words at all: that clears it.
+            if key.is_empty() || (value.is_empty() && !Knob::find(key).is_some_and(|k| k.list)) {
+                Err(CommandError::Missing { name: "set", what: "a setting and a value", example: "/set temp 0.2" })
+            } else {
+                Setting::parse(key, value).map(SlashCommand::Set).map_err(CommandError::Invalid)
             }
         }
         "show" => Ok(SlashCommand::Show),

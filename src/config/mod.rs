@@ -6,6 +6,7 @@ mod error;
 mod gpu;
 mod paths;
 
+pub use crate::sampling::SamplingConfig;
 pub use error::ConfigError;
 pub use gpu::{FlashAttn, GpuLayers, CACHE_TYPES};
 pub use paths::Paths;
@@ -72,17 +73,12 @@ section!(
     }
 );
 
-section!(SamplingConfig, StrictSampling, sampling {
-    temperature: f32,
-    top_k: i32,
-    top_p: f32,
-    min_p: f32,
-    repeat_penalty: f32,
-    repeat_last_n: i32,
-    seed: i64,
-    max_tokens: u32,
-    stop: Vec<String>,
-});
+// The sampling section is defined with the other sampling front ends in `crate::sampling`.
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        builtin().sampling.clone()
+    }
+}
 
 section!(ChatConfig, StrictChat, chat { system_prompt: String, overflow: OverflowPolicy, reserve: u32 });
 
@@ -119,7 +115,7 @@ struct BuiltinDefaults {
 #[serde(deny_unknown_fields)]
 struct StrictFile {
     model: StrictModel,
-    sampling: StrictSampling,
+    sampling: crate::sampling::StrictSamplingConfig,
     chat: StrictChat,
     models: StrictModels,
     prompts: StrictPrompts,
@@ -238,27 +234,11 @@ impl Config {
     /// Checks ranges that the types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid { key: key.into(), message: why.into() });
-        let s = &self.sampling;
-        if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-            return bad("sampling.temperature", "must be 0 or more");
-        }
-        if !(0.0..=1.0).contains(&s.top_p) {
-            return bad("sampling.top_p", "must be between 0 and 1");
-        }
-        if !(0.0..=1.0).contains(&s.min_p) {
-            return bad("sampling.min_p", "must be between 0 and 1");
-        }
-        if !(s.repeat_penalty > 0.0 && s.repeat_penalty.is_finite()) {
-            return bad("sampling.repeat_penalty", "must be more than 0 (1.0 = off)");
-        }
-        if s.max_tokens == 0 {
-            return bad("sampling.max_tokens", "must be at least 1");
-        }
-        if s.seed < -1 || s.seed > u32::MAX as i64 {
-            return bad("sampling.seed", "must be -1 (random) or between 0 and 4294967295");
-        }
-        if s.stop.iter().any(|x| x.is_empty()) {
-            return bad("sampling.stop", "stop strings must not be empty");
+        if let Err(k) = self.sampling.check() {
+            return Err(ConfigError::Invalid {
+                key: format!("sampling.{}", k.key),
+                message: format!("must be {}", k.rule),
+            });
         }
         for (key, v) in
             [("model.cache_type_k", &self.model.cache_type_k), ("model.cache_type_v", &self.model.cache_type_v)]

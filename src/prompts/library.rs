@@ -55,6 +55,16 @@ impl Library {
         lib
     }
 
+    /// The library `config` names: its `prompts.dirs`, then `prompts/` beside the config file,
+    /// then the built-ins.
+    pub fn for_config(config: &crate::config::Config, config_file: &std::path::Path) -> Result<Library, PromptError> {
+        let mut dirs: Vec<PathBuf> = config.prompts.dirs.iter().map(PathBuf::from).collect();
+        if let Some(parent) = config_file.parent() {
+            dirs.push(parent.join("prompts"));
+        }
+        Library::load(&dirs)
+    }
+
     /// Built-ins plus `dirs`; the first dir has the highest priority. Missing dirs are skipped because the
     /// default user dir usually does not exist yet.
     pub fn load(dirs: &[PathBuf]) -> Result<Library, PromptError> {

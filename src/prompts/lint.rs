@@ -1,6 +1,7 @@
 //! Static checks for prompt and script files, run by `moat prompts lint`, before every run, and in `cargo test`
 //! over all built-ins. Each language variant is checked separately, since a locale can break a template.
 
+use crate::sampling::Layers;
 use std::collections::BTreeSet;
 
 use minijinja::Environment;
@@ -572,11 +573,18 @@ pub fn budget_warnings(lib: &Library, id: &str) -> Vec<Problem> {
                     (Some(uses), _) => {
                         let Ok(used) = lib.prompt(uses) else { continue };
                         let Ok(u) = used.variant(lang) else { continue };
-                        let params = u.model.overlay(&f.model).overlay(&step.model);
+                        let params = Layers {
+                            prompt_file: Some(&u.model),
+                            script: Some(&f.model),
+                            step: Some(&step.model),
+                            flags: None,
+                        }
+                        .merged();
                         checks.push((format!("step `{}`", step.id), near, u.output.schema.clone(), params.max_tokens));
                     }
                     (None, Some(o)) => {
-                        let params = f.model.overlay(&step.model);
+                        let params =
+                            Layers { script: Some(&f.model), step: Some(&step.model), ..Layers::default() }.merged();
                         checks.push((format!("step `{}`", step.id), near, o.schema.clone(), params.max_tokens));
                     }
                     (None, None) => {}

@@ -3,8 +3,6 @@
 //! Nothing here knows about llama.cpp: the engine receives the rendered messages, sampling overrides and
 //! the JSON Schema as text, and compiles that schema into its own grammar.
 
-use serde::{Deserialize, Serialize};
-
 /// One generation request. `json_schema` is the schema exactly as written in the prompt file, so the key order
 /// the author chose (e.g. reasons before verdicts) survives into the grammar.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,42 +13,10 @@ pub struct GenRequest {
     pub json_schema: Option<String>,
 }
 
-/// Sampling parameters. `None` means "not set at this level", so layers can be stacked with [`Params::overlay`];
-/// whatever is still `None` at the end is left to the engine's config defaults (the lowest layer).
-#[derive(Default, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat_penalty: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-}
-
-impl Params {
-    /// `over` wins wherever it is set. Precedence CLI > script step > script > prompt file is built as
-    /// `file.overlay(script).overlay(step).overlay(cli)`; the engine then fills the gaps from config.
-    pub fn overlay(&self, over: &Params) -> Params {
-        Params {
-            temperature: over.temperature.or(self.temperature),
-            top_k: over.top_k.or(self.top_k),
-            top_p: over.top_p.or(self.top_p),
-            min_p: over.min_p.or(self.min_p),
-            repeat_penalty: over.repeat_penalty.or(self.repeat_penalty),
-            seed: over.seed.or(self.seed),
-            max_tokens: over.max_tokens.or(self.max_tokens),
-        }
-    }
-}
+/// Sampling parameters of one layer (a prompt file's or step's `[model]`, the command-line flags).
+/// `None` means "not set at this level"; [`crate::sampling::Layers`] stacks the layers in their
+/// precedence, and whatever is still `None` at the end is left to the engine's config defaults.
+pub use crate::sampling::SamplingOverrides as Params;
 
 /// Why a reply stopped before the model ended it, when the engine knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

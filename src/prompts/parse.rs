@@ -143,6 +143,18 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_sampling_is_refused_with_the_knobs_rule() {
+        let e =
+            Prompt::parse(&entry("format = 1\ntitle = \"t\"\n[model]\ntemperature = -1\n")).unwrap_err().to_string();
+        assert!(e.starts_with("prompts/t/x.toml:3:"), "the `[model]` line: {e}");
+        assert!(e.contains("`temperature` must be a number ≥ 0 (0 = greedy)"), "{e}");
+        let e = Prompt::parse(&entry("format = 1\n[[steps]]\nid = \"a\"\n[steps.model]\ntop_p = 1.5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`top_p` must be a number in 0..1"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_in_locale_is_reported() {
         let p = Prompt::parse(&entry("format = 1\n[prompt]\nuser = \"u\"\n[locale.zh.prompt]\nusr = \"x\"\n")).unwrap();
         let e = p.variant(Lang::Zh).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! Running one prompt: variables → input budget → rendered messages → generation → JSON check with one retry →
 //! computed values → view.
 
+use crate::sampling::Layers;
 use std::time::Instant;
 
 use minijinja::Environment;
@@ -172,7 +173,7 @@ pub(crate) fn request(p: &Prepared, cli: &Params) -> GenRequest {
     GenRequest {
         system: p.system.clone(),
         user: p.user.clone(),
-        params: p.file.model.overlay(cli),
+        params: Layers { prompt_file: Some(&p.file.model), flags: Some(cli), ..Layers::default() }.merged(),
         json_schema: p.file.output.schema.clone(),
     }
 }

@@ -3,6 +3,7 @@
 //! Steps are strictly sequential: one local model means there is nothing to gain from a DAG, and a linear order
 //! is what lint checks references against.
 
+use crate::sampling::Layers;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -223,7 +224,13 @@ fn run_uses_step(
         other => other,
     })?;
     let mut req = request(&p, &Params::default());
-    req.params = p.file.model.overlay(&file.model).overlay(&step.model).overlay(cli);
+    req.params = Layers {
+        prompt_file: Some(&p.file.model),
+        script: Some(&file.model),
+        step: Some(&step.model),
+        flags: Some(cli),
+    }
+    .merged();
     // A plain prompt run as a one-step script is named by its own id in messages.
     let label =
         if step.id == "main" && uses == script.id { script.id.clone() } else { format!("{}/{}", script.id, step.id) };
@@ -270,7 +277,8 @@ fn run_inline_step(
     let text = step.prompt.clone().unwrap_or_default();
     let (system, user) = render_messages(env, &script.path, &text, &[], &ctx, lang, step.input.is_some())?;
     let spec: OutputSpec = step.output.clone().unwrap_or_default();
-    let params = file.model.overlay(&step.model).overlay(cli);
+    let params =
+        Layers { script: Some(&file.model), step: Some(&step.model), flags: Some(cli), ..Layers::default() }.merged();
     let req = super::params::GenRequest {
         system: system.clone(),
         user: user.clone(),

@@ -1,0 +1,55 @@
+//! Values a shell completes while the user types (the dynamic part of [`super::completions`]):
+//! model names from the registry and prompt ids from the library, read when Tab is pressed.
+//! Kept apart from the completion script code so that the CLI definition (`args.rs`) can name
+//! these functions without importing the code that builds on it.
+
+use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
+use std::ffi::OsStr;
+
+/// Whether a word is a file path rather than a name or id (ids contain `/` too, so only a leading
+/// `.`, `/` or `~` counts).
+fn looks_like_path(typed: &str) -> bool {
+    typed.starts_with(['.', '/', '~'])
+}
+
+/// Paths whose extension is `ext`, and folders to descend into.
+fn paths_with_extension(current: &OsStr, ext: &'static str) -> Vec<CompletionCandidate> {
+    PathCompleter::any().filter(move |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).complete(current)
+}
+
+/// Candidates for a model (`-m`, `models pull|info|rm`): registry names starting with what was typed,
+/// each with its description; a path-like word completes to `.gguf` files.
+pub fn model_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    if looks_like_path(&typed) {
+        return paths_with_extension(current, "gguf");
+    }
+    crate::models::Registry::builtin()
+        .models
+        .iter()
+        .filter(|m| m.name.starts_with(typed.as_ref()))
+        .map(|m| CompletionCandidate::new(&m.name).help(Some(m.description.clone().into())))
+        .collect()
+}
+
+/// Candidates for a prompt or script id (`run`, `prompts show|test`): the library as `moat prompts
+/// list` sees it (configured folders, `prompts/` beside the config file, the built-ins), each with
+/// its title; a path-like word completes to `.toml` files. A config or library that does not load
+/// gives no candidates rather than an error in the middle of the command line.
+pub fn prompt_ids(current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    if looks_like_path(&typed) {
+        return paths_with_extension(current, "toml");
+    }
+    let Ok(loaded) = crate::config::Config::load() else { return Vec::new() };
+    let Ok(lib) = crate::prompts::Library::for_config(&loaded.config, &loaded.paths.config_file) else {
+        return Vec::new();
+    };
+    lib.entries()
+        .filter(|e| e.id.starts_with(typed.as_ref()))
+        .map(|e| {
+            let title = crate::prompts::Prompt::parse(e).ok().and_then(|p| p.file.title);
+            CompletionCandidate::new(&e.id).help(title.map(Into::into))
+        })
+        .collect()
+}
