@@ -111,11 +111,14 @@ impl SessionStore {
     }
 }
 
-/// A session file's bytes → the session; the error is serde's one-line reason. Message text gets
-/// CRLF/CR → LF (see [`Message`]).
+/// A session file's bytes → the session; the error is serde's one-line reason, or the sampling
+/// knob that is out of range (a session file is edited by hand and copied between machines, so
+/// it gets the same checks as the config). Message text gets CRLF/CR → LF (see [`Message`]).
 pub fn parse(bytes: &[u8]) -> Result<SavedSession, String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    let session: SavedSession = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    session.sampling.check().map_err(|k| format!("sampling.{} must be {}", k.key, k.rule))?;
+    Ok(session)
 }
 
 /// Writes a file so that readers see the old content or the new, never a mix.
@@ -148,6 +151,19 @@ mod tests {
             created: now_stamp(),
             updated: now_stamp(),
         }
+    }
+
+    #[test]
+    fn out_of_range_sampling_in_a_session_file_is_refused_in_one_line() {
+        let mut bad = sample("x", 1);
+        bad.sampling.top_p = 7.0;
+        let err = parse(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        assert!(err.starts_with("sampling.top_p must be"), "{err}");
+        assert!(!err.contains('\n'));
+        bad.sampling.top_p = 0.5;
+        bad.sampling.temperature = -1.0;
+        assert!(parse(&serde_json::to_vec(&bad).unwrap()).unwrap_err().starts_with("sampling.temperature"));
+        assert!(parse(&serde_json::to_vec(&sample("x", 1)).unwrap()).is_ok());
     }
 
     #[test]
