@@ -436,7 +436,7 @@ fn lint_tests(l: &mut Linter<'_>, f: &PromptFile) {
 }
 
 /// Tokens per character of the default model (SmolLM2-135M, 49,152-token byte-level BPE), measured by tokenising
-/// text with it (`tests/prompts_json.rs` checks them): a 2,002-character Chinese article took 3,523 tokens (1.76 per
+/// text with it (`tests/it/prompts_json.rs` checks them): a 2,002-character Chinese article took 3,523 tokens (1.76 per
 /// character), its 1,743-character English counterpart 401 (0.23), and a risk-register reply's keys, brackets,
 /// numbers and enum values 0.34 per character pretty-printed (0.29 compact). The estimates use these figures rounded
 /// up, so a budget that passes holds the largest reply with room to spare. Chinese is the expensive case: most of

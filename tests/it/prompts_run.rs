@@ -1,33 +1,11 @@
 //! `moat prompts` and `moat run` as a user runs them: real-model smoke runs of one JSON prompt and
 //! one script, and each kind of bad input with its exit code.
 
-mod common;
-
-use common::Sandbox;
-use std::io::Write;
-use std::process::{Output, Stdio};
+use crate::common::{fixture, moat, stderr as err, Sandbox};
 
 const ARTICLE: &str = "ClaimPilot is a Berlin start-up that automates insurance claims handling with a small \
 language model. It charges EUR 0.40 per processed claim. Two pilots with mid-size insurers started in 2024 and \
 cut handling time by 35%. Competitors include Shift Technology and Tractable. The team has 12 people.\n";
-
-fn moat(s: &Sandbox, args: &[&str], stdin: &str) -> Output {
-    let mut c = s.moat();
-    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("moat starts");
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    out
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn schema_of(id: &str) -> serde_json::Value {
     let lib = moat::prompts::Library::builtin();
@@ -134,7 +112,7 @@ fn a_user_prompt_shadows_a_built_in() {
 #[test]
 fn bad_inputs_get_one_line_and_the_documented_code() {
     let s = Sandbox::new();
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/prompts");
+    let fixtures = fixture!("prompts");
     let cases: Vec<(Vec<String>, &str, i32, &str)> = vec![
         (vec!["run".into(), "market/swat".into()], "x", 2, "did you mean `market/swot`"),
         (vec!["run".into(), "market/swot".into()], "x", 2, "usage: moat run market/swot"),

@@ -1,9 +1,8 @@
 //! The full-screen chat driven as a person would, in tmux, with the real default model: ask, watch
 //! the reply stream, stop one with Esc, save, quit, resume.
 
-mod common;
-
-use common::tmux::Tmux;
+use crate::common;
+use crate::common::tmux::Tmux;
 use std::time::Duration;
 
 #[test]

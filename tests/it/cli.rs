@@ -1,9 +1,7 @@
 //! The `moat` binary as a user runs it: answers, JSON, and one clear line with the right exit code
 //! for every kind of bad input.
 
-mod common;
-
-use common::{assert_fails, run, stderr, Sandbox};
+use crate::common::{self, assert_fails, run, stderr, Sandbox};
 use std::process::{Command, Stdio};
 
 #[test]

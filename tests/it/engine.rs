@@ -1,8 +1,7 @@
 //! The engine on the real default model: determinism, UTF-8 streaming, KV-cache reuse,
 //! cancellation and the context-overflow policies.
 
-mod common;
-
+use crate::common;
 use moat::chat::Message;
 use moat::config::{OverflowPolicy, SamplingConfig};
 use moat::engine::{Engine, EngineError, Reply, Sink, StopReason, Task};

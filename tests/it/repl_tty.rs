@@ -3,10 +3,8 @@
 //! loads, keys typed while a reply streams. None of it may stall waiting for another key, lose a
 //! line, or echo into the reply. Skipped, with a message, where tmux is not installed.
 
-mod common;
-
-use common::tmux::Tmux;
-use common::Sandbox;
+use crate::common::tmux::Tmux;
+use crate::common::Sandbox;
 use std::process::Command;
 
 const PROMPT_END: char = '›';

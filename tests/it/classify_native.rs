@@ -2,13 +2,10 @@
 //! its make_tiny_bert.py) must give the logits its PyTorch twin gave, with labels and their order
 //! read from the GGUF. Needs no downloaded model.
 
-mod common;
-
-use common::{run, Sandbox};
+use crate::common::{fixture, jsonl, run, Sandbox, TINY_BERT as MODEL};
 use std::process::{Command, Output};
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/classify/native/tiny-bert-sentiment.gguf");
-const EXPECTED: &str = include_str!("fixtures/classify/native/expected.json");
+const EXPECTED: &str = include_str!(fixture!("classify/native/expected.json"));
 
 struct Case {
     text: String,
@@ -39,7 +36,7 @@ fn classify(s: &Sandbox, args: &[&str]) -> Command {
 
 fn rows(o: &Output) -> Vec<serde_json::Value> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    jsonl(o)
 }
 
 fn input(cases: &[Case]) -> Vec<u8> {

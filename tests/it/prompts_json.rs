@@ -2,9 +2,7 @@
 //! it, Chinese articles through the built-in prompts and scripts, and replies steered to close their
 //! JSON (or, when even that cannot fit, the one-line cut-off error) at small budgets.
 
-mod common;
-
-use common::Sandbox;
+use crate::common::{self, fixture, moat, stderr as err, Sandbox};
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use moat::chat::Message;
@@ -15,12 +13,11 @@ use moat::prompts::lint::ratios;
 use moat::prompts::partial::PartialJson;
 use moat::prompts::{render_request, validate, Lang, Library, Params};
 use serde_json::Value;
-use std::process::Output;
 
 /// An article written for these tests (not copied from anywhere): 2,002 characters of Chinese.
-const ZH: &str = include_str!("fixtures/prompts/zh-article.txt");
+const ZH: &str = include_str!(fixture!("prompts/zh-article.txt"));
 /// The same story in English, shorter.
-const EN: &str = include_str!("fixtures/prompts/en-article.txt");
+const EN: &str = include_str!(fixture!("prompts/en-article.txt"));
 
 /// Tokens of `text` as the default model's tokenizer sees it (no BOS), from the model loaded once
 /// on the process's shared llama.cpp backend.
@@ -31,21 +28,6 @@ fn count(text: &str) -> usize {
             .expect("the model loads")
     });
     model.vocab().tokenize(text.as_bytes(), false, false).len()
-}
-
-fn moat(s: &Sandbox, args: &[&str], stdin: &str) -> Output {
-    common::run(
-        {
-            let mut c = s.moat();
-            c.args(args);
-            c
-        },
-        stdin.as_bytes(),
-    )
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The schema a prompt's replies are held to in `lang`.

@@ -2,12 +2,8 @@
 //! token by token: checked with the default model's vocabulary and the real grammar sampler (no
 //! decoding), for prefixes of the built-in library's valid example and test replies, every schema in
 //! both languages.
-//!
-//! Its own test binary: it initialises llama.cpp's backend itself, which a process may do only once.
 
-mod common;
-
-use llama_cpp_2::llama_backend::LlamaBackend;
+use crate::common;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -64,10 +60,10 @@ fn valid_replies(lib: &Library) -> Vec<(String, Value, String)> {
 
 #[test]
 fn closing_text_is_accepted_by_the_grammar_token_by_token() {
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
-    let backend = LlamaBackend::init().expect("llama.cpp starts");
-    let model = LlamaModel::load_from_file(&backend, common::model_path(), &LlamaModelParams::default())
-        .expect("the default model loads");
+    // llama.cpp's backend may start only once a process: the one moat's engine starts, shared.
+    let model =
+        LlamaModel::load_from_file(moat::engine::backend(None), common::model_path(), &LlamaModelParams::default())
+            .expect("the default model loads");
     let eos = model.vocab().eos();
     let lib = Library::builtin();
     let replies = valid_replies(&lib);

@@ -8,18 +8,10 @@
 //! The model-free cases use the tiny BERT classifier fixture; the rest use the default model with
 //! a few tokens of output.
 
-mod common;
-
-use common::{assert_fails, assert_terminal_safe, run, stderr, Sandbox};
+use crate::common::{assert_fails, assert_terminal_safe, jsonl, repl, run, stderr, stdout, Sandbox, TINY_BERT as TINY};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/classify/native/tiny-bert-sentiment.gguf");
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn assert_ok(o: &Output) {
     assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
@@ -42,12 +34,6 @@ fn classify(s: &Sandbox, model: &Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut c = s.moat();
     c.arg("-m").arg(model).arg("classify").args(args);
     run(c, stdin)
-}
-
-fn repl(s: &Sandbox, args: &[&str], script: &[u8]) -> Output {
-    let mut c = s.moat();
-    c.arg("repl").args(args);
-    run(c, script)
 }
 
 fn write(s: &Sandbox, name: &str, bytes: &[u8]) -> PathBuf {
@@ -330,7 +316,7 @@ fn m17_csv_records_with_quoted_newlines_keep_their_columns() {
         CSV.as_bytes(),
     );
     assert_ok(&o);
-    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = jsonl(&o);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap_or("?")).collect();
     assert_eq!(ids, ["1", "3", "4"], "{rows:?}");
     assert!(rows.iter().all(|r| r.get("error").is_none()), "{rows:?}");
@@ -350,7 +336,7 @@ fn m18_csv_crlf_line_ends_inside_and_outside_quotes() {
         crlf.as_bytes(),
     );
     assert_ok(&o);
-    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = jsonl(&o);
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows[1]["text"], "Two lines here:\nfirst great, then boring");
 }
@@ -374,7 +360,7 @@ fn m20_classify_bad_lines_become_error_rows_and_the_rest_completes() {
         b"good film\n\xff\xfe bad bytes\nnul\0here\n\n   \nlast one\n",
     );
     assert_ok(&o);
-    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = jsonl(&o);
     let errors = rows.iter().filter(|r| r.get("error").is_some()).count();
     let labelled = rows.iter().filter(|r| r.get("label").is_some()).count();
     assert_eq!((labelled, errors), (2, 4), "{rows:?}");

@@ -1,24 +1,8 @@
 //! `moat repl` with the real default model: a scripted conversation through piped stdin, resuming
 //! it in a new process, and the interactive prompt in tmux (Ctrl+C mid-reply, history recall).
 
-mod common;
-
-use common::tmux::Tmux;
-use common::Sandbox;
-use std::io::Write;
-use std::process::{Output, Stdio};
-
-fn repl(s: &Sandbox, args: &[&str], script: &str) -> Output {
-    let mut c = s.moat();
-    c.arg("repl").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("moat starts");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::common::tmux::Tmux;
+use crate::common::{repl, stderr, stdout, Sandbox};
 
 #[test]
 fn a_scripted_conversation_with_commands_then_resume() {
@@ -29,7 +13,7 @@ fn a_scripted_conversation_with_commands_then_resume() {
                   \"\"\"\nNow name\ntwo fruits.\n\"\"\"\n\
                   /save fruit-chat\n";
     let o = repl(&s, &["--temp", "0", "-n", "64"], script);
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    let (out, err) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
     assert!(out.contains("Paris"), "{out}");
     assert!(out.contains("max_tokens = 24"), "{out}");
@@ -45,20 +29,20 @@ fn a_scripted_conversation_with_commands_then_resume() {
     assert_eq!(json["sampling"]["max_tokens"], 24);
 
     let o = repl(&s, &["--resume"], "/show\n");
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("resumed session fruit-chat (4 messages)"), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("session: fruit-chat (4 messages)"), "{}", text(&o.stdout));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resumed session fruit-chat (4 messages)"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("session: fruit-chat (4 messages)"), "{}", stdout(&o));
 }
 
 #[test]
 fn a_bad_command_is_reported_and_the_run_fails_at_the_end() {
     let s = Sandbox::new();
     let o = repl(&s, &["--no-save"], "/frobnicate\n/set temp hot\n/show\n");
-    let err = text(&o.stderr);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown command /frobnicate; /help lists them"), "{err}");
     assert!(err.contains("/set temp hot: expected a number"), "{err}");
-    assert!(text(&o.stdout).contains("temp 0.7"), "the script went on: {}", text(&o.stdout));
+    assert!(stdout(&o).contains("temp 0.7"), "the script went on: {}", stdout(&o));
 }
 
 #[test]
@@ -66,14 +50,10 @@ fn an_unclosed_block_and_bad_bytes_are_errors() {
     let s = Sandbox::new();
     let o = repl(&s, &["--no-save"], "\"\"\"\nnever closed\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("\"\"\" block"), "{}", text(&o.stderr));
-    let mut c = s.moat();
-    c.args(["repl", "--no-save"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"caf\xe9\n").unwrap();
-    let o = child.wait_with_output().unwrap();
+    assert!(stderr(&o).contains("\"\"\" block"), "{}", stderr(&o));
+    let o = repl(&s, &["--no-save"], b"caf\xe9\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("not valid UTF-8"), "{}", text(&o.stderr));
+    assert!(stderr(&o).contains("not valid UTF-8"), "{}", stderr(&o));
 }
 
 #[test]
@@ -102,7 +82,7 @@ fn classifier_mode_classifies_each_line_then_chat_returns() {
                   \"\"\"\nI love this phone, the battery life is fantastic.\nIt broke after one day; a complete waste of money.\n\"\"\"\n\
                   /chat\n";
     let o = repl(&s, &["--temp", "0", "-n", "16"], script);
-    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    let (out, err) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
     assert!(out.contains("classifier mode (positive, negative)"), "{out}");
     let labels: Vec<&str> =
