@@ -162,6 +162,10 @@ pub struct AskArgs {
     /// Print timing and token statistics to stderr after the reply.
     #[arg(long)]
     pub stats: bool,
+    /// Also print a reasoning model's thinking (its `<think>` block), dimmed, before the answer;
+    /// with --json it is always in the "reasoning" field.
+    #[arg(long)]
+    pub show_reasoning: bool,
 }
 
 #[derive(Debug, Subcommand)]

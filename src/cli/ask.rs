@@ -18,21 +18,48 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();
-    let mut ended_with_newline = true;
     // On a terminal the reply is untrusted text (escape sequences can span tokens); on a pipe it is
     // the user's data and stays byte-exact.
     let mut sanitizer = crate::render::Sanitizer::default();
     let (sampling, overflow, reserve) = (config.sampling.clone(), config.chat.overflow, config.chat.reserve);
     let messages = conversation.messages.clone();
-    let reply = engine.submit(Task::Chat { messages, sampling, overflow, reserve }).text(|text| {
-        if args.json {
-            return;
-        }
-        let shown = if tty { std::borrow::Cow::Owned(sanitizer.push(text)) } else { std::borrow::Cow::Borrowed(text) };
-        let _ = out.write_all(shown.as_bytes());
-        let _ = out.flush();
-        ended_with_newline = text.ends_with('\n');
-    })?;
+    // Shared by both callbacks: reasoning is printed (when asked for) before the answer.
+    let shown = std::cell::RefCell::new((&mut out, true, false));
+    let mut reasoning_sanitizer = crate::render::Sanitizer::default();
+    let reply = engine.submit(Task::Chat { messages, sampling, overflow, reserve }).text_and_reasoning(
+        |text| {
+            if args.json {
+                return;
+            }
+            let mut s = shown.borrow_mut();
+            let (out, ended, in_reasoning) = &mut *s;
+            if std::mem::take(in_reasoning) {
+                let _ = out.write_all(if *ended { b"\n" } else { b"\n\n" });
+            }
+            let text =
+                if tty { std::borrow::Cow::Owned(sanitizer.push(text)) } else { std::borrow::Cow::Borrowed(text) };
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+            *ended = text.ends_with('\n');
+        },
+        |text| {
+            if args.json || !args.show_reasoning {
+                return;
+            }
+            let mut s = shown.borrow_mut();
+            let (out, ended, in_reasoning) = &mut *s;
+            *in_reasoning = true;
+            let clean = if tty { reasoning_sanitizer.push(text) } else { text.to_string() };
+            let styled = if tty { format!("\x1b[2m{clean}\x1b[0m") } else { clean.clone() };
+            let _ = out.write_all(styled.as_bytes());
+            let _ = out.flush();
+            *ended = clean.ends_with('\n');
+        },
+    )?;
+    let ended_with_newline = shown.into_inner().1;
+    if reply.text.trim().is_empty() && !reply.reasoning.is_empty() && !args.show_reasoning && !args.json {
+        warnln!("moat: the model only reasoned and gave no answer; --show-reasoning shows its thinking");
+    }
     if reply.trimmed_messages > 0 {
         warnln!("moat: dropped {} older messages to fit the context", reply.trimmed_messages);
     }
@@ -48,6 +75,10 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             "stop_reason": reply.reason,
             "seed": s.seed,
         });
+        let mut json = json;
+        if !reply.reasoning.is_empty() {
+            json["reasoning"] = serde_json::Value::String(reply.reasoning.clone());
+        }
         let _ = writeln!(out, "{json}");
     } else if !ended_with_newline {
         let _ = writeln!(out);

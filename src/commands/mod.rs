@@ -52,7 +52,7 @@ pub fn help() -> String {
         let head = if args.is_empty() { format!("/{name}") } else { format!("/{name} {args}") };
         out.push_str(&format!("  {head:<22} {what}\n"));
     }
-    out.push_str("Keys: Enter send · Alt+Enter/Ctrl+J newline · Esc stop reply · Up/Down history · Ctrl+R search · PgUp/PgDn scroll · Ctrl+D quit");
+    out.push_str("Keys: Enter send · Alt+Enter/Ctrl+J newline · Esc stop reply · Up/Down history · Ctrl+R search · Ctrl+T show/fold reasoning · PgUp/PgDn scroll · Ctrl+D quit");
     out
 }
 

@@ -3,9 +3,11 @@
 //! backend; front ends never learn which one answers.
 
 use super::protocol::{Capabilities, EngineError, Finish, TaskKind, Update};
+use super::text::{Piece, ThinkSplitter};
 use super::ticket::Cancel;
 use super::{BenchSample, ItemResult, Task};
 use crossbeam_channel::Sender;
+use std::cell::RefCell;
 
 /// Something that can run engine tasks. The inference thread owns it and calls it for one task
 /// at a time.
@@ -24,20 +26,47 @@ pub trait Backend {
 }
 
 /// The backend's side of one request: where its updates go and whether it was cancelled.
+/// Reply text passes through a [`ThinkSplitter`], so a leading `<think>` block reaches the front
+/// end as reasoning whichever backend produced it.
 pub struct Responder<'a> {
     tx: &'a Sender<Update>,
     cancel: &'a Cancel,
+    think: RefCell<ThinkSplitter>,
 }
 
 impl<'a> Responder<'a> {
     pub(super) fn new(tx: &'a Sender<Update>, cancel: &'a Cancel) -> Self {
-        Responder { tx, cancel }
+        Responder { tx, cancel, think: RefCell::default() }
     }
 
     /// A piece of reply text. A front end that went away is not an error: the request runs on
     /// until it notices the cancel that dropping its ticket set.
     pub fn token(&self, text: &str) {
-        let _ = self.tx.send(Update::Token(text.to_string()));
+        let pieces = self.think.borrow_mut().push(text);
+        self.send_pieces(pieces);
+    }
+
+    /// Reasoning a server sends apart from the content (`reasoning_content`).
+    pub fn reasoning(&self, text: &str) {
+        if !text.is_empty() {
+            let _ = self.tx.send(Update::Reasoning(text.to_string()));
+        }
+    }
+
+    /// Sends what the splitter still holds (the serving loop calls it when the task returns).
+    pub(super) fn flush(&self) {
+        let pieces = self.think.borrow_mut().finish();
+        self.send_pieces(pieces);
+    }
+
+    fn send_pieces(&self, pieces: Vec<Piece>) {
+        for p in pieces {
+            let update = match p {
+                Piece::Reasoning(t) => Update::Reasoning(t),
+                Piece::Answer(t) => Update::Token(t),
+            };
+            let _ = self.tx.send(update);
+        }
     }
 
     pub fn trimmed(&self, dropped_messages: usize, prompt_tokens: usize) {

@@ -6,8 +6,8 @@
 //!
 //! | task | updates, in order |
 //! |------|-------------------|
-//! | [`Task::Chat`] | `Trimmed`? (older turns dropped to fit), `Token`*, then `Done` or `Failed` |
-//! | [`Task::Structured`], [`Task::Complete`] | `Token`*, then `Done` or `Failed` |
+//! | [`Task::Chat`] | `Trimmed`? (older turns dropped to fit), `Reasoning`*, `Token`*, then `Done` or `Failed` |
+//! | [`Task::Structured`], [`Task::Complete`] | `Reasoning`*, `Token`*, then `Done` or `Failed` |
 //! | [`Task::Bench`] | per repetition: `Token`* then `Bench`; then `Done` or `Failed` |
 //! | [`Task::Score`], [`Task::Embed`] | one `Item` per input line, in input order, then `Done` or `Failed` |
 //!
@@ -128,6 +128,9 @@ impl Capabilities {
 pub enum Update {
     /// A piece of reply text: whole UTF-8 characters, stop strings already removed.
     Token(String),
+    /// A piece of the model's reasoning (a leading `<think>…</think>` block, or a server's
+    /// `reasoning_content`): shown apart from the answer, never part of the reply text.
+    Reasoning(String),
     /// Older turns were dropped to fit the context (policy `drop-oldest`); `prompt_tokens` is the
     /// prompt's size after dropping.
     Trimmed { dropped_messages: usize, prompt_tokens: usize },

@@ -65,7 +65,11 @@ fn run_job(backend: &mut dyn Backend, job: Job) {
     } else if !backend.capabilities().supports(kind) {
         Update::Failed(backend.refuse(kind))
     } else {
-        match backend.run(task, &Responder::new(&reply, &cancel)) {
+        let out = Responder::new(&reply, &cancel);
+        let result = backend.run(task, &out);
+        // Text held back at a possible tag is part of the reply, even one that failed midway.
+        out.flush();
+        match result {
             Ok(finish) => Update::Done(finish),
             Err(EngineError::Cancelled) => cancelled(),
             Err(e) => Update::Failed(e),

@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub trait Sink {
     /// A piece of reply text (whole characters).
     fn token(&mut self, _text: &str) {}
+    /// A piece of the model's reasoning, to show apart from the answer (dimmed, foldable).
+    fn reasoning(&mut self, _text: &str) {}
     /// Older turns were dropped to fit the context.
     fn trimmed(&mut self, _dropped_messages: usize, _prompt_tokens: usize) {}
     /// The result for input line `index` (score and embed tasks, in input order).
@@ -37,6 +39,8 @@ impl<F: FnMut(&str)> Sink for OnText<F> {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub text: String,
+    /// The model's reasoning, apart from `text` (empty for models that do not reason aloud).
+    pub reasoning: String,
     pub reason: StopReason,
     pub stats: GenStats,
     /// Messages the engine dropped to fit the context.
@@ -157,29 +161,51 @@ impl Ticket {
     /// Blocks until a text request ends and returns the whole reply, passing each piece to
     /// `on_text` as it arrives.
     pub fn text(self, on_text: impl FnMut(&str)) -> Result<Reply, EngineError> {
-        struct Collect<F> {
+        self.text_and_reasoning(on_text, |_| {})
+    }
+
+    /// Like [`text`](Ticket::text), also passing each piece of reasoning to `on_reasoning`.
+    pub fn text_and_reasoning(
+        self,
+        on_text: impl FnMut(&str),
+        on_reasoning: impl FnMut(&str),
+    ) -> Result<Reply, EngineError> {
+        struct Collect<F, G> {
             on_text: F,
+            on_reasoning: G,
             text: String,
+            reasoning: String,
             trimmed: usize,
         }
-        impl<F: FnMut(&str)> Sink for Collect<F> {
+        impl<F: FnMut(&str), G: FnMut(&str)> Sink for Collect<F, G> {
             fn token(&mut self, t: &str) {
                 (self.on_text)(t);
                 self.text.push_str(t);
+            }
+            fn reasoning(&mut self, t: &str) {
+                (self.on_reasoning)(t);
+                self.reasoning.push_str(t);
             }
             fn trimmed(&mut self, dropped: usize, _: usize) {
                 self.trimmed += dropped;
             }
         }
-        let mut sink = Collect { on_text, text: String::new(), trimmed: 0 };
+        let mut sink = Collect { on_text, on_reasoning, text: String::new(), reasoning: String::new(), trimmed: 0 };
         let end = self.wait(&mut sink)?;
-        Ok(Reply { text: sink.text, reason: end.reason, stats: end.stats, trimmed_messages: sink.trimmed })
+        Ok(Reply {
+            text: sink.text,
+            reasoning: sink.reasoning,
+            reason: end.reason,
+            stats: end.stats,
+            trimmed_messages: sink.trimmed,
+        })
     }
 
     /// The one place an update is interpreted.
     fn deliver(&mut self, update: Update, sink: &mut dyn Sink) -> Option<Result<Finish, EngineError>> {
         match update {
             Update::Token(t) => sink.token(&t),
+            Update::Reasoning(t) => sink.reasoning(&t),
             Update::Trimmed { dropped_messages, prompt_tokens } => sink.trimmed(dropped_messages, prompt_tokens),
             Update::Item { index, result } => sink.item(index, result),
             Update::Bench(sample) => sink.bench(sample),

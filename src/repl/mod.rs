@@ -316,6 +316,9 @@ impl Repl {
                 self.styler.push(t);
                 self.text.push_str(t);
             }
+            fn reasoning(&mut self, t: &str) {
+                self.styler.aside(t);
+            }
             fn trimmed(&mut self, dropped_messages: usize, prompt_tokens: usize) {
                 self.session.trimmed(dropped_messages);
                 warnln!("moat: dropped the {dropped_messages} oldest messages to fit the context ({prompt_tokens} tokens now)");

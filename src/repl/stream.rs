@@ -27,6 +27,8 @@ pub struct Styler<W: Write> {
     sanitizer: crate::render::Sanitizer,
     /// Everything written, for callers that keep the reply.
     pub ended_with_newline: bool,
+    /// The reasoning shown so far (dimmed, before the answer) and its own sanitiser.
+    aside: Option<crate::render::Sanitizer>,
 }
 
 impl<W: Write> Styler<W> {
@@ -42,10 +44,29 @@ impl<W: Write> Styler<W> {
             fence: None,
             sanitizer: Default::default(),
             ended_with_newline: true,
+            aside: None,
         }
     }
 
+    /// The model's reasoning: printed as it comes, dimmed, apart from the answer (which starts on
+    /// a fresh paragraph after it).
+    pub fn aside(&mut self, text: &str) {
+        let text = self.aside.get_or_insert_with(Default::default).push(text);
+        if text.is_empty() {
+            return;
+        }
+        self.ended_with_newline = text.ends_with('\n');
+        let shown = if self.color { format!("{DIM}{text}{RESET}") } else { text };
+        let _ = self.out.write_all(shown.as_bytes());
+        let _ = self.out.flush();
+    }
+
     pub fn push(&mut self, text: &str) {
+        if self.aside.take().is_some() {
+            let gap = if self.ended_with_newline { "\n" } else { "\n\n" };
+            let _ = self.out.write_all(gap.as_bytes());
+            self.ended_with_newline = true;
+        }
         let text = self.sanitizer.push(text);
         if !text.is_empty() {
             self.ended_with_newline = text.ends_with('\n');
@@ -224,6 +245,24 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn reasoning_is_dimmed_and_the_answer_starts_a_new_paragraph() {
+        let mut st = Styler::new(Vec::new(), true);
+        st.aside("Let me think\x1b[2J.");
+        st.aside(" Done");
+        st.push("**4**");
+        st.finish();
+        let out = String::from_utf8(st.into_inner()).unwrap();
+        assert!(out.starts_with(&format!("{DIM}Let me think.{RESET}")), "{out:?}");
+        assert!(!out.contains("\x1b[2J"), "{out:?}");
+        assert_eq!(strip_ansi(&out), "Let me think. Done\n\n4");
+        let mut plain = Styler::new(Vec::new(), false);
+        plain.aside("hmm\n");
+        plain.push("yes");
+        plain.finish();
+        assert_eq!(String::from_utf8(plain.into_inner()).unwrap(), "hmm\n\nyes");
     }
 
     #[test]

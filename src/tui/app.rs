@@ -340,6 +340,7 @@ impl App {
             KeyCode::Char('a') if ctrl => self.editor.home(),
             KeyCode::Char('e') if ctrl => self.editor.end(),
             KeyCode::Char('l') if ctrl => self.scroll = 0,
+            KeyCode::Char('t') if ctrl => self.transcript.show_reasoning = !self.transcript.show_reasoning,
             KeyCode::Char(c) if !ctrl => self.editor.insert(c),
             KeyCode::Tab => self.complete(),
             KeyCode::Backspace => self.editor.backspace(),
@@ -596,6 +597,13 @@ impl Sink for App {
             "dropped the {dropped_messages} oldest messages so the conversation fits the context ({prompt_tokens} tokens now)"
         ));
         self.session.trimmed(dropped_messages);
+    }
+
+    fn reasoning(&mut self, text: &str) {
+        self.dirty = true;
+        if let Phase::Replying { entry } = self.phase {
+            self.transcript.append_reasoning(entry, text);
+        }
     }
 
     fn item(&mut self, index: usize, result: ItemResult) {

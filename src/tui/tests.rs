@@ -363,3 +363,22 @@ fn a_hostile_model_name_cannot_drive_the_terminal() {
     assert!(shown.contains("evilname"), "{shown}");
     assert!(!shown.contains(['\x1b', '\x07', '\u{202E}']) && !shown.contains("[2J"), "{shown:?}");
 }
+
+#[test]
+fn reasoning_is_folded_under_the_reply_and_ctrl_t_shows_it() {
+    let mut app = app();
+    type_text(&mut app, "2+2?");
+    app.on_key(key(KeyCode::Enter));
+    app.reasoning("The user asks a sum. Two and two make four.");
+    app.token("It is 4.");
+    app.request_ended(Ok(Finish::default()));
+    let folded = screen(&mut app, 70, 14);
+    assert!(folded.contains("▸ thinking · 10 words · Ctrl+T shows"), "{folded}");
+    assert!(folded.contains("It is 4.") && !folded.contains("make four"), "{folded}");
+    app.on_key(ctrl('t'));
+    let shown = screen(&mut app, 70, 14);
+    assert!(shown.contains("▾ thinking") && shown.contains("Two and two make four."), "{shown}");
+    // The conversation keeps only the answer.
+    let last = app.session.conversation.messages.last().unwrap();
+    assert_eq!(last.content, "It is 4.");
+}

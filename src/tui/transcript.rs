@@ -20,25 +20,40 @@ pub struct Entry {
     pub text: String,
     /// Shown after the label, e.g. the model name or "stopped".
     pub tag: String,
+    /// A reasoning model's thinking, shown dimmed above the reply, folded to one line unless
+    /// the transcript shows reasoning (Ctrl+T).
+    pub reasoning: String,
     cache: Option<Cache>,
 }
 
 struct Cache {
     width: u16,
+    show_reasoning: bool,
     lines: Vec<Line<'static>>,
     code_blocks: Vec<CodeBlock>,
 }
 
 impl Entry {
     pub fn new(kind: Kind, text: impl Into<String>) -> Entry {
-        Entry { kind, text: text.into(), tag: String::new(), cache: None }
+        Entry { kind, text: text.into(), tag: String::new(), reasoning: String::new(), cache: None }
     }
 
-    fn render(&mut self, width: u16, theme: &Theme) -> &Cache {
-        let stale = self.cache.as_ref().is_none_or(|c| c.width != width);
+    fn render(&mut self, width: u16, theme: &Theme, show_reasoning: bool) -> &Cache {
+        let stale = self.cache.as_ref().is_none_or(|c| c.width != width || c.show_reasoning != show_reasoning);
         if stale {
             let mut lines = vec![self.label(theme)];
             let mut code_blocks = Vec::new();
+            if !self.reasoning.is_empty() {
+                let words = self.reasoning.split_whitespace().count();
+                let style = theme.rule.add_modifier(Modifier::DIM);
+                if show_reasoning {
+                    lines.push(Line::from(Span::styled(format!("▾ thinking · {words} words · Ctrl+T folds"), style)));
+                    lines.extend(render::render_plain(self.reasoning.trim(), width, style));
+                    lines.push(Line::default());
+                } else {
+                    lines.push(Line::from(Span::styled(format!("▸ thinking · {words} words · Ctrl+T shows"), style)));
+                }
+            }
             match self.kind {
                 Kind::Assistant => {
                     let r = render::render_markdown(&self.text, width, theme);
@@ -50,7 +65,7 @@ impl Entry {
                 Kind::Error => lines.extend(render::render_plain(&self.text, width, theme.error)),
             }
             lines.push(Line::default());
-            self.cache = Some(Cache { width, lines, code_blocks });
+            self.cache = Some(Cache { width, show_reasoning, lines, code_blocks });
         }
         self.cache.as_ref().expect("just filled")
     }
@@ -78,6 +93,8 @@ impl Entry {
 pub struct Transcript {
     entries: Vec<Entry>,
     theme: Theme,
+    /// Reasoning is shown in full (else folded to one line per reply).
+    pub show_reasoning: bool,
 }
 
 impl Transcript {
@@ -95,6 +112,14 @@ impl Transcript {
 
     pub fn last_mut(&mut self) -> Option<&mut Entry> {
         self.entries.last_mut()
+    }
+
+    /// Appends streamed reasoning to entry `index`.
+    pub fn append_reasoning(&mut self, index: usize, text: &str) {
+        if let Some(e) = self.entries.get_mut(index) {
+            e.reasoning.push_str(text);
+            e.invalidate();
+        }
     }
 
     /// Appends streamed text to entry `index`; only that entry will be re-wrapped.
@@ -126,17 +151,17 @@ impl Transcript {
 
     /// Lines of every entry at `width` (each entry wrapped at most once per width).
     pub fn total_lines(&mut self, width: u16) -> usize {
-        let theme = &self.theme;
-        self.entries.iter_mut().map(|e| e.render(width, theme).lines.len()).sum()
+        let (theme, show) = (&self.theme, self.show_reasoning);
+        self.entries.iter_mut().map(|e| e.render(width, theme, show).lines.len()).sum()
     }
 
     /// The `height` lines that end `scroll` lines above the bottom.
     pub fn visible(&mut self, width: u16, height: usize, scroll: usize) -> Vec<Line<'static>> {
         let mut skip = scroll;
         let mut out: Vec<Line<'static>> = Vec::with_capacity(height);
-        let theme = &self.theme;
+        let (theme, show) = (&self.theme, self.show_reasoning);
         for e in self.entries.iter_mut().rev() {
-            let lines = &e.render(width, theme).lines;
+            let lines = &e.render(width, theme, show).lines;
             if skip >= lines.len() {
                 skip -= lines.len();
                 continue;
@@ -155,9 +180,9 @@ impl Transcript {
 
     /// Code blocks of the last assistant reply, numbered from 1 as shown.
     pub fn last_reply_code(&mut self, width: u16) -> Option<(String, Vec<CodeBlock>)> {
-        let theme = &self.theme;
+        let (theme, show) = (&self.theme, self.show_reasoning);
         let e = self.entries.iter_mut().rev().find(|e| e.kind == Kind::Assistant)?;
-        let blocks = e.render(width, theme).code_blocks.clone();
+        let blocks = e.render(width, theme, show).code_blocks.clone();
         Some((e.text.clone(), blocks))
     }
 }
