@@ -142,6 +142,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         load_ms: started.elapsed().as_secs_f64() * 1000.0,
         system_info: init::system_info(),
         capabilities,
+        remote: None,
     };
     let _ = events.send(Event::Loaded(Box::new(info.clone())));
     let env = LoadedModel { model: &model, format, max_piece, backend, threads_batch: threads_batch as i32, encoder };
