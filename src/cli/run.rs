@@ -37,9 +37,9 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     prompts::render_request(&lib, &entry.id_or(&args.id), &vars, &input, lang, &cli_params, None)
         .map_err(prompt_failure)?;
 
-    let (model, path) = setup.model_path()?;
-    let mut opts = setup.engine_options(&model, path.clone());
-    if let Some(n_ctx) = context_for_input(&setup, flags, &path, &input, lang) {
+    let mut opts = setup.target()?;
+    let local = opts.remote.is_none().then(|| opts.model_path.clone());
+    if let Some(n_ctx) = local.and_then(|path| context_for_input(&setup, flags, &path, &input, lang)) {
         warnln!("moat: context raised to {n_ctx} tokens for this input (-c N chooses it)");
         opts.n_ctx = n_ctx;
     }

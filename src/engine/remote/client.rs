@@ -363,7 +363,8 @@ impl Client {
             HttpError::Transport { kind, detail } => match kind {
                 Transport::Dns => format!("cannot find the server {}: DNS lookup failed ({detail}); check the host in --remote / remote.url", self.endpoint.host),
                 Transport::Refused => format!("nothing is listening at {at} (connection refused); start the server there, or check the port in --remote / remote.url"),
-                Transport::ConnectTimeout => format!("no answer from {at} within {} s while connecting; check the host, port and firewall (remote.connect_timeout_s)", self.connect_timeout_s),
+                Transport::ConnectTimeout if self.endpoint.https => format!("no answer from {at} within {} s while connecting over TLS; check the host, port and firewall, and use http:// if the server speaks plain HTTP (remote.connect_timeout_s sets the wait)", self.connect_timeout_s),
+                Transport::ConnectTimeout => format!("no answer from {at} within {} s while connecting; check the host, port and firewall (remote.connect_timeout_s sets the wait)", self.connect_timeout_s),
                 Transport::Connect => format!("cannot connect to {at}: {detail}; check --remote / remote.url"),
                 Transport::Tls => format!("TLS with {at} failed: {detail}; check the server's certificate (or use http:// on a network you trust)"),
                 Transport::Idle => format!("the server at {at} sent nothing for {} s during {during}{kept}; it may be stuck or overloaded (remote.idle_timeout_s sets the wait)", self.idle_timeout_s),
