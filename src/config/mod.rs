@@ -319,7 +319,10 @@ impl RemoteConfig {
             }
         }
         if !self.api_key_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return bad("api_key_env", "must be the NAME of an environment variable (letters, digits, _), not the key itself".into());
+            return bad(
+                "api_key_env",
+                "must be the NAME of an environment variable (letters, digits, _), not the key itself".into(),
+            );
         }
         if self.connect_timeout_s == 0 {
             return bad("connect_timeout_s", "must be at least 1".into());

@@ -401,7 +401,9 @@ fn server_context_message(tokens: Option<usize>, n_ctx: Option<usize>, detail: &
         (Some(t), Some(n)) if t > n => {
             format!("the prompt is {t} tokens but the server's context holds {n} ({} over); {fix}", t - n)
         }
-        (Some(t), Some(n)) => format!("the prompt ({t} tokens) and the reply do not fit the server's context of {n}; {fix}"),
+        (Some(t), Some(n)) => {
+            format!("the prompt ({t} tokens) and the reply do not fit the server's context of {n}; {fix}")
+        }
         _ => format!("the prompt does not fit the server's context (the server said: {detail}); {fix}"),
     }
 }

@@ -100,11 +100,11 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         Err(e) if gpu_layers > 0 => {
             // Out of device memory for the KV cache: load again, all on the CPU.
             let note = format!("the context did not fit in GPU memory ({e}); running on the CPU");
-            return Next::Load(EngineOptions {
+            return Next::Load(Box::new(EngineOptions {
                 gpu_layers: crate::config::GpuLayers::Count(0),
                 gpu_fallback: Some(note),
                 ..opts
-            });
+            }));
         }
         Err(e) => return fail(EngineError::Context { n_ctx, why: e.to_string() }),
     };

@@ -33,6 +33,11 @@ impl Endpoint {
     /// credentials, a query or a fragment.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
         let url = url.trim();
+        if !url.contains("://") {
+            return Err(format!(
+                "the server URL {url:?} must start with http:// or https:// (e.g. http://gpu-box:8000)"
+            ));
+        }
         let parsed = ureq::get(url)
             .request_url()
             .map_err(|_| format!("the server URL {url:?} is not a URL; write it like http://gpu-box:8000"))?;
@@ -405,7 +410,13 @@ mod tests {
 
     #[test]
     fn urls_with_or_without_v1_name_the_same_root() {
-        for url in ["http://gpu-box:8000", "http://gpu-box:8000/", "http://gpu-box:8000/v1", "http://gpu-box:8000/v1/", " http://GPU-box:8000/v1 "] {
+        for url in [
+            "http://gpu-box:8000",
+            "http://gpu-box:8000/",
+            "http://gpu-box:8000/v1",
+            "http://gpu-box:8000/v1/",
+            " http://GPU-box:8000/v1 ",
+        ] {
             let e = ep(url);
             assert_eq!(e.root, "http://gpu-box:8000", "{url}");
             assert_eq!(e.api("models"), "http://gpu-box:8000/v1/models");
@@ -422,7 +433,8 @@ mod tests {
             ("gpu-box:8000", "http:// or https://"),
             ("http://user:pw@x:1", "credentials"),
             ("http://x:1/?a=b", "query"),
-            ("not a url", "not a URL"),
+            ("not a url", "http:// or https://"),
+            ("http://", "not a URL"),
         ] {
             let e = Endpoint::parse(url).unwrap_err();
             assert!(e.contains(needle) && !e.contains('\n'), "{url}: {e}");
@@ -432,7 +444,9 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for url in ["http://localhost:1", "http://127.0.0.1:1", "http://127.9.9.9", "http://[::1]:8", "http://api.localhost"] {
+        for url in
+            ["http://localhost:1", "http://127.0.0.1:1", "http://127.9.9.9", "http://[::1]:8", "http://api.localhost"]
+        {
             assert!(ep(url).is_loopback(), "{url}");
         }
         for url in ["http://10.0.0.1", "http://gpu-box", "http://localhost.evil.com", "http://[::2]"] {
@@ -493,7 +507,11 @@ mod tests {
             let line = client.explain(&e, "the reply", false).to_string();
             assert!(line.contains(needle) && !line.contains('\n'), "{line}");
         }
-        let line = client.explain(&HttpError::Transport { kind: Transport::Broken, detail: "reset".into() }, "the reply", true);
+        let line = client.explain(
+            &HttpError::Transport { kind: Transport::Broken, detail: "reset".into() },
+            "the reply",
+            true,
+        );
         assert!(line.to_string().contains("the reply so far is kept"), "{line}");
     }
 }

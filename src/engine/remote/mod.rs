@@ -95,10 +95,8 @@ pub struct RemoteModel {
 pub fn list_models(opts: &RemoteOptions) -> Result<(String, Vec<RemoteModel>), EngineError> {
     let client = Client::new(opts)?;
     let cards = models(&client)?;
-    let list = cards
-        .into_iter()
-        .map(|c| RemoteModel { n_ctx: c.n_ctx(), owned_by: c.owned_by.clone(), id: c.id })
-        .collect();
+    let list =
+        cards.into_iter().map(|c| RemoteModel { n_ctx: c.n_ctx(), owned_by: c.owned_by.clone(), id: c.id }).collect();
     Ok((client.endpoint.root.clone(), list))
 }
 
@@ -312,7 +310,8 @@ impl Remote {
                 }
                 Ok(None) => return Ok(cancelled()),
                 Err(e) => {
-                    let too_long = matches!(&e, HttpError::Status { error: Some(se), .. } if se.context_exceeded().is_some());
+                    let too_long =
+                        matches!(&e, HttpError::Status { error: Some(se), .. } if se.context_exceeded().is_some());
                     if too_long && overflow == OverflowPolicy::DropOldest {
                         match drop_oldest_turn(&mut messages) {
                             0 => return Err(self.refused(&e, false)),
@@ -362,7 +361,7 @@ impl Remote {
             match first {
                 Piece::Open => return Ok(Some(rx)),
                 Piece::Failed(HttpError::Status { code: 400, error })
-                    if asked_usage && !error.as_ref().is_some_and(|e| e.context_exceeded().is_some()) =>
+                    if asked_usage && error.as_ref().is_none_or(|e| e.context_exceeded().is_none()) =>
                 {
                     self.stream_options = false;
                 }
@@ -389,7 +388,13 @@ impl Remote {
     }
 
     /// Streams a reply's text to `out` and says how it ended.
-    fn reply(&self, rx: Receiver<Piece>, out: &Responder<'_>, start: Instant, seed: u32) -> Result<Finish, EngineError> {
+    fn reply(
+        &self,
+        rx: Receiver<Piece>,
+        out: &Responder<'_>,
+        start: Instant,
+        seed: u32,
+    ) -> Result<Finish, EngineError> {
         let s = self.read(rx, out, &mut |t| out.token(t))?;
         let stats = self.stats(&s, start, seed);
         let reason = if s.cancelled {
@@ -407,7 +412,12 @@ impl Remote {
     /// Reads the stream until `[DONE]`, the end of the stream after the reply finished, a
     /// cancel, or a failure. Reply text goes to `on_text`; reasoning text is not reply text and
     /// is left out.
-    fn read(&self, rx: Receiver<Piece>, out: &Responder<'_>, on_text: &mut dyn FnMut(&str)) -> Result<Streamed, EngineError> {
+    fn read(
+        &self,
+        rx: Receiver<Piece>,
+        out: &Responder<'_>,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Streamed, EngineError> {
         let mut s = Streamed::default();
         let at = &self.client.endpoint.authority;
         loop {
@@ -454,7 +464,9 @@ impl Remote {
             if event.event.as_deref() == Some("error") || value.get("error").is_some_and(|e| !e.is_null()) {
                 let said = ServerError::from_value(&value).map(|e| e.describe()).unwrap_or_default();
                 let said = if said.is_empty() { "no reason given".to_string() } else { said };
-                return Err(EngineError::Remote(format!("the server at {at} failed mid-reply: {said}{kept}; check its log")));
+                return Err(EngineError::Remote(format!(
+                    "the server at {at} failed mid-reply: {said}{kept}; check its log"
+                )));
             }
             let chunk: Chunk = serde_json::from_value(value).unwrap_or_default();
             for choice in chunk.choices.iter().filter(|c| c.index.unwrap_or(0) == 0) {
@@ -488,8 +500,7 @@ impl Remote {
         let usage = s.usage.clone().unwrap_or_default();
         let t = s.timings.clone().unwrap_or_default();
         let prompt_tokens = usage.prompt_tokens.map(|n| n as usize).unwrap_or(0);
-        let gen_tokens =
-            usage.completion_tokens.or(t.predicted_n).map(|n| n as usize).unwrap_or(s.pieces);
+        let gen_tokens = usage.completion_tokens.or(t.predicted_n).map(|n| n as usize).unwrap_or(s.pieces);
         let reused = t.cache_n.or(usage.prompt_tokens_details.and_then(|d| d.cached_tokens)).map(|n| n as usize);
         let mut stats = GenStats {
             prompt_tokens,

@@ -295,7 +295,7 @@ impl ServerError {
 /// The first whole number after `marker` in `text` (skipping spaces and punctuation such as `(`).
 fn number_after(text: &str, marker: &str) -> Option<usize> {
     let at = text.find(marker)? + marker.len();
-    let rest = text[at..].trim_start_matches(|c: char| c == ' ' || c == '(' || c == ':');
+    let rest = text[at..].trim_start_matches([' ', '(', ':']);
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == ',').filter(|c| *c != ',').collect();
     digits.parse().ok()
 }
@@ -337,13 +337,19 @@ mod tests {
         assert!(c.choices.is_empty() && c.usage.is_none());
         let t = c.timings.unwrap();
         assert_eq!((t.predicted_per_second, t.prompt_n), (Some(12.5), Some(7)));
-        let c: Chunk = serde_json::from_str(r#"{"choices":[{"delta":{"content":[{"type":"text"}],"reasoning":"hmm"},"finish_reason":7}]}"#).unwrap();
+        let c: Chunk = serde_json::from_str(
+            r#"{"choices":[{"delta":{"content":[{"type":"text"}],"reasoning":"hmm"},"finish_reason":7}]}"#,
+        )
+        .unwrap();
         assert_eq!((c.choices[0].content(), c.choices[0].reasoning()), (None, Some("hmm")));
         assert_eq!(c.choices[0].finish_reason, None);
         // Completions text and a non-streamed message.
         let c: Chunk = serde_json::from_str(r#"{"choices":[{"text":" the","index":0,"logprobs":null}]}"#).unwrap();
         assert_eq!(c.choices[0].content(), Some(" the"));
-        let c: Chunk = serde_json::from_str(r#"{"choices":[{"message":{"role":"assistant","content":"Hello","reasoning_content":"think"}}]}"#).unwrap();
+        let c: Chunk = serde_json::from_str(
+            r#"{"choices":[{"message":{"role":"assistant","content":"Hello","reasoning_content":"think"}}]}"#,
+        )
+        .unwrap();
         assert_eq!((c.choices[0].content(), c.choices[0].reasoning()), (Some("Hello"), Some("think")));
     }
 
@@ -351,9 +357,14 @@ mod tests {
     fn model_lists_and_props_from_each_server() {
         let l: ModelList = serde_json::from_str(r#"{"object":"list","data":[{"id":"m.gguf","object":"model","owned_by":"llamacpp","meta":{"n_ctx":2048,"n_ctx_train":8192,"n_params":134515008}}]}"#).unwrap();
         assert_eq!((l.data[0].id.as_str(), l.data[0].n_ctx()), ("m.gguf", Some(2048)));
-        let l: ModelList = serde_json::from_str(r#"{"data":[{"id":"Qwen/Qwen2.5-32B-Instruct","max_model_len":32768,"owned_by":"vllm"},{"id":"llama3"}]}"#).unwrap();
+        let l: ModelList = serde_json::from_str(
+            r#"{"data":[{"id":"Qwen/Qwen2.5-32B-Instruct","max_model_len":32768,"owned_by":"vllm"},{"id":"llama3"}]}"#,
+        )
+        .unwrap();
         assert_eq!((l.data[0].n_ctx(), l.data[1].n_ctx()), (Some(32768), None));
-        let p: Props = serde_json::from_str(r#"{"default_generation_settings":{"params":{},"n_ctx":4096},"total_slots":1}"#).unwrap();
+        let p: Props =
+            serde_json::from_str(r#"{"default_generation_settings":{"params":{},"n_ctx":4096},"total_slots":1}"#)
+                .unwrap();
         assert_eq!(p.n_ctx(), Some(4096));
         let p: Props = serde_json::from_str(r#"{"n_ctx":0}"#).unwrap();
         assert_eq!(p.n_ctx(), None);
@@ -369,7 +380,9 @@ mod tests {
         assert_eq!(e.context_exceeded(), Some((Some(5120), Some(4096))));
         let e = ServerError::from_body(r#"{"error":"model 'x' not found"}"#).unwrap();
         assert_eq!((e.message.as_str(), e.context_exceeded()), ("model 'x' not found", None));
-        let e = ServerError::from_body(r#"{"detail":[{"loc":["body","top_k"],"msg":"Input should be a valid integer"}]}"#).unwrap();
+        let e =
+            ServerError::from_body(r#"{"detail":[{"loc":["body","top_k"],"msg":"Input should be a valid integer"}]}"#)
+                .unwrap();
         assert_eq!(e.message, "Input should be a valid integer");
         let e = ServerError::from_body("upstream connect error\nor disconnect").unwrap();
         assert_eq!(e.message, "upstream connect error");
