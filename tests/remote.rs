@@ -645,6 +645,33 @@ fn real_server_prompt_longer_than_its_context_is_one_line_with_the_figures() {
 }
 
 #[test]
+fn real_server_runs_a_prompt_library_json_step_with_its_schema() {
+    let Some(server) = LlamaServer::start(2048, None) else { return };
+    let sb = Sandbox::new();
+    let input = "Acme AI sells claims software to insurers. It has 20 customers and grows 10% a month.";
+    let args = [
+        "--remote",
+        &server.url,
+        "--temp",
+        "0",
+        "--seed",
+        "1",
+        "run",
+        "market/swot",
+        "-v",
+        "subject=Acme AI",
+        "--as",
+        "json",
+    ];
+    let o = run(sb.moat(&args), input);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    for key in ["strengths", "weaknesses", "opportunities", "threats"] {
+        assert!(j["result"][key].is_array(), "{key} in {j}");
+    }
+}
+
+#[test]
 fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
     let Some(server) = LlamaServer::start(512, None) else { return };
     let sb = Sandbox::new();

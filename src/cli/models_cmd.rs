@@ -121,7 +121,11 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
 
 fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure> {
     if setup.remote().is_some() {
-        let (_engine, info) = setup::start(setup.target()?)?;
+        let mut opts = setup.target()?;
+        if let (Some(remote), Some(id)) = (opts.remote.as_mut(), name) {
+            remote.model = id;
+        }
+        let (_engine, info) = setup::start(opts)?;
         if json {
             println!("{}", serde_json::json!({ "engine": info }));
             return Ok(0);

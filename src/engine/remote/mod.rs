@@ -197,6 +197,8 @@ impl Backend for Remote {
 
     fn run(&mut self, task: Task, out: &Responder<'_>) -> Result<Finish, EngineError> {
         match task {
+            // The server checks the prompt against its own context; `reserve` is the local
+            // engine's margin for the reply when it decides what fits.
             Task::Chat { messages, sampling, overflow, reserve: _ } => self.chat(messages, &sampling, overflow, out),
             Task::Structured { messages, sampling, json_schema } => {
                 let format = match json_schema {
