@@ -382,6 +382,29 @@ fn status_errors_and_unreachable_servers_are_one_line() {
     assert_fails(&o, 1, "connection refused");
     let o = run(sb.moat(&["--remote", "http://no-such-host.invalid:8000", "ask", "hi"]), "");
     assert_fails(&o, 1, "DNS lookup failed");
+    // https:// to a server that speaks plain HTTP.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in plain.incoming().map_while(Result::ok) {
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let o = run(sb.moat(&["--remote", &format!("https://127.0.0.1:{plain_port}"), "ask", "hi"]), "");
+    assert_fails(&o, 1, "TLS with 127.0.0.1:");
+    assert!(text(&o.stderr).contains("use http:// if it speaks plain HTTP"), "{}", text(&o.stderr));
+    // And http:// to something that is not HTTP at all.
+    let junk = TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in junk.incoming().map_while(Result::ok) {
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+        }
+    });
+    let o = run(sb.moat(&["--remote", &format!("http://127.0.0.1:{junk_port}"), "ask", "hi"]), "");
+    assert_fails(&o, 1, "did not answer in HTTP");
     let o = run(sb.moat(&["--remote", "gpu-box:8000", "ask", "hi"]), "");
     assert_fails(&o, 2, "must start with http:// or https://");
     // The key is not sent in clear to another machine, and never shown.

@@ -299,17 +299,31 @@ pub fn classify(e: ureq::Error) -> HttpError {
             let detail = chain(&t);
             let io_kind = io_kind(&t);
             let lower = detail.to_ascii_lowercase();
-            let tls = ["certificate", "tls", "handshake", "ssl", "alert"].iter().any(|w| lower.contains(w));
+            // rustls's wording for a handshake that failed (a bad certificate, or a peer that does
+            // not speak TLS at all).
+            let tls = [
+                "certificate",
+                "tls",
+                "handshake",
+                "ssl",
+                "alert",
+                "corrupt message",
+                "peer is incompatible",
+                "peer misbehaved",
+                "close_notify",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
             let kind = match t.kind() {
                 ureq::ErrorKind::Dns => Transport::Dns,
+                _ if tls => Transport::Tls,
                 ureq::ErrorKind::ConnectionFailed => match io_kind {
                     Some(std::io::ErrorKind::ConnectionRefused) => Transport::Refused,
                     Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => Transport::ConnectTimeout,
                     _ if lower.contains("timed out") => Transport::ConnectTimeout,
                     _ => Transport::Connect,
                 },
-                ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader if !tls => Transport::NotHttp,
-                _ if tls => Transport::Tls,
+                ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => Transport::NotHttp,
                 _ => match io_kind {
                     Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => Transport::Idle,
                     _ if lower.contains("timed out") => Transport::Idle,
@@ -371,7 +385,7 @@ impl Client {
                 Transport::ConnectTimeout if self.endpoint.https => format!("no answer from {at} within {} s while connecting over TLS; check the host, port and firewall, and use http:// if the server speaks plain HTTP (remote.connect_timeout_s sets the wait)", self.connect_timeout_s),
                 Transport::ConnectTimeout => format!("no answer from {at} within {} s while connecting; check the host, port and firewall (remote.connect_timeout_s sets the wait)", self.connect_timeout_s),
                 Transport::Connect => format!("cannot connect to {at}: {detail}; check --remote / remote.url"),
-                Transport::Tls => format!("TLS with {at} failed: {detail}; check the server's certificate (or use http:// on a network you trust)"),
+                Transport::Tls => format!("TLS with {at} failed ({detail}); check the server's certificate, or use http:// if it speaks plain HTTP"),
                 Transport::Idle => format!("the server at {at} sent nothing for {} s during {during}{kept}; it may be stuck or overloaded (remote.idle_timeout_s sets the wait)", self.idle_timeout_s),
                 Transport::NotHttp => format!("{at} did not answer in HTTP ({detail}); check the port, and http:// versus https://"),
                 Transport::Broken if partial => format!("the connection to {at} broke during {during} ({detail}){kept}; the server may have stopped, check its log"),

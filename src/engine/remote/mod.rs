@@ -464,10 +464,16 @@ impl Remote {
                 )));
             };
             if event.event.as_deref() == Some("error") || value.get("error").is_some_and(|e| !e.is_null()) {
-                let said = ServerError::from_value(&value).map(|e| e.describe()).unwrap_or_default();
+                let error = ServerError::from_value(&value).unwrap_or_default();
+                if let (0, Some((tokens, n_ctx))) = (s.pieces, error.context_exceeded()) {
+                    let n_ctx = n_ctx.or((self.n_ctx > 0).then_some(self.n_ctx));
+                    return Err(EngineError::ServerContext { tokens, n_ctx, detail: error.describe() });
+                }
+                let said = error.describe();
                 let said = if said.is_empty() { "no reason given".to_string() } else { said };
+                let when = if s.pieces > 0 { "mid-reply" } else { "before replying" };
                 return Err(EngineError::Remote(format!(
-                    "the server at {at} failed mid-reply: {said}{kept}; check its log"
+                    "the server at {at} failed {when}: {said}{kept}; check its log"
                 )));
             }
             let chunk: Chunk = serde_json::from_value(value).unwrap_or_default();
