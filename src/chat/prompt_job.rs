@@ -36,7 +36,8 @@ pub fn run(job: &PromptJob, lib: &Library, n_ctx: usize, gen: &mut dyn Generator
         &job.input,
         lang,
         &Params::default(),
-        Some(input_budget(n_ctx, lang)),
+        // 0 = a server that did not say its context: no budget beyond the prompt file's own.
+        (n_ctx > 0).then(|| input_budget(n_ctx, lang)),
         gen,
     )
     .map_err(|e| e.to_string())?;

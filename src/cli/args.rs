@@ -94,6 +94,10 @@ pub struct ModelArgs {
     /// Never download models; fail if one is missing.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Run on an OpenAI-compatible server (llama-server, vLLM, SGLang, ollama) at URL, with or
+    /// without /v1; -m then names one of its model ids. "" = local models.
+    #[arg(long, global = true, value_name = "URL")]
+    pub remote: Option<String>,
 }
 
 fn parse_gpu_layers(s: &str) -> Result<GpuLayers, String> {
@@ -133,6 +137,13 @@ impl ModelArgs {
             cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
             system => chat.system_prompt, overflow => chat.overflow);
         c.sampling = self.sampling.apply_to(&c.sampling);
+        if let Some(url) = &self.remote {
+            c.remote.url = url.trim().to_string();
+        }
+        // With a server, -m names one of its models, not a local file.
+        if let (Some(m), false) = (&self.model, c.remote.url.is_empty()) {
+            c.remote.model = m.clone();
+        }
         if self.offline {
             c.models.auto_pull = false;
         }
@@ -170,7 +181,8 @@ pub struct AskArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Known models, whether they are downloaded, their sizes and where they live.
+    /// Known models, whether they are downloaded, their sizes and where they live; with
+    /// --remote URL, the models that server offers and their context sizes.
     List {
         #[arg(long)]
         json: bool,

@@ -29,9 +29,13 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         return Ok(ui(&args));
     }
     let setup = Setup::new(flags)?;
-    let (model, path) = setup.model_path()?;
-    let threads_list =
-        if args.threads_list.is_empty() { vec![setup.config().model.threads] } else { args.threads_list.clone() };
+    let target = setup.target()?;
+    // A server's threads are its own: measure it once.
+    let threads_list = if args.threads_list.is_empty() || target.remote.is_some() {
+        vec![setup.config().model.threads]
+    } else {
+        args.threads_list.clone()
+    };
     let mut rows = Vec::new();
     if !args.json {
         sayln!(
@@ -47,7 +51,7 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         );
     }
     for &threads in &threads_list {
-        let mut opts = setup.engine_options(&model, path.clone());
+        let mut opts = target.clone();
         opts.threads = threads;
         opts.threads_batch = threads;
         opts.n_ctx = opts.n_ctx.max((args.prompt_tokens + args.gen_tokens + 64) as u32);

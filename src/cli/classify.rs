@@ -165,10 +165,15 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
 
 fn start(flags: &ModelArgs, model: &str) -> Result<(Engine, ModelInfo), Failure> {
     let mut flags = flags.clone();
-    flags.model = Some(model.to_string());
     let setup = Setup::new(&flags)?;
-    let (m, path) = setup.model_path()?;
-    let mut opts = setup.engine_options(&m, path);
+    // On a server, -m (if given) names its model; the local default classifier is not sent there.
+    let setup = if setup.remote().is_some() {
+        setup
+    } else {
+        flags.model = Some(model.to_string());
+        Setup::new(&flags)?
+    };
+    let mut opts = setup.target()?;
     opts.n_ctx = 512; // the chat context is not used; classification has its own
     setup::start(opts)
 }

@@ -59,6 +59,10 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
 
 /// Loads the configured model (never downloading it) to see where its layers go.
 fn load_model(setup: &Setup) -> Result<crate::engine::ModelInfo, String> {
+    if setup.remote().is_some() {
+        let opts = setup.target().map_err(|f| f.message)?;
+        return setup::start(opts).map(|(_, info)| info).map_err(|f| f.message);
+    }
     let model = ModelRef::parse(&setup.config().model.name).map_err(|e| e.to_string())?;
     let mut opts = setup.pull_options(true);
     opts.auto_pull = false;

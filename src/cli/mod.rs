@@ -62,7 +62,11 @@ impl From<crate::engine::EngineError> for Failure {
     fn from(e: crate::engine::EngineError) -> Self {
         use crate::engine::EngineError as E;
         let code = match e {
-            E::PromptTooLong { .. } | E::ContextOverflow { .. } | E::Template(_) | E::Classify(_) => exit::USAGE,
+            E::PromptTooLong { .. }
+            | E::ContextOverflow { .. }
+            | E::ServerContext { .. }
+            | E::Template(_)
+            | E::Classify(_) => exit::USAGE,
             E::Cancelled => exit::INTERRUPTED,
             _ => exit::RUNTIME,
         };

@@ -18,6 +18,9 @@ pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
 }
 
 fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
+    if let Some(remote) = setup.remote() {
+        return list_remote(&remote, json);
+    }
     let models = setup.store.list();
     let extra = setup.store.extra_files();
     let default = &setup.config().model.name;
@@ -63,6 +66,28 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
     Ok(0)
 }
 
+/// The models a server offers (`GET /v1/models`), with the context each runs with where the
+/// server says.
+fn list_remote(remote: &crate::engine::RemoteOptions, json: bool) -> Result<i32, Failure> {
+    let (root, models) = crate::engine::list_models(remote)?;
+    if json {
+        println!("{}", serde_json::json!({ "server": root, "models": models }));
+        return Ok(0);
+    }
+    let width = models.iter().map(|m| m.id.chars().count()).max().unwrap_or(0).max(5);
+    sayln!("{:<width$} {:>9}  OWNED BY", "MODEL", "CONTEXT");
+    for m in &models {
+        let n_ctx = m.n_ctx.map_or_else(|| "-".to_string(), |n| n.to_string());
+        let mark = if m.id == remote.model { "*" } else { "" };
+        sayln!("{:<width$} {:>9}  {}", format!("{}{mark}", m.id), n_ctx, m.owned_by.as_deref().unwrap_or("-"));
+    }
+    if models.is_empty() {
+        sayln!("(the server lists no models)");
+    }
+    sayln!("\nserver: {root}   (use one with `moat --remote {root} -m ID …`)");
+    Ok(0)
+}
+
 fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
     crate::interrupt::install();
     let model = ModelRef::parse(name)?;
@@ -95,6 +120,27 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
 }
 
 fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure> {
+    if setup.remote().is_some() {
+        let mut opts = setup.target()?;
+        if let (Some(remote), Some(id)) = (opts.remote.as_mut(), name) {
+            remote.model = id;
+        }
+        let (_engine, info) = setup::start(opts)?;
+        if json {
+            println!("{}", serde_json::json!({ "engine": info }));
+            return Ok(0);
+        }
+        let row = |k: &str, v: String| sayln!("{k:<16} {v}");
+        row("model", info.name.clone());
+        row("server", info.remote.clone().unwrap_or_default());
+        if !info.description.is_empty() {
+            row("owned by", info.description.clone());
+        }
+        row("context", if info.n_ctx > 0 { info.n_ctx.to_string() } else { "not reported by the server".into() });
+        row("chat format", info.chat_format.clone());
+        row("connect time", format!("{:.0} ms", info.load_ms));
+        return Ok(0);
+    }
     let name = name.unwrap_or_else(|| setup.config().model.name.clone());
     let model = ModelRef::parse(&name)?;
     let path = setup.store.ensure(&model, &setup.pull_options(false))?;

@@ -16,8 +16,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
     let resume = session_to_open(&args, &data_dir)?;
-    let (model, path) = setup.model_path()?;
-    let opts = setup.engine_options(&model, path);
+    let opts = setup.target()?;
     let sessions = (!args.no_save).then(|| SessionStore::new(&data_dir));
     let mut session = ChatSession::new(setup.config(), sessions);
     session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;

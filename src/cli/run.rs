@@ -37,9 +37,9 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     prompts::render_request(&lib, &entry.id_or(&args.id), &vars, &input, lang, &cli_params, None)
         .map_err(prompt_failure)?;
 
-    let (model, path) = setup.model_path()?;
-    let mut opts = setup.engine_options(&model, path.clone());
-    if let Some(n_ctx) = context_for_input(&setup, flags, &path, &input, lang) {
+    let mut opts = setup.target()?;
+    let local = opts.remote.is_none().then(|| opts.model_path.clone());
+    if let Some(n_ctx) = local.and_then(|path| context_for_input(&setup, flags, &path, &input, lang)) {
         warnln!("moat: context raised to {n_ctx} tokens for this input (-c N chooses it)");
         opts.n_ctx = n_ctx;
     }
@@ -48,7 +48,8 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     if std::io::stderr().is_terminal() {
         gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
     }
-    let budget = Some(input_budget(info.n_ctx as usize, lang));
+    // A server that does not say its context (n_ctx 0) leaves the budget to the prompt file.
+    let budget = (info.n_ctx > 0).then(|| input_budget(info.n_ctx as usize, lang));
     let id = entry.id_or(&args.id);
     let result = prompts::run_script(&lib, &id, &vars, &input, lang, &cli_params, budget, &mut gen);
     if std::io::stderr().is_terminal() {

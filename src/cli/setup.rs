@@ -4,7 +4,7 @@
 use super::args::ModelArgs;
 use super::Failure;
 use crate::config::{Config, LoadedConfig};
-use crate::engine::{Engine, EngineOptions, ModelInfo};
+use crate::engine::{Engine, EngineOptions, ModelInfo, RemoteOptions};
 use crate::models::{ModelRef, ModelResolver, PullOptions, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -53,11 +53,30 @@ impl Setup {
         EngineOptions::from_config(&self.loaded.config, path, model.display_name(), log)
     }
 
-    /// Starts the engine on the configured model, with a load indicator on a terminal.
+    /// The configured server (`--remote`, `[remote] url`, `MOAT_REMOTE_URL`), if any.
+    pub fn remote(&self) -> Option<RemoteOptions> {
+        RemoteOptions::from_config(&self.loaded.config.remote)
+    }
+
+    /// What the engine should run: the configured server, or else the configured local model
+    /// (fetched first if allowed; no model file is looked for when a server is configured).
+    pub fn target(&self) -> Result<EngineOptions, Failure> {
+        match self.remote() {
+            Some(remote) => {
+                let log = self.loaded.paths.log_file(&self.loaded.config.log.file);
+                let name = if remote.model.is_empty() { remote.url.clone() } else { remote.model.clone() };
+                Ok(EngineOptions::from_config(&self.loaded.config, PathBuf::new(), name, log))
+            }
+            None => {
+                let (model, path) = self.model_path()?;
+                Ok(self.engine_options(&model, path))
+            }
+        }
+    }
+
+    /// Starts the engine on the configured model or server, with a load indicator on a terminal.
     pub fn start_engine(&self) -> Result<(Engine, ModelInfo), Failure> {
-        let (model, path) = self.model_path()?;
-        let opts = self.engine_options(&model, path);
-        start(opts)
+        start(self.target()?)
     }
 }
 
@@ -65,8 +84,19 @@ pub fn start(opts: EngineOptions) -> Result<(Engine, ModelInfo), Failure> {
     let cancel = crate::interrupt::install();
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::with_draw_target(Some(100), indicatif::ProgressDrawTarget::stderr());
-        b.set_style(indicatif::ProgressStyle::with_template("loading {msg} [{bar:20}] {percent}%").expect("valid"));
-        b.set_message(opts.model_name.clone());
+        match &opts.remote {
+            Some(remote) => {
+                b.set_style(indicatif::ProgressStyle::with_template("connecting to {msg} {spinner}").expect("valid"));
+                b.set_message(crate::render::sanitize(&remote.url).into_owned());
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+            None => {
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("loading {msg} [{bar:20}] {percent}%").expect("valid"),
+                );
+                b.set_message(opts.model_name.clone());
+            }
+        }
         b
     } else {
         indicatif::ProgressBar::hidden()

@@ -27,6 +27,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub prompts: PromptsConfig,
     pub log: LogConfig,
+    pub remote: RemoteConfig,
 }
 
 /// Defines a config section twice from one field list: the public struct, whose missing keys take
@@ -88,6 +89,20 @@ section!(LogConfig, StrictLog, log { file: String });
 
 section!(PromptsConfig, StrictPrompts, prompts { dirs: Vec<String> });
 
+section!(
+    RemoteConfig,
+    StrictRemote,
+    remote {
+        url: String,
+        model: String,
+        api_key_env: String,
+        allow_insecure_key: bool,
+        connect_timeout_s: u64,
+        idle_timeout_s: u64,
+        headers: std::collections::BTreeMap<String, String>,
+    }
+);
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverflowPolicy {
@@ -109,6 +124,7 @@ struct BuiltinDefaults {
     models: ModelsConfig,
     prompts: PromptsConfig,
     log: LogConfig,
+    remote: RemoteConfig,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +136,7 @@ struct StrictFile {
     models: StrictModels,
     prompts: StrictPrompts,
     log: StrictLog,
+    remote: StrictRemote,
 }
 
 fn builtin() -> &'static BuiltinDefaults {
@@ -133,6 +150,7 @@ fn builtin() -> &'static BuiltinDefaults {
             models: f.models.into(),
             prompts: f.prompts.into(),
             log: f.log.into(),
+            remote: f.remote.into(),
         }
     })
 }
@@ -147,6 +165,7 @@ impl Default for Config {
             models: b.models.clone(),
             prompts: b.prompts.clone(),
             log: b.log.clone(),
+            remote: b.remote.clone(),
         }
     }
 }
@@ -268,12 +287,59 @@ impl Config {
         if !(matches!(t, "auto" | "jinja" | "plain") || t.strip_prefix("builtin:").is_some_and(|n| !n.is_empty())) {
             return bad("model.template", "must be auto, jinja, plain or builtin:NAME");
         }
-        Ok(())
+        self.remote.validate()
     }
 
     /// The configuration as TOML, for `moat config show`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("Config serialises to TOML")
+    }
+}
+
+impl RemoteConfig {
+    /// The URL's scheme, the timeouts, the variable name and the headers (a header that could
+    /// smuggle a second header or request line is refused).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError::Invalid { key: format!("remote.{key}"), message: why });
+        let url = self.url.trim();
+        if !url.is_empty() {
+            let lower = url.to_ascii_lowercase();
+            let Some(rest) = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://")) else {
+                return bad("url", "must start with http:// or https:// (e.g. http://gpu-box:8000), or be \"\"".into());
+            };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.is_empty() {
+                return bad("url", "has no host (e.g. http://gpu-box:8000)".into());
+            }
+            if authority.contains('@') {
+                return bad(
+                    "url",
+                    "must not carry credentials; put the API key in an environment variable and name it in remote.api_key_env".into(),
+                );
+            }
+        }
+        if !self.api_key_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return bad(
+                "api_key_env",
+                "must be the NAME of an environment variable (letters, digits, _), not the key itself".into(),
+            );
+        }
+        if self.connect_timeout_s == 0 {
+            return bad("connect_timeout_s", "must be at least 1".into());
+        }
+        if self.idle_timeout_s == 0 {
+            return bad("idle_timeout_s", "must be at least 1".into());
+        }
+        for (name, value) in &self.headers {
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || !name.chars().all(token) {
+                return bad("headers", format!("has a bad header name {name:?} (letters, digits and -)"));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return bad("headers", format!("the value of {name} has a control character"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -105,6 +105,40 @@ fn the_context_key_stays_context_in_files_env_and_show() {
     assert!(c.validate().unwrap_err().to_string().contains("model.context"));
 }
 
+#[test]
+fn the_remote_table_reads_from_file_and_env_and_checks_what_would_reach_the_wire() {
+    let c = Config::default();
+    assert_eq!((c.remote.url.as_str(), c.remote.api_key_env.as_str()), ("", "MOAT_API_KEY"));
+    let text = b"[remote]\nurl = \"http://gpu-box:8000/v1\"\nmodel = \"Qwen/Qwen2.5-32B-Instruct\"\n[remote.headers]\nX-Team = \"research\"\n";
+    let c = Config::parse_file(Path::new("u.toml"), text).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.remote.headers.get("X-Team").map(String::as_str), Some("research"));
+    let mut c = Config::default();
+    let used = c
+        .apply_env([
+            ("MOAT_REMOTE_URL".to_string(), "https://llm.example".to_string()),
+            ("MOAT_REMOTE_IDLE_TIMEOUT_S".to_string(), "30".to_string()),
+            ("MOAT_REMOTE_HEADERS".to_string(), "{ X-A = \"b\" }".to_string()),
+        ])
+        .unwrap();
+    assert_eq!(used.len(), 3);
+    assert_eq!((c.remote.url.as_str(), c.remote.idle_timeout_s), ("https://llm.example", 30));
+    assert_eq!(c.remote.headers.len(), 1);
+    c.validate().unwrap();
+    for (text, key) in [
+        ("url = \"gpu-box:8000\"", "remote.url"),
+        ("url = \"http://user:sk-123@gpu-box\"", "remote.url"),
+        ("api_key_env = \"sk-live-123=\"", "remote.api_key_env"),
+        ("idle_timeout_s = 0", "remote.idle_timeout_s"),
+        ("headers = { \"Bad Name\" = \"x\" }", "remote.headers"),
+        ("headers = { X-A = \"a\\r\\nHost: evil\" }", "remote.headers"),
+    ] {
+        let c = Config::parse_file(Path::new("u.toml"), format!("[remote]\n{text}\n").as_bytes()).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains(key) && !e.contains('\n') && !e.contains("sk-"), "{text}: {e}");
+    }
+}
+
 proptest::proptest! {
     #[test]
     fn prop_config_file_never_panics_and_errors_are_one_line(text in "(\\PC|[\r\n\t\\[\\]=\"'#.])*") {

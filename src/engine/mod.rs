@@ -1,17 +1,21 @@
-//! The engine: one inference thread owns a [`Backend`](backend::Backend) — today llama.cpp in
-//! this process (`llama/`: model, context, KV cache). Front ends never block on it: they
-//! [`submit`](Engine::submit) a [`Task`] and get a [`Ticket`], whose updates arrive on the
-//! ticket's own channel and are read by the one reader ([`Ticket::wait`] / [`Ticket::poll`]) into
-//! the front end's [`Sink`]. What each task sends back, in what order, and how cancellation
-//! works: see [`protocol`]. Model loading is reported on [`Engine::events`].
+//! The engine: one inference thread owns a [`Backend`](backend::Backend) — llama.cpp in this
+//! process (`llama/`: model, context, KV cache) or an OpenAI-compatible server (`remote/`).
+//! Front ends never block on it: they [`submit`](Engine::submit) a [`Task`] and get a
+//! [`Ticket`], whose updates arrive on the ticket's own channel and are read by the one reader
+//! ([`Ticket::wait`] / [`Ticket::poll`]) into the front end's [`Sink`]. What each task sends
+//! back, in what order, and how cancellation works: see [`protocol`]. Model loading is reported
+//! on [`Engine::events`].
 //!
 //! Module layout: `protocol.rs` (the types that cross the thread boundary), `ticket.rs` (the
 //! front end's side), `backend.rs` (the seam), `serve.rs` (the thread's loop), `llama/` (the
-//! llama.cpp backend), `text.rs` (UTF-8 reassembly and stop strings, backend-neutral).
+//! llama.cpp backend), `remote/` (an OpenAI-compatible server over HTTP, chosen when
+//! [`EngineOptions::remote`] is set), `text.rs` (UTF-8 reassembly and stop strings,
+//! backend-neutral).
 
 mod backend;
 mod llama;
 pub mod protocol;
+mod remote;
 mod serve;
 pub mod text;
 mod ticket;
@@ -22,9 +26,10 @@ pub use backend::{Backend, Responder};
 pub use llama::init::backend;
 pub use llama::{gpu, BenchRequest, BenchSample, EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
 pub use protocol::{
-    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RequestId, StopReason, Task,
-    TaskKind, Update,
+    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, RequestId, StopReason,
+    Task, TaskKind, Update,
 };
+pub use remote::{list_models, RemoteModel};
 pub use ticket::{Cancel, OnText, Reply, Sink, Ticket};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -37,6 +42,24 @@ use std::sync::Arc;
 pub fn probe(log_file: Option<&std::path::Path>) -> (Vec<gpu::Device>, String) {
     llama::init::backend(log_file);
     (gpu::devices(), llama::init::system_info())
+}
+
+/// Loads what `opts` names — a remote server when it has one, else a local GGUF — and serves it
+/// (each `Load` may switch between them).
+fn load_and_serve(opts: EngineOptions, inbox: &Receiver<serve::Inbound>, events: &Sender<Event>) -> serve::Next {
+    if opts.remote.is_some() {
+        remote::load_and_serve(opts, inbox, events)
+    } else {
+        llama::load_and_serve(opts, inbox, events)
+    }
+}
+
+/// A seed for a request that asked for a random one (seed -1): different on every call.
+pub(crate) fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish() as u32
 }
 
 /// A way to submit tasks, for work that runs on another thread beside a front end (a prompt job
@@ -85,7 +108,7 @@ impl Engine {
         let (ev_tx, events) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("moat-inference".into())
-            .spawn(move || serve::thread(opts, inbox, ev_tx, llama::load_and_serve))
+            .spawn(move || serve::thread(opts, inbox, ev_tx, load_and_serve))
             .expect("can spawn the inference thread");
         let submitter = Submitter {
             tx,

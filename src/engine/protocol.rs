@@ -204,6 +204,10 @@ pub struct GenStats {
     #[serde(rename = "context_size")]
     pub n_ctx: usize,
     pub seed: u32,
+    /// The server's own generation rate (llama-server's `timings.predicted_per_second`), for a
+    /// remote backend whose server reports it; absent locally and from other servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_gen_tok_s: Option<f64>,
 }
 
 /// How to load a model and size its context.
@@ -229,6 +233,45 @@ pub struct EngineOptions {
     pub log_file: Option<PathBuf>,
     /// Why an earlier attempt fell back to the CPU (set by the engine itself).
     pub gpu_fallback: Option<String>,
+    /// Run everything on this OpenAI-compatible server instead of a local model (`model_path`
+    /// is then unused).
+    pub remote: Option<RemoteOptions>,
+}
+
+/// Where an OpenAI-compatible server is and how to talk to it. Holds no secret: the API key is
+/// read from the environment variable `api_key_env` names when the backend loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// `http(s)://host[:port][/prefix]`, with or without a trailing `/v1`.
+    pub url: String,
+    /// The server's model id; empty = the server's only (or first) model.
+    pub model: String,
+    /// The name of the environment variable holding the API key; empty or unset = no key.
+    pub api_key_env: String,
+    /// Send the key over plain http to a host other than loopback.
+    pub allow_insecure_key: bool,
+    /// Seconds to wait for a TCP (and TLS) connection.
+    pub connect_timeout_s: u64,
+    /// Seconds without a byte from the server before a request gives up (there is no limit on
+    /// a whole request: a long prompt may take minutes before its first token).
+    pub idle_timeout_s: u64,
+    /// Extra HTTP headers sent with every request.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RemoteOptions {
+    /// The `[remote]` table as options; `None` when no URL is set (local models).
+    pub fn from_config(c: &crate::config::RemoteConfig) -> Option<RemoteOptions> {
+        (!c.url.trim().is_empty()).then(|| RemoteOptions {
+            url: c.url.trim().to_string(),
+            model: c.model.clone(),
+            api_key_env: c.api_key_env.clone(),
+            allow_insecure_key: c.allow_insecure_key,
+            connect_timeout_s: c.connect_timeout_s,
+            idle_timeout_s: c.idle_timeout_s,
+            headers: c.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
+    }
 }
 
 impl EngineOptions {
@@ -252,6 +295,7 @@ impl EngineOptions {
             template: config.model.template.clone(),
             log_file,
             gpu_fallback: None,
+            remote: RemoteOptions::from_config(&config.remote),
         }
     }
 }
@@ -286,11 +330,17 @@ pub struct ModelInfo {
     pub system_info: String,
     /// What the backend serving this model can do.
     pub capabilities: Capabilities,
+    /// The server's URL when the model runs on a remote server (`path` is then that URL too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl ModelInfo {
     /// Where the layers went, in one line ("CPU" or "GPU: 31 of 31 layers …").
     pub fn placement(&self) -> String {
+        if let Some(url) = &self.remote {
+            return format!("remote server at {url}");
+        }
         let mut s = if self.gpu {
             format!("GPU: {} of {} layers (+ output) offloaded", self.gpu_layers.min(self.n_layer as i32), self.n_layer)
         } else {
@@ -331,10 +381,32 @@ pub enum EngineError {
     Unsupported { backend: String, what: &'static str },
     #[error("decode failed: {0}")]
     Decode(String),
+    /// A remote server could not be reached or refused the request; the text is one line that
+    /// says what to do.
+    #[error("{0}")]
+    Remote(String),
+    /// A remote server said the prompt does not fit its context; `tokens` and `n_ctx` when its
+    /// message gave them, else the server's own words in `detail`.
+    #[error("{}", server_context_message(*tokens, *n_ctx, detail))]
+    ServerContext { tokens: Option<usize>, n_ctx: Option<usize>, detail: String },
     /// Only for callers that turn a cancelled ending into an error of their own (the engine
     /// itself ends a cancelled request with `StopReason::Cancelled`).
     #[error("cancelled")]
     Cancelled,
     #[error("the inference thread stopped unexpectedly")]
     Gone,
+}
+
+fn server_context_message(tokens: Option<usize>, n_ctx: Option<usize>, detail: &str) -> String {
+    let fix = "shorten the input or start a new conversation, or serve the model with a larger context \
+               (llama-server -c N, vLLM --max-model-len N)";
+    match (tokens, n_ctx) {
+        (Some(t), Some(n)) if t > n => {
+            format!("the prompt is {t} tokens but the server's context holds {n} ({} over); {fix}", t - n)
+        }
+        (Some(t), Some(n)) => {
+            format!("the prompt ({t} tokens) and the reply do not fit the server's context of {n}; {fix}")
+        }
+        _ => format!("the prompt does not fit the server's context (the server said: {detail}); {fix}"),
+    }
 }

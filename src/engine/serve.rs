@@ -28,7 +28,7 @@ pub(super) struct Job {
 
 /// What the thread does after a backend stops serving.
 pub(super) enum Next {
-    Load(EngineOptions),
+    Load(Box<EngineOptions>),
     Shutdown,
 }
 
@@ -38,9 +38,9 @@ pub(super) type Loader = fn(EngineOptions, &Receiver<Inbound>, &Sender<Event>) -
 
 /// The thread's body: load, serve, and load again when asked.
 pub(super) fn thread(opts: EngineOptions, inbox: Receiver<Inbound>, events: Sender<Event>, load: Loader) {
-    let mut next = Next::Load(opts);
+    let mut next = Next::Load(Box::new(opts));
     while let Next::Load(opts) = next {
-        next = load(opts, &inbox, &events);
+        next = load(*opts, &inbox, &events);
     }
 }
 
@@ -49,7 +49,7 @@ pub(super) fn serve(backend: &mut dyn Backend, inbox: &Receiver<Inbound>) -> Nex
     for msg in inbox.iter() {
         match msg {
             Inbound::Run(job) => run_job(backend, job),
-            Inbound::Load(opts) => return Next::Load(opts),
+            Inbound::Load(opts) => return Next::Load(Box::new(opts)),
             Inbound::Shutdown => return Next::Shutdown,
         }
     }

@@ -100,11 +100,11 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         Err(e) if gpu_layers > 0 => {
             // Out of device memory for the KV cache: load again, all on the CPU.
             let note = format!("the context did not fit in GPU memory ({e}); running on the CPU");
-            return Next::Load(EngineOptions {
+            return Next::Load(Box::new(EngineOptions {
                 gpu_layers: crate::config::GpuLayers::Count(0),
                 gpu_fallback: Some(note),
                 ..opts
-            });
+            }));
         }
         Err(e) => return fail(EngineError::Context { n_ctx, why: e.to_string() }),
     };
@@ -142,6 +142,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         load_ms: started.elapsed().as_secs_f64() * 1000.0,
         system_info: init::system_info(),
         capabilities,
+        remote: None,
     };
     let _ = events.send(Event::Loaded(Box::new(info.clone())));
     let env = LoadedModel { model: &model, format, max_piece, backend, threads_batch: threads_batch as i32, encoder };

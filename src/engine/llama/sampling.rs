@@ -332,7 +332,7 @@ pub fn build_constrained<'m>(
     grammar: Option<&str>,
     steer: Option<Steer<'m>>,
 ) -> Result<(Sampler<'m>, u32), String> {
-    let seed = if p.seed < 0 { random_seed() } else { p.seed as u32 };
+    let seed = if p.seed < 0 { crate::engine::random_seed() } else { p.seed as u32 };
     if let Some(g) = grammar {
         let grammar = LlamaSampler::grammar(model, g, "root").map_err(|e| e.to_string())?;
         let (inner, seed) = build_constrained(model, p, None, None)?;
@@ -361,13 +361,6 @@ pub fn build_constrained<'m>(
     chain.push(LlamaSampler::temp(p.temperature));
     chain.push(LlamaSampler::dist(seed));
     Ok((Sampler::Chain(LlamaSampler::chain_simple(chain)), seed))
-}
-
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish() as u32
 }
 
 #[cfg(test)]

