@@ -368,10 +368,16 @@ impl Repl {
                 Flow::Continue
             }
             Err(e) => {
-                if !text.is_empty() {
+                if text.is_empty() {
+                    self.session.reply_failed();
+                } else {
+                    // Cut off mid-reply (a server that died): what came stays in the conversation
+                    // and is saved, marked here as cut.
                     println!();
+                    println!("{}", self.dim("[cut off by the error below; the reply so far is kept]"));
+                    self.session.reply_done(text, StopReason::Cancelled, Default::default());
+                    self.warn_save();
                 }
-                self.session.reply_failed();
                 self.error(&e.to_string());
                 Flow::Continue
             }

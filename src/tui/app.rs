@@ -264,7 +264,16 @@ impl App {
 
     fn failed(&mut self, why: String) {
         let phase = std::mem::replace(&mut self.phase, Phase::Idle);
-        if let Phase::Replying { entry: index } = phase {
+        let partial = match phase {
+            Phase::Replying { entry } => self.transcript.entries().get(entry).map(|e| (entry, e.text.clone())),
+            _ => None,
+        };
+        if let Some((index, text)) = partial.filter(|(_, t)| !t.is_empty()) {
+            // Cut off mid-reply (a server that died): what came stays, marked, and is saved.
+            self.transcript.set_tag(index, &format!("{} · cut off by an error", self.status.model));
+            self.session.reply_done(text, StopReason::Cancelled, GenStats::default());
+            self.take_save_warning();
+        } else if let Phase::Replying { entry: index } = phase {
             // The question goes back into the input box so nothing typed is lost.
             self.transcript.remove(index);
             if let Some(q) = self.session.reply_failed() {

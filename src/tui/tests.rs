@@ -382,3 +382,18 @@ fn reasoning_is_folded_under_the_reply_and_ctrl_t_shows_it() {
     let last = app.session.conversation.messages.last().unwrap();
     assert_eq!(last.content, "It is 4.");
 }
+
+#[test]
+fn a_reply_cut_off_by_an_error_is_kept_marked_and_saved() {
+    let mut app = app();
+    type_text(&mut app, "Tell me a story");
+    app.on_key(key(KeyCode::Enter));
+    app.token("Once upon a time");
+    app.request_ended(Err(EngineError::Remote("the server at gpu-box:8000 closed the connection mid-reply".into())));
+    let shown = screen(&mut app, 80, 16);
+    assert!(shown.contains("Once upon a time") && shown.contains("cut off by an error"), "{shown}");
+    assert!(shown.contains("closed the connection mid-reply"), "{shown}");
+    assert!(app.editor.is_empty(), "the question is not put back: it was answered in part");
+    let last = app.session.conversation.messages.last().unwrap();
+    assert_eq!(last.content, "Once upon a time");
+}

@@ -18,6 +18,7 @@ mod prompts_grammar;
 mod prompts_json;
 mod prompts_library;
 mod prompts_run;
+mod remote;
 mod repl;
 mod repl_tty;
 mod tui_e2e;

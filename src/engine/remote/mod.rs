@@ -412,8 +412,8 @@ impl Remote {
     }
 
     /// Reads the stream until `[DONE]`, the end of the stream after the reply finished, a
-    /// cancel, or a failure. Reply text goes to `on_text`; reasoning text is not reply text and
-    /// is left out.
+    /// cancel, or a failure. Reply text goes to `on_text`; reasoning (`reasoning_content`) goes
+    /// to the front end apart from it, as a leading `<think>` block would.
     fn read(
         &self,
         rx: Receiver<Piece>,
@@ -485,6 +485,9 @@ impl Remote {
                     s.first.get_or_insert(now);
                     s.last = Some(now);
                     s.pieces += 1;
+                }
+                if let Some(r) = choice.reasoning().filter(|r| !r.is_empty()) {
+                    out.reasoning(r);
                 }
                 if let Some(t) = text {
                     on_text(t);
