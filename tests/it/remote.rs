@@ -333,13 +333,7 @@ fn cancelling_does_not_wait_for_a_blocked_read_and_the_connection_is_closed() {
     });
     let engine = engine_on(remote_options(&fake.url)).expect("connects");
     let mut ticket = engine.submit(chat("hi", 500));
-    let mut got = String::new();
-    while got.is_empty() {
-        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
-            panic!("ended before its first token: {end:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    first_text(&mut ticket);
     let cancelled_at = Instant::now();
     ticket.cancel();
     let end = loop {
@@ -614,13 +608,7 @@ fn real_server_cancel_mid_stream_keeps_the_text_and_the_next_turn_runs() {
     let Some(server) = LlamaServer::start(1024, None) else { return };
     let engine = engine_on(remote_options(&server.url)).expect("connects");
     let mut ticket = engine.submit(chat("Write a very long story about a lighthouse keeper.", 400));
-    let mut got = String::new();
-    while got.is_empty() {
-        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
-            panic!("ended before its first token: {end:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut got = first_text(&mut ticket);
     let cancelled_at = Instant::now();
     ticket.cancel();
     let end = loop {
@@ -707,4 +695,16 @@ fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
     assert!(row["pp_tokens"].as_u64().unwrap() >= 16, "{row}");
     assert!(row["gen_tok_s"].as_f64().unwrap() > 0.0 && row["llama_gen_tok_s"].as_f64().unwrap() > 0.0, "{row}");
     assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+}
+
+/// Polls `ticket` until its first reply text arrives and returns it.
+fn first_text(ticket: &mut moat::engine::Ticket) -> String {
+    let mut got = String::new();
+    while got.is_empty() {
+        if let Some(end) = ticket.poll(&mut moat::engine::OnText(|t: &str| got.push_str(t))) {
+            panic!("ended before its first token: {end:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    got
 }
