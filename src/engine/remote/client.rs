@@ -209,6 +209,23 @@ impl Client {
         Ok(body)
     }
 
+    /// POSTs `body` as JSON and returns the reply's body (at most 64 MiB), for the short
+    /// non-streamed exchanges (`/tokenize`, `/apply-template`, one-token completions). The
+    /// read timeout is the idle timeout, as for streams.
+    ///
+    /// Errors: as [`classify`] sorts them (status with the server's message, or transport).
+    pub fn post(&self, url: &str, body: &serde_json::Value) -> Result<String, HttpError> {
+        let resp = self
+            .request("POST", url)
+            .set("Accept", "application/json")
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+            .map_err(classify)?;
+        let mut bytes = Vec::new();
+        resp.into_reader().take(MAX_BODY).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// POSTs `body` and streams the reply on a helper thread (see [`Piece`]). Dropping the
     /// receiver tells the thread to stop: it drops the response, closing the connection, as soon
     /// as its read in progress returns (the next bytes, or the idle timeout).
