@@ -407,18 +407,17 @@ fn status_errors_and_unreachable_servers_are_one_line() {
     let o = run(cmd, "");
     assert_fails(&o, 1, "not sending the API key from $MOAT_API_KEY over plain http");
     assert!(!text(&o.stderr).contains("sk-do-not-print"));
-    // Label scoring is refused in one line before any work.
+    // Embeddings (for a head trained on a local model) are refused in one line before any work.
     let engine = engine_on(remote_options(&fake.url)).expect("connects");
-    let score = Task::Score(Box::new(moat::engine::ScoreRequest {
+    let embed = Task::Embed(Box::new(moat::engine::EmbedRequest {
         prompt: moat::engine::PromptSpec::raw("{text}"),
         items: vec!["a".into()],
-        labels: vec!["x".into(), "y".into()],
+        pooling: moat::engine::Pooling::Mean,
         max_item_tokens: 8,
         batch: 1,
-        share_prefix: false,
     }));
-    let err = engine.submit(score).wait(&mut ()).unwrap_err().to_string();
-    assert!(err.contains("does not support label scoring"), "{err}");
+    let err = engine.submit(embed).wait(&mut ()).unwrap_err().to_string();
+    assert!(err.contains("does not support embeddings"), "{err}");
 }
 
 #[test]
@@ -707,4 +706,132 @@ fn first_text(ticket: &mut moat::engine::Ticket) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
     got
+}
+
+// ---- label scoring -----------------------------------------------------------------------------
+
+/// A vLLM-style reply to a one-token completion: the first position's top entries as a
+/// `{token: logprob}` map.
+fn vllm_logprobs(entries: &[(&str, f64)]) -> String {
+    let top: serde_json::Map<String, serde_json::Value> =
+        entries.iter().map(|(t, lp)| (t.to_string(), serde_json::json!(lp))).collect();
+    serde_json::json!({"choices": [{"index": 0, "text": entries[0].0, "finish_reason": "length",
+        "logprobs": {"tokens": [entries[0].0], "token_logprobs": [entries[0].1], "top_logprobs": [top]}}]})
+    .to_string()
+}
+
+#[test]
+fn labels_are_scored_from_a_servers_logprobs_and_a_server_without_them_fails_in_one_line() {
+    // No /tokenize (as on ollama): labels match the entries' text.
+    let fake = Fake::start(|req, s| match req.path.as_str() {
+        "/v1/completions" => {
+            let prompt = serde_json::from_str::<serde_json::Value>(&req.body).unwrap()["prompt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let good = prompt.trim_end().ends_with("Text: good day\nSentiment:");
+            let (p, n) = if good { (-0.1, -2.5) } else { (-2.5, -0.1) };
+            respond(s, "200 OK", "application/json", &vllm_logprobs(&[(" pos", p), (" neg", n), (" ", -3.0)]));
+        }
+        _ => respond(s, "404 Not Found", "application/json", r#"{"error":"not found"}"#),
+    });
+    let sb = Sandbox::new();
+    let o =
+        run(sb.moat(&["--remote", &fake.url, "classify", "--no-calibrate", "--format", "tsv"]), "good day\nbad day\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rows: Vec<Vec<String>> =
+        text(&o.stdout).lines().skip(1).map(|l| l.split('\t').map(String::from).collect()).collect();
+    assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["positive", "negative"], "{rows:?}");
+    let p: f64 = rows[0][2].parse().unwrap();
+    let want = 1.0 / (1.0 + (-2.4f64).exp());
+    assert!((p - want).abs() < 1e-3, "p_positive {p}, softmax of the logprobs {want}");
+    let scored: Vec<serde_json::Value> = fake
+        .posts()
+        .iter()
+        .filter(|r| r.path == "/v1/completions")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(scored.len(), 2);
+    assert!(scored.iter().all(|b| b["max_tokens"] == 1 && b["logprobs"] == 20 && b["stream"] == false), "{scored:?}");
+
+    // A server that answers without logprobs.
+    let bare = Fake::start(|req, s| match req.path.as_str() {
+        "/v1/completions" => respond(s, "200 OK", "application/json", r#"{"choices":[{"index":0,"text":" pos"}]}"#),
+        _ => respond(s, "404 Not Found", "text/plain", "no"),
+    });
+    let o = run(sb.moat(&["--remote", &bare.url, "classify"]), "good day\n");
+    assert_fails(&o, 1, "returned no logprobs, so it cannot score labels");
+}
+
+/// Twelve lines whose sentiment is plain, half each way.
+const LABELLED: &str = "label\ttext
+positive\tA wonderful, heartfelt film with superb acting.
+negative\tThe plot was a mess and I walked out halfway.
+positive\tI loved every minute of it.
+negative\tTerrible service and the food was cold.
+positive\tGreat phone, the battery lasts for days.
+negative\tIt broke after two days; a waste of money.
+positive\tThe staff were kind and the room was spotless.
+negative\tThe worst hotel I have ever stayed in.
+positive\tA delightful book that I will read again.
+negative\tBoring, slow and far too long.
+positive\tExcellent value and fast delivery.
+negative\tThe screen cracked on the first day.
+";
+
+/// Each line's (label, p of the first label) from `moat classify --format tsv` output.
+fn predictions(o: &Output) -> Vec<(String, f64)> {
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[2].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn real_server_classifies_a_labelled_file_reports_accuracy_and_agrees_with_the_local_model() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    let sb = Sandbox::new();
+    let file = sb.dir.path().join("labelled.tsv");
+    std::fs::write(&file, LABELLED).unwrap();
+    let file = file.to_str().unwrap();
+
+    let o = run(sb.moat(&["--remote", &server.url, "classify", "--eval", "--json", file]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["model"], server.model_id.as_str());
+    let accuracy = j["metrics"]["accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy >= 0.75, "accuracy {accuracy}: {j}");
+
+    // The same model locally and on the server, completion prompt and chat prompt: the same
+    // labels, and probabilities that differ only by the two builds' arithmetic.
+    let model = server.model_id.clone();
+    for chat in ["false", "true"] {
+        let remote = predictions(&run(
+            sb.moat(&["--remote", &server.url, "classify", "--chat-prompt", chat, "--format", "tsv", file]),
+            "",
+        ));
+        let local =
+            predictions(&run(sb.moat(&["-m", &model, "classify", "--chat-prompt", chat, "--format", "tsv", file]), ""));
+        assert_eq!(remote.len(), 12);
+        let agree = remote.iter().zip(&local).filter(|(r, l)| r.0 == l.0).count();
+        assert!(agree >= 11, "chat prompt {chat}: {agree}/12 agree; remote {remote:?} local {local:?}");
+        for (r, l) in remote.iter().zip(&local) {
+            assert!((r.1 - l.1).abs() < 0.15, "chat prompt {chat}: remote {remote:?} local {local:?}");
+        }
+    }
+
+    // Any label set, not only sentiment: one probability per label, summing to 1.
+    let o = run(
+        sb.moat(&["--remote", &server.url, "classify", "--labels", "bullish,bearish,neutral", "--format", "tsv"]),
+        "Shares jumped 20% after record earnings.\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let row: Vec<String> = text(&o.stdout).lines().nth(1).unwrap().split('\t').map(String::from).collect();
+    let sum: f64 = row[2..5].iter().map(|p| p.parse::<f64>().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-3 && ["bullish", "bearish", "neutral"].contains(&row[0].as_str()), "{row:?}");
 }

@@ -81,6 +81,7 @@ impl Endpoint {
 }
 
 /// An API key. Its `Debug` never shows it, so it cannot leak through a log or a panic message.
+#[derive(Clone)]
 struct ApiKey(String);
 
 impl std::fmt::Debug for ApiKey {
@@ -125,8 +126,8 @@ pub enum Piece {
     Failed(HttpError),
 }
 
-/// A configured connection to one server.
-#[derive(Debug)]
+/// A configured connection to one server. Clones share the connection pool.
+#[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
     pub endpoint: Endpoint,

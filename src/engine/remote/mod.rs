@@ -13,6 +13,7 @@
 //! the API key, one-line errors).
 
 mod client;
+mod score;
 mod sse;
 mod wire;
 
@@ -34,10 +35,11 @@ use wire::{Chunk, ModelCard, ModelList, Props, ServerError, Timings, Usage};
 /// How long the backend waits on the helper thread before looking at the cancel flag again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// What a remote server can do for moat today: generate and be measured. Label scoring and
-/// embeddings need logits, which a server exposes (if at all) as logprobs; not yet used.
+/// What a remote server can do for moat: generate, be measured, and score labels from its
+/// logprobs (`score.rs`). Embeddings for a trained head would come from another model than the
+/// one the head was trained on, so they stay local.
 const CAPABILITIES: Capabilities =
-    Capabilities { chat: true, structured: true, complete: true, bench: true, score: false, embed: false };
+    Capabilities { chat: true, structured: true, complete: true, bench: true, score: true, embed: false };
 
 /// Connects to the server `opts.remote` names and serves tasks on it until the inbox asks for
 /// another model or a shutdown. A failed connection is reported as `LoadFailed`, and the thread
@@ -224,7 +226,7 @@ impl Backend for Remote {
                 }
             }
             Task::Bench(req) => self.bench(&req, out),
-            Task::Score(_) => Err(self.refuse(TaskKind::Score)),
+            Task::Score(req) => score::score(self, &req, out),
             Task::Embed(_) => Err(self.refuse(TaskKind::Embed)),
         }
     }
