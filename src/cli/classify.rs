@@ -389,10 +389,20 @@ fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], 
                 "naive_lines_per_s": naive_rate, "naive_accuracy": naive_acc, "lines_per_s": rate, "accuracy": acc, "speedup": speedup})
         );
     } else {
-        sayln!("{} · {} · {} lines · {} threads", info.name, c.describe(), texts.len(), info.threads_batch);
+        let (place, how) = match &info.remote {
+            // A server batches the requests in flight itself; moat keeps a few going at once.
+            Some(url) => (
+                format!("server {url}"),
+                format!("{} requests in flight", c.batch.clamp(1, crate::engine::SCORE_IN_FLIGHT)),
+            ),
+            None => {
+                let how = if matches!(c.method, cls::Method::Prompt { .. }) { "shared prefix" } else { "batched" };
+                (format!("{} threads", info.threads_batch), format!("{how}, {:>2} per decode", c.batch))
+            }
+        };
+        sayln!("{} · {} · {} lines · {place}", info.name, c.describe(), texts.len());
         sayln!("  one at a time, full prompt   {naive_rate:>8.1} lines/s   accuracy {naive_acc:.3}");
-        let how = if matches!(c.method, cls::Method::Prompt { .. }) { "shared prefix" } else { "batched" };
-        sayln!("  moat ({how}, {:>2} per decode) {rate:>7.1} lines/s   accuracy {acc:.3}", c.batch);
+        sayln!("  moat ({how}) {rate:>7.1} lines/s   accuracy {acc:.3}");
         sayln!("  speed-up {speedup:.2}x");
     }
     Ok(0)

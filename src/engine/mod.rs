@@ -29,7 +29,7 @@ pub use protocol::{
     Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, RequestId, StopReason,
     Task, TaskKind, Update,
 };
-pub use remote::{list_models, RemoteModel};
+pub use remote::{list_models, RemoteModel, SCORE_IN_FLIGHT};
 pub use ticket::{Cancel, OnText, Reply, Sink, Ticket};
 
 use crossbeam_channel::{Receiver, Sender};

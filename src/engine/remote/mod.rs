@@ -14,6 +14,7 @@
 
 mod client;
 mod score;
+pub use score::SCORE_IN_FLIGHT;
 mod sse;
 mod wire;
 

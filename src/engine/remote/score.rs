@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 /// Entries asked for per position: vLLM's default ceiling (`max_logprobs`).
 const TOP_K: usize = 20;
-/// Requests in flight at once, at most.
-const MAX_IN_FLIGHT: usize = 8;
+/// Label-scoring requests in flight at once, at most (fewer when the request's batch is smaller).
+pub const SCORE_IN_FLIGHT: usize = 8;
 const MARK: &str = "\u{1}MOATTEXT\u{1}";
 
 /// How a line's prompt reaches the server.
@@ -84,7 +84,7 @@ pub(super) fn score(remote: &Remote, req: &ScoreRequest, out: &Responder<'_>) ->
         stop: AtomicBool::new(false),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
-    let workers = req.batch.clamp(1, MAX_IN_FLIGHT).min(req.items.len().max(1));
+    let workers = req.batch.clamp(1, SCORE_IN_FLIGHT).min(req.items.len().max(1));
     for _ in 0..workers {
         let (mine, tx) = (Arc::clone(&job), tx.clone());
         // Detached: a worker blocked on a stalled server must not hold up a cancel; it sees
