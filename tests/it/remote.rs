@@ -754,6 +754,26 @@ fn labels_are_scored_from_a_servers_logprobs_and_a_server_without_them_fails_in_
     assert_eq!(scored.len(), 2);
     assert!(scored.iter().all(|b| b["max_tokens"] == 1 && b["logprobs"] == 20 && b["stream"] == false), "{scored:?}");
 
+    // A server that allows fewer entries (vLLM's --max-logprobs 5) is asked again with 5.
+    let few = Fake::start(|req, s| match req.path.as_str() {
+        "/v1/completions" if req.body.contains("\"logprobs\":20") => respond(
+            s,
+            "400 Bad Request",
+            "application/json",
+            r#"{"object":"error","message":"Requested sample logprobs of 20, which is greater than max allowed: 5","type":"BadRequestError","code":400}"#,
+        ),
+        "/v1/completions" => {
+            respond(s, "200 OK", "application/json", &vllm_logprobs(&[(" neg", -0.2), (" pos", -1.9)]))
+        }
+        _ => respond(s, "404 Not Found", "text/plain", "no"),
+    });
+    let o = run(sb.moat(&["--remote", &few.url, "classify", "--no-calibrate", "--format", "tsv"]), "meh\nmeh\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).lines().filter(|l| l.starts_with("negative\t")).count(), 2, "{}", text(&o.stdout));
+    let asked: Vec<bool> =
+        few.posts().iter().filter(|r| r.path == "/v1/completions").map(|r| r.body.contains("\"logprobs\":5")).collect();
+    assert!(asked.iter().filter(|x| **x).count() == 2 && asked.len() <= 4, "{asked:?}");
+
     // A server that answers without logprobs.
     let bare = Fake::start(|req, s| match req.path.as_str() {
         "/v1/completions" => respond(s, "200 OK", "application/json", r#"{"choices":[{"index":0,"text":" pos"}]}"#),

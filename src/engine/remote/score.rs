@@ -27,8 +27,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Entries asked for per position: vLLM's default ceiling (`max_logprobs`).
+/// Entries asked for per position: vLLM's default ceiling (`max_logprobs`); a server that allows
+/// fewer is asked again with [`TOP_K_FALLBACK`], and later lines use that.
 const TOP_K: usize = 20;
+const TOP_K_FALLBACK: usize = 5;
 /// Label-scoring requests in flight at once, at most (fewer when the request's batch is smaller).
 pub const SCORE_IN_FLIGHT: usize = 8;
 const MARK: &str = "\u{1}MOATTEXT\u{1}";
@@ -82,6 +84,7 @@ pub(super) fn score(remote: &Remote, req: &ScoreRequest, out: &Responder<'_>) ->
         items: req.items.iter().map(|t| clip(t, req.max_item_tokens.max(8))).collect(),
         next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        top_k: AtomicUsize::new(TOP_K),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     let workers = req.batch.clamp(1, SCORE_IN_FLIGHT).min(req.items.len().max(1));
@@ -167,12 +170,28 @@ struct Job {
     items: Vec<Option<String>>,
     next: AtomicUsize,
     stop: AtomicBool,
+    /// Entries asked for per position.
+    top_k: AtomicUsize,
 }
 
 impl Job {
     /// One line's label values (log-probabilities), or why not.
     fn one(&self, text: &Option<String>) -> Result<Vec<f32>, Fatal> {
         let Some(text) = text else { return Err(Fatal::Line("empty text".into())) };
+        let k = self.top_k.load(Ordering::Relaxed);
+        match self.ask(text, k) {
+            Err(Fatal::Task(HttpError::Status { code: 400 | 422, error: Some(se) }))
+                if k > TOP_K_FALLBACK && se.describe().contains("logprob") =>
+            {
+                self.top_k.store(TOP_K_FALLBACK, Ordering::Relaxed);
+                self.ask(text, TOP_K_FALLBACK)
+            }
+            r => r,
+        }
+    }
+
+    /// One request for `text` asking for `k` entries.
+    fn ask(&self, text: &str, k: usize) -> Result<Vec<f32>, Fatal> {
         let mut body = Map::new();
         body.insert("model".into(), self.model.clone().into());
         body.insert("max_tokens".into(), 1.into());
@@ -183,7 +202,7 @@ impl Job {
         let path = match &self.route {
             Route::Completion { before, after } => {
                 body.insert("prompt".into(), format!("{before}{text}{after}").into());
-                body.insert("logprobs".into(), TOP_K.into());
+                body.insert("logprobs".into(), k.into());
                 "completions"
             }
             Route::Chat { template, answer_prefix } => {
@@ -195,7 +214,7 @@ impl Job {
                 body.insert("continue_final_message".into(), true.into());
                 body.insert("add_generation_prompt".into(), false.into());
                 body.insert("logprobs".into(), true.into());
-                body.insert("top_logprobs".into(), TOP_K.into());
+                body.insert("top_logprobs".into(), k.into());
                 "chat/completions"
             }
         };
