@@ -154,6 +154,11 @@ impl Fake {
     fn posts(&self) -> Vec<Request> {
         self.requests.lock().unwrap().iter().filter(|r| r.path != "/v1/models").cloned().collect()
     }
+
+    /// The generation requests, without the token counts that follow a reply without usage.
+    fn completions(&self) -> Vec<Request> {
+        self.posts().into_iter().filter(|r| r.path.ends_with("/completions")).collect()
+    }
 }
 
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
@@ -239,7 +244,7 @@ fn sampling_flags_and_the_usage_request_reach_the_server() {
     let o = run(sb.moat(&[&args[..], &more[..]].concat()), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "ok\n");
-    let posts = fake.posts();
+    let posts = fake.completions();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].path, "/v1/chat/completions");
     let b: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
@@ -272,7 +277,7 @@ fn a_server_that_rejects_stream_options_is_asked_again_without_it() {
         assert_eq!(reply.text, "fine");
     }
     // Once rejected, it is no longer sent: three requests for two replies.
-    let sent: Vec<bool> = fake.posts().iter().map(|r| r.body.contains("stream_options")).collect();
+    let sent: Vec<bool> = fake.completions().iter().map(|r| r.body.contains("stream_options")).collect();
     assert_eq!(sent, vec![true, false, false]);
 }
 
@@ -471,17 +476,24 @@ fn drop_oldest_works_on_a_server_that_says_the_conversation_is_too_long() {
         overflow,
         reserve: 0,
     };
-    struct Trims(usize);
+    struct Trims(usize, usize);
     impl moat::engine::Sink for Trims {
-        fn trimmed(&mut self, dropped: usize, _: usize) {
+        fn trimmed(&mut self, dropped: usize, prompt_tokens: usize) {
             self.0 += dropped;
+            self.1 = prompt_tokens;
         }
     }
-    let mut trims = Trims(0);
+    let mut trims = Trims(0, 0);
     let end =
         engine.submit(task(moat::config::OverflowPolicy::DropOldest)).wait(&mut trims).expect("fits after dropping");
     assert_eq!((end.reason, trims.0), (StopReason::EndOfGeneration, 4));
-    let last: serde_json::Value = serde_json::from_str(&fake.posts().last().unwrap().body).unwrap();
+    // The new prompt's size is counted once (this server cannot count: an estimate) and is the
+    // reply's too.
+    assert!(trims.1 > 0, "the trimmed note says the new size");
+    assert_eq!((end.stats.prompt_tokens, end.stats.context_estimated), (trims.1, true));
+    let counts = fake.posts().iter().filter(|r| r.path == "/apply-template").count();
+    assert_eq!(counts, 1, "one count for the note and the stats");
+    let last: serde_json::Value = serde_json::from_str(&fake.completions().last().unwrap().body).unwrap();
     assert_eq!(last["messages"], serde_json::json!([{"role": "user", "content": "three"}]));
     // With the error policy the server's figures reach the user.
     let err = engine.submit(task(moat::config::OverflowPolicy::Error)).wait(&mut ()).unwrap_err().to_string();
@@ -529,7 +541,8 @@ fn a_server_that_neither_reports_usage_nor_counts_gets_an_estimate_marked_as_one
     let long = asked(sb.moat(&["--remote", &fake.url, "ask", "--json", &words(30)]));
     assert!(short > 10 && long - short == 25, "{short} {long}");
     // The three ways a server could count were each tried once per connection.
-    let probes: Vec<String> = fake.posts().iter().map(|r| r.path.clone()).filter(|p| !p.ends_with("/completions")).collect();
+    let probes: Vec<String> =
+        fake.posts().iter().map(|r| r.path.clone()).filter(|p| !p.ends_with("/completions")).collect();
     assert_eq!(probes, ["/apply-template", "/tokenize", "/v1/tokenize"].repeat(2), "{probes:?}");
 
     // With remote.tokenizer, the tokenizer counts: 20 more words are 20 more tokens.
@@ -564,7 +577,9 @@ fn a_server_that_counts_is_asked_only_when_usage_lacks_the_prompt_and_its_way_is
             } else {
                 r#"{"completion_tokens":1}"#
             };
-            let _ = s.write_all(format!("{}data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n", delta("ok")).as_bytes());
+            let _ = s.write_all(
+                format!("{}data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n", delta("ok")).as_bytes(),
+            );
         }
         "/tokenize" => {
             let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
@@ -612,6 +627,11 @@ fn a_reply_that_arrives_all_at_once_says_a_proxy_buffers_and_a_streamed_one_does
     let err = text(&o.stderr);
     assert!(err.starts_with("moat: the reply arrived all at once") && err.contains("proxy_buffering off"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+    // The REPL says it too, after the reply.
+    let o = run(sb.moat(&["--remote", &all_at_once.url, "repl"]), "hi\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("t39"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("the reply arrived all at once"), "{}", text(&o.stderr));
     let o = run(sb.moat(&["--remote", &streamed.url, "ask", "hi"]), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).trim_end(), expected.trim_end());
@@ -859,7 +879,10 @@ fn real_server_counts_a_prompt_exactly_as_its_usage_does_and_a_buffering_proxy_i
     let n = direct["prompt_tokens"].as_u64().unwrap();
     assert!(n > 10, "{direct}");
     assert_eq!(proxied["prompt_tokens"].as_u64(), Some(n), "{proxied}");
-    assert_eq!((direct["context_estimated"].as_bool(), proxied["context_estimated"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (direct["context_estimated"].as_bool(), proxied["context_estimated"].as_bool()),
+        (Some(false), Some(false))
+    );
     assert_eq!(proxied["context_used"], direct["context_used"]);
     // 40 tokens streamed straight from the server: no note; held back by the proxy: the note.
     assert_eq!(direct["gen_tokens"], 40, "{direct}");

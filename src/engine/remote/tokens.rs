@@ -165,7 +165,8 @@ fn llama_count(client: &Client, prompt: Prompt<'_>) -> Option<usize> {
     let rendered;
     let text = match prompt {
         Prompt::Chat(messages) => {
-            let reply = post(client, &format!("{root}/apply-template"), &json!({ "messages": chat_messages(messages) }))?;
+            let reply =
+                post(client, &format!("{root}/apply-template"), &json!({ "messages": chat_messages(messages) }))?;
             rendered = rendered_prompt(&reply)?;
             rendered.as_str()
         }
@@ -237,7 +238,10 @@ mod tests {
     #[test]
     fn replies_are_read_leniently_and_only_in_the_expected_shape() {
         let v = |s: &str| serde_json::from_str::<Value>(s).unwrap();
-        assert_eq!(rendered_prompt(&v(r#"{"prompt":"<|im_start|>user\nhi"}"#)).as_deref(), Some("<|im_start|>user\nhi"));
+        assert_eq!(
+            rendered_prompt(&v(r#"{"prompt":"<|im_start|>user\nhi"}"#)).as_deref(),
+            Some("<|im_start|>user\nhi")
+        );
         assert_eq!(token_list_len(&v(r#"{"tokens":[1,2,3]}"#)), Some(3));
         assert_eq!(token_list_len(&v(r#"{"tokens":[{"id":1,"piece":"a"}]}"#)), Some(1));
         assert_eq!(count_field(&v(r#"{"count":17,"max_model_len":4096,"tokens":[1]}"#)), Some(17));
