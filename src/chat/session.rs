@@ -301,8 +301,10 @@ impl ChatSession {
             SlashCommand::Prompt(args) | SlashCommand::Run(args) => one(self.arm_prompt(&args)),
             SlashCommand::Stats(None) => one(Outcome::Note(match &self.last {
                 Some(s) => format!(
-                    "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}/{}",
-                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s, s.context_used, s.n_ctx
+                    "last reply: {} prompt tokens ({} reused from cache, {} decoded), {} generated, ttft {:.0} ms, {:.1} tok/s; context {}{}/{}{}",
+                    s.prompt_tokens, s.reused_tokens, s.decoded_tokens, s.gen_tokens, s.ttft_ms, s.gen_tok_s,
+                    if s.context_estimated { "~" } else { "" }, s.context_used, s.n_ctx,
+                    if s.context_estimated { " (estimated: the server did not count it; see remote.tokenizer)" } else { "" }
                 ),
                 None => "no reply yet".into(),
             })),

@@ -70,6 +70,9 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             "model": info.name,
             "prompt_tokens": s.prompt_tokens,
             "gen_tokens": s.gen_tokens,
+            "context_used": s.context_used,
+            "context_size": s.n_ctx,
+            "context_estimated": s.context_estimated,
             "ttft_ms": round2(s.ttft_ms),
             "gen_tok_s": round2(s.gen_tok_s),
             "stop_reason": reply.reason,
@@ -84,6 +87,10 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
         let _ = writeln!(out);
     }
     let _ = out.flush();
+    // After the reply's last line, so on a terminal it does not run on from the reply.
+    if let Some(note) = &reply.stats.note {
+        warnln!("moat: {note}");
+    }
     if args.stats {
         warnln!(
             "moat: {} prompt tokens ({} reused), {} generated, ttft {:.0} ms, {:.1} tok/s, stop: {:?}",

@@ -9,7 +9,7 @@ mod paths;
 pub use crate::sampling::SamplingConfig;
 pub use error::ConfigError;
 pub use gpu::{FlashAttn, GpuLayers, CACHE_TYPES};
-pub use paths::Paths;
+pub use paths::{expand_home, Paths};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -100,6 +100,7 @@ section!(
         connect_timeout_s: u64,
         idle_timeout_s: u64,
         headers: std::collections::BTreeMap<String, String>,
+        tokenizer: String,
     }
 );
 

@@ -42,7 +42,8 @@ impl Paths {
     }
 }
 
-fn expand_home(p: &str) -> PathBuf {
+/// `p` with a leading `~/` replaced by the home directory.
+pub fn expand_home(p: &str) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/") {
         if let Some(home) = directories::BaseDirs::new() {
             return home.home_dir().join(rest);

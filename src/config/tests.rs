@@ -159,3 +159,17 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn remote_tokenizer_is_optional_and_a_home_path_is_expanded() {
+    let options = |text: &str| {
+        let c = Config::parse_file(Path::new("u.toml"), format!("[remote]\nurl = \"http://h:1\"\n{text}").as_bytes());
+        crate::engine::RemoteOptions::from_config(&c.unwrap().remote).unwrap()
+    };
+    assert_eq!(Config::default().remote.tokenizer, "");
+    assert_eq!(options("").tokenizer, None);
+    assert_eq!(options("tokenizer = \"  \"").tokenizer, None);
+    assert_eq!(options("tokenizer = \"/m/tokenizer.json\"").tokenizer, Some(PathBuf::from("/m/tokenizer.json")));
+    let home = options("tokenizer = \"~/m/tokenizer.json\"").tokenizer.unwrap();
+    assert!(home.is_absolute() && home.ends_with("m/tokenizer.json"), "{}", home.display());
+}

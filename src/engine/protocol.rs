@@ -203,11 +203,19 @@ pub struct GenStats {
     /// n_ctx (JSON keeps its established name).
     #[serde(rename = "context_size")]
     pub n_ctx: usize,
+    /// `context_used` is an estimate: a remote server gave no usage and could not count the
+    /// prompt (see `remote.tokenizer`), or the reply was cancelled. Front ends show it as `~N`.
+    pub context_estimated: bool,
     pub seed: u32,
     /// The server's own generation rate (llama-server's `timings.predicted_per_second`), for a
     /// remote backend whose server reports it; absent locally and from other servers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_gen_tok_s: Option<f64>,
+    /// One line about how the reply arrived, for the user after it (a remote reply that a
+    /// buffering proxy held back and released at once); front ends show it as a note, `ask` on
+    /// stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// How to load a model and size its context.
@@ -257,6 +265,9 @@ pub struct RemoteOptions {
     pub idle_timeout_s: u64,
     /// Extra HTTP headers sent with every request.
     pub headers: Vec<(String, String)>,
+    /// The model's Hugging Face `tokenizer.json`, for estimating prompt sizes on a server that
+    /// neither reports usage nor counts tokens; `None` = estimate by characters.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl RemoteOptions {
@@ -270,6 +281,7 @@ impl RemoteOptions {
             connect_timeout_s: c.connect_timeout_s,
             idle_timeout_s: c.idle_timeout_s,
             headers: c.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            tokenizer: (!c.tokenizer.trim().is_empty()).then(|| crate::config::expand_home(c.tokenizer.trim())),
         })
     }
 }

@@ -34,6 +34,8 @@ pub struct Repl {
     /// Text to pre-fill the next prompt with (`/edit`).
     edit: Option<String>,
     ctx_pct: usize,
+    /// `ctx_pct` is an estimate (shown as `~N%`).
+    ctx_estimated: bool,
     n_ctx: usize,
 }
 
@@ -62,6 +64,7 @@ impl Repl {
             failed: false,
             edit: None,
             ctx_pct: 0,
+            ctx_estimated: false,
             n_ctx: info.n_ctx as usize,
         };
         repl.loaded(info);
@@ -75,9 +78,10 @@ impl Repl {
         }
     }
 
-    /// `smollm2-135m 3% › `: the model and how full its context is.
+    /// `smollm2-135m 3% › `: the model and how full its context is (`~3%` when estimated).
     pub fn prompt(&self) -> String {
-        format!("{} {}% › ", crate::render::sanitize(&self.session.model), self.ctx_pct)
+        let about = if self.ctx_estimated { "~" } else { "" };
+        format!("{} {about}{}% › ", crate::render::sanitize(&self.session.model), self.ctx_pct)
     }
 
     /// Interactive loop on a terminal.
@@ -352,12 +356,21 @@ impl Repl {
                     println!(
                         "{}",
                         self.dim(&format!(
-                            "[{} tokens · ttft {:.0} ms · {:.1} tok/s · context {}/{}]",
-                            stats.gen_tokens, stats.ttft_ms, stats.gen_tok_s, stats.context_used, stats.n_ctx
+                            "[{} tokens · ttft {:.0} ms · {:.1} tok/s · context {}{}/{}]",
+                            stats.gen_tokens,
+                            stats.ttft_ms,
+                            stats.gen_tok_s,
+                            if stats.context_estimated { "~" } else { "" },
+                            stats.context_used,
+                            stats.n_ctx
                         ))
                     );
                 }
+                if let Some(note) = &stats.note {
+                    warnln!("{}", self.dim(note));
+                }
                 self.ctx_pct = (stats.context_used * 100).checked_div(stats.n_ctx).unwrap_or(0);
+                self.ctx_estimated = stats.context_estimated;
                 let cancelled = reason == StopReason::Cancelled;
                 self.session.reply_done(text, reason, stats);
                 self.warn_save();
@@ -441,6 +454,7 @@ impl Repl {
         };
         self.loaded(&info);
         self.ctx_pct = 0;
+        self.ctx_estimated = false;
         self.n_ctx = info.n_ctx as usize;
         println!(
             "{}",

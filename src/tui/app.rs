@@ -39,6 +39,8 @@ pub struct Status {
     pub gpu: bool,
     pub ctx_used: usize,
     pub n_ctx: usize,
+    /// `ctx_used` is an estimate (shown as `~N`).
+    pub ctx_estimated: bool,
     pub last: Option<GenStats>,
 }
 
@@ -250,10 +252,15 @@ impl App {
         let tag = format!("{}{}{}", self.status.model, if tag.is_empty() { "" } else { " · " }, tag);
         self.transcript.set_tag(index, &tag);
         self.status.ctx_used = stats.context_used;
+        self.status.ctx_estimated = stats.context_estimated;
         self.status.n_ctx = stats.n_ctx.max(self.status.n_ctx);
         self.status.last = Some(stats.clone());
+        let note = stats.note.clone();
         self.session.reply_done(reply.unwrap_or_default(), reason, stats);
         self.take_save_warning();
+        if let Some(n) = note {
+            self.note(n);
+        }
     }
 
     fn take_save_warning(&mut self) {

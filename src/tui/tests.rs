@@ -110,6 +110,30 @@ fn cjk_lines_never_overflow_and_status_shows_speed() {
 }
 
 #[test]
+fn an_estimated_gauge_shows_a_tilde_and_a_reply_note_follows_the_reply() {
+    let mut app = app();
+    type_text(&mut app, "hi");
+    app.on_key(key(KeyCode::Enter));
+    app.token("answer");
+    let stats = GenStats {
+        context_used: 120,
+        n_ctx: 2048,
+        context_estimated: true,
+        note: Some("the reply arrived all at once".into()),
+        ..Default::default()
+    };
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats }));
+    let s = screen(&mut app, 100, 12);
+    assert!(s.contains("~120/2048"), "{s}");
+    let (answer, note) = (s.find("answer").unwrap(), s.find("the reply arrived all at once").expect("the note"));
+    assert!(answer < note, "{s}");
+    // An exact count afterwards drops the tilde.
+    exchange(&mut app, "again", &["more"], StopReason::EndOfGeneration);
+    let s = screen(&mut app, 100, 12);
+    assert!(s.contains(" 120/2048") && !s.contains("~120"), "{s}");
+}
+
+#[test]
 fn model_output_cannot_reach_the_terminal_as_escape_sequences() {
     let mut app = app();
     exchange(&mut app, "x", &["safe \x1b[2J\x1b]52;c;aGk=\x07text\x1b[31m red\r\x07 end"], StopReason::EndOfGeneration);

@@ -102,7 +102,8 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::styled("ctx ", dim));
         spans.push(Span::styled("█".repeat(filled), Style::default().fg(color)));
         spans.push(Span::styled("░".repeat(cells - filled), dim));
-        spans.push(Span::raw(format!(" {}/{} ", s.ctx_used, s.n_ctx)));
+        let about = if s.ctx_estimated { "~" } else { "" };
+        spans.push(Span::raw(format!(" {about}{}/{} ", s.ctx_used, s.n_ctx)));
     }
     if let Some(last) = &s.last {
         spans.push(Span::styled(format!("· ttft {:.0} ms · {:.1} tok/s ", last.ttft_ms, last.gen_tok_s), dim));

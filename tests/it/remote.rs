@@ -87,6 +87,7 @@ fn remote_options(url: &str) -> RemoteOptions {
         connect_timeout_s: 5,
         idle_timeout_s: 60,
         headers: Vec::new(),
+        tokenizer: None,
     }
 }
 
@@ -152,6 +153,11 @@ impl Fake {
 
     fn posts(&self) -> Vec<Request> {
         self.requests.lock().unwrap().iter().filter(|r| r.path != "/v1/models").cloned().collect()
+    }
+
+    /// The generation requests, without the token counts that follow a reply without usage.
+    fn completions(&self) -> Vec<Request> {
+        self.posts().into_iter().filter(|r| r.path.ends_with("/completions")).collect()
     }
 }
 
@@ -238,7 +244,7 @@ fn sampling_flags_and_the_usage_request_reach_the_server() {
     let o = run(sb.moat(&[&args[..], &more[..]].concat()), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "ok\n");
-    let posts = fake.posts();
+    let posts = fake.completions();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].path, "/v1/chat/completions");
     let b: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
@@ -271,7 +277,7 @@ fn a_server_that_rejects_stream_options_is_asked_again_without_it() {
         assert_eq!(reply.text, "fine");
     }
     // Once rejected, it is no longer sent: three requests for two replies.
-    let sent: Vec<bool> = fake.posts().iter().map(|r| r.body.contains("stream_options")).collect();
+    let sent: Vec<bool> = fake.completions().iter().map(|r| r.body.contains("stream_options")).collect();
     assert_eq!(sent, vec![true, false, false]);
 }
 
@@ -469,21 +475,166 @@ fn drop_oldest_works_on_a_server_that_says_the_conversation_is_too_long() {
         overflow,
         reserve: 0,
     };
-    struct Trims(usize);
+    struct Trims(usize, usize);
     impl moat::engine::Sink for Trims {
-        fn trimmed(&mut self, dropped: usize, _: usize) {
+        fn trimmed(&mut self, dropped: usize, prompt_tokens: usize) {
             self.0 += dropped;
+            self.1 = prompt_tokens;
         }
     }
-    let mut trims = Trims(0);
+    let mut trims = Trims(0, 0);
     let end =
         engine.submit(task(moat::config::OverflowPolicy::DropOldest)).wait(&mut trims).expect("fits after dropping");
     assert_eq!((end.reason, trims.0), (StopReason::EndOfGeneration, 4));
-    let last: serde_json::Value = serde_json::from_str(&fake.posts().last().unwrap().body).unwrap();
+    // The new prompt's size is counted once (this server cannot count: an estimate) and is the
+    // reply's too.
+    assert!(trims.1 > 0, "the trimmed note says the new size");
+    assert_eq!((end.stats.prompt_tokens, end.stats.context_estimated), (trims.1, true));
+    let counts = fake.posts().iter().filter(|r| r.path == "/apply-template").count();
+    assert_eq!(counts, 1, "one count for the note and the stats");
+    let last: serde_json::Value = serde_json::from_str(&fake.completions().last().unwrap().body).unwrap();
     assert_eq!(last["messages"], serde_json::json!([{"role": "user", "content": "three"}]));
     // With the error policy the server's figures reach the user.
     let err = engine.submit(task(moat::config::OverflowPolicy::Error)).wait(&mut ()).unwrap_err().to_string();
     assert!(err.contains("the prompt is 3031 tokens but the server's context holds 1024 (2007 over)"), "{err}");
+}
+
+/// A tokenizer.json with a word-level model: one token per word or punctuation run.
+const WORD_LEVEL_TOKENIZER: &str = r#"{
+    "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+    "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+    "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "word": 1}, "unk_token": "[UNK]"}
+}"#;
+
+/// `ask --json` on `url` with `prompt`, and its JSON and stderr.
+fn ask_json(cmd: Command) -> (serde_json::Value, String) {
+    let o = run(cmd, "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    (serde_json::from_slice(&o.stdout).expect("one JSON object"), text(&o.stderr))
+}
+
+#[test]
+fn a_server_that_neither_reports_usage_nor_counts_gets_an_estimate_marked_as_one() {
+    // Streams without usage; has no /apply-template or /tokenize.
+    let fake = Fake::start(|req, s| {
+        if req.path.ends_with("/chat/completions") {
+            sse_head(s);
+            let _ = s.write_all(format!("{}data: [DONE]\n\n", delta("ok")).as_bytes());
+        } else {
+            respond(s, "404 Not Found", "text/plain", "File Not Found");
+        }
+    });
+    let sb = Sandbox::new();
+    let words = |n: usize| vec!["word"; n].join(" ");
+    let asked = |cmd: Command| {
+        let (j, _) = ask_json(cmd);
+        assert_eq!(j["text"], "ok");
+        assert_eq!(j["context_estimated"], true, "{j}");
+        assert_eq!(j["context_size"], 1024, "{j}");
+        let prompt = j["prompt_tokens"].as_u64().unwrap();
+        assert_eq!(j["context_used"].as_u64(), Some(prompt + 1), "{j}");
+        prompt
+    };
+    // By characters: 20 more words of five characters (with the space) are 25 tokens more.
+    let short = asked(sb.moat(&["--remote", &fake.url, "ask", "--json", &words(10)]));
+    let long = asked(sb.moat(&["--remote", &fake.url, "ask", "--json", &words(30)]));
+    assert!(short > 10 && long - short == 25, "{short} {long}");
+    // The three ways a server could count were each tried once per connection.
+    let probes: Vec<String> =
+        fake.posts().iter().map(|r| r.path.clone()).filter(|p| !p.ends_with("/completions")).collect();
+    assert_eq!(probes, ["/apply-template", "/tokenize", "/v1/tokenize"].repeat(2), "{probes:?}");
+
+    // With remote.tokenizer, the tokenizer counts: 20 more words are 20 more tokens.
+    let path = sb.dir.path().join("tokenizer.json");
+    std::fs::write(&path, WORD_LEVEL_TOKENIZER).unwrap();
+    let with_tokenizer = |n: usize| {
+        let mut cmd = sb.moat(&["--remote", &fake.url, "ask", "--json", &words(n)]);
+        cmd.env("MOAT_REMOTE_TOKENIZER", &path);
+        asked(cmd)
+    };
+    let (short, long) = (with_tokenizer(10), with_tokenizer(30));
+    assert!(short > 10 && long - short == 20, "{short} {long}");
+
+    // A tokenizer.json that is missing or is not one fails at connect, in one line naming the key.
+    std::fs::write(sb.dir.path().join("bad.json"), "{\"model\": 1}").unwrap();
+    for name in ["missing.json", "bad.json"] {
+        let mut cmd = sb.moat(&["--remote", &fake.url, "ask", "hi"]);
+        cmd.env("MOAT_REMOTE_TOKENIZER", sb.dir.path().join(name));
+        assert_fails(&run(cmd, ""), 1, "remote.tokenizer: ");
+    }
+}
+
+#[test]
+fn a_server_that_counts_is_asked_only_when_usage_lacks_the_prompt_and_its_way_is_remembered() {
+    // vLLM's shape: no /apply-template, a /tokenize that counts messages. The reply's usage has
+    // the completion's size but not the prompt's, unless the question asks for full usage.
+    let fake = Fake::start(|req, s| match req.path.as_str() {
+        "/v1/chat/completions" => {
+            sse_head(s);
+            let usage = if req.body.contains("full usage") {
+                r#"{"prompt_tokens":7,"completion_tokens":1}"#
+            } else {
+                r#"{"completion_tokens":1}"#
+            };
+            let _ = s.write_all(
+                format!("{}data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n", delta("ok")).as_bytes(),
+            );
+        }
+        "/tokenize" => {
+            let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+            let ok = body["add_generation_prompt"] == true && body["messages"].is_array() && body["model"] == "fake";
+            let reply = if ok { r#"{"count":42,"max_model_len":1024,"tokens":[1]}"# } else { r#"{"error":"bad"}"# };
+            respond(s, "200 OK", "application/json", reply);
+        }
+        _ => respond(s, "404 Not Found", "text/plain", "Not Found"),
+    });
+    let engine = engine_on(remote_options(&fake.url)).expect("connects");
+    for _ in 0..2 {
+        let reply = engine.submit(chat("hi", 8)).text(|_| {}).expect("a reply");
+        let s = &reply.stats;
+        assert_eq!((s.prompt_tokens, s.context_used, s.context_estimated), (42, 43, false), "{s:?}");
+    }
+    let reply = engine.submit(chat("full usage", 8)).text(|_| {}).expect("a reply");
+    assert_eq!((reply.stats.prompt_tokens, reply.stats.context_estimated), (7, false));
+    let paths: Vec<String> = fake.posts().iter().map(|r| r.path.clone()).collect();
+    let chat = "/v1/chat/completions";
+    assert_eq!(paths, [chat, "/apply-template", "/tokenize", chat, "/tokenize", chat], "{paths:?}");
+}
+
+#[test]
+fn a_reply_that_arrives_all_at_once_says_a_proxy_buffers_and_a_streamed_one_does_not() {
+    let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":40}}\n\ndata: [DONE]\n\n";
+    let all_at_once = Fake::start(move |_, s| {
+        sse_head(s);
+        let body: String = (0..40).map(|i| delta(&format!("t{i} "))).collect();
+        let _ = s.write_all(format!("{body}{usage}").as_bytes());
+    });
+    let streamed = Fake::start(move |_, s| {
+        sse_head(s);
+        for i in 0..40 {
+            let _ = s.write_all(delta(&format!("t{i} ")).as_bytes());
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = s.write_all(usage.as_bytes());
+    });
+    let expected: String = (0..40).map(|i| format!("t{i} ")).collect();
+    let sb = Sandbox::new();
+    let o = run(sb.moat(&["--remote", &all_at_once.url, "ask", "hi"]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim_end(), expected.trim_end());
+    let err = text(&o.stderr);
+    assert!(err.starts_with("moat: the reply arrived all at once") && err.contains("proxy_buffering off"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The REPL says it too, after the reply.
+    let o = run(sb.moat(&["--remote", &all_at_once.url, "repl"]), "hi\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("t39"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("the reply arrived all at once"), "{}", text(&o.stderr));
+    let o = run(sb.moat(&["--remote", &streamed.url, "ask", "hi"]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim_end(), expected.trim_end());
+    assert_eq!(text(&o.stderr), "", "no note for a reply that streamed");
 }
 
 // ---- (b) llama.cpp's real server -------------------------------------------------------------
@@ -694,6 +845,48 @@ fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
     assert!(row["pp_tokens"].as_u64().unwrap() >= 16, "{row}");
     assert!(row["gen_tok_s"].as_f64().unwrap() > 0.0 && row["llama_gen_tok_s"].as_f64().unwrap() > 0.0, "{row}");
     assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+}
+
+#[test]
+fn real_server_counts_a_prompt_exactly_as_its_usage_does_and_a_buffering_proxy_is_named() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    // A proxy that holds each reply until it is complete (as nginx does with proxy_buffering on)
+    // and drops the usage request, so moat has to count the prompt itself.
+    let upstream = server.url.clone();
+    let proxy = Fake::start(move |req, s| {
+        let mut body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
+        if let Some(b) = body.as_object_mut() {
+            b.remove("stream_options");
+        }
+        let (status, kind, text) = match ureq::post(&format!("{upstream}{}", req.path)).send_json(body) {
+            Ok(r) => ("200 OK", r.content_type().to_string(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => {
+                let status = if code == 404 { "404 Not Found" } else { "400 Bad Request" };
+                (status, r.content_type().to_string(), r.into_string().unwrap_or_default())
+            }
+            Err(_) => ("502 Bad Gateway", "text/plain".into(), String::new()),
+        };
+        respond(s, status, &kind, &text);
+    });
+    let sb = Sandbox::new();
+    let question = "Write a long story about a lighthouse keeper.";
+    let ask = |url: &str| ask_json(sb.moat(&["--remote", url, "ask", "--json", "-n", "40", "--temp", "0", question]));
+    let (direct, direct_err) = ask(&server.url);
+    let (proxied, proxied_err) = ask(&proxy.url);
+    // The server's usage and moat's count (its template with its default system prompt, then
+    // its tokenizer) agree to the token.
+    let n = direct["prompt_tokens"].as_u64().unwrap();
+    assert!(n > 10, "{direct}");
+    assert_eq!(proxied["prompt_tokens"].as_u64(), Some(n), "{proxied}");
+    assert_eq!(
+        (direct["context_estimated"].as_bool(), proxied["context_estimated"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_eq!(proxied["context_used"], direct["context_used"]);
+    // 40 tokens streamed straight from the server: no note; held back by the proxy: the note.
+    assert_eq!(direct["gen_tokens"], 40, "{direct}");
+    assert!(!direct_err.contains("arrived"), "{direct_err}");
+    assert!(proxied_err.contains("the reply arrived all at once"), "{proxied_err}");
 }
 
 /// Polls `ticket` until its first reply text arrives and returns it.

@@ -8,12 +8,15 @@ use super::wire::ServerError;
 use crate::engine::protocol::{EngineError, RemoteOptions};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The largest error body or non-streamed reply read, in bytes.
 const MAX_BODY: u64 = 64 << 20;
 /// How much of an error body is read for its message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
+/// A read of a stream that took this long waited for the network; quicker ones returned bytes
+/// that were already waiting. A server streaming 2,000 tokens a second waits 500 µs per token.
+const WAITED: Duration = Duration::from_micros(200);
 
 /// Where the server is: `root` is the URL without `/v1` (and without a trailing slash), so
 /// `{root}/v1/models` and llama-server's `{root}/props` can both be built.
@@ -121,7 +124,10 @@ pub enum Transport {
 #[derive(Debug)]
 pub enum Piece {
     Open,
-    Event(SseEvent),
+    /// An event and the arrival it came in: events with the same number reached moat together
+    /// (read without waiting for the network in between), which tells a reply that a proxy held
+    /// back and released at once from one that streamed.
+    Event(SseEvent, u32),
     End,
     Failed(HttpError),
 }
@@ -216,8 +222,17 @@ impl Client {
     ///
     /// Errors: as [`classify`] sorts them (status with the server's message, or transport).
     pub fn post(&self, url: &str, body: &serde_json::Value) -> Result<String, HttpError> {
-        let resp = self
-            .request("POST", url)
+        self.post_json(self.request("POST", url), body)
+    }
+
+    /// [`Client::post`] that gives up after `limit` in all (connection, sending and reading),
+    /// for exchanges that must not hold a reply's end for the idle timeout (token counts).
+    pub fn post_within(&self, url: &str, body: &serde_json::Value, limit: Duration) -> Result<String, HttpError> {
+        self.post_json(self.request("POST", url).timeout(limit), body)
+    }
+
+    fn post_json(&self, request: ureq::Request, body: &serde_json::Value) -> Result<String, HttpError> {
+        let resp = request
             .set("Accept", "application/json")
             .set("Content-Type", "application/json")
             .send_string(&body.to_string())
@@ -272,14 +287,16 @@ fn stream_reply(request: ureq::Request, body: &str, tx: &Sender<Piece>) {
             Err(e) => Piece::Failed(io_error(&e)),
         };
         let data = String::from_utf8_lossy(&bytes).into_owned();
-        let _ = tx.send(Piece::Event(SseEvent { event: None, data }));
+        let _ = tx.send(Piece::Event(SseEvent { event: None, data }, 0));
         let _ = tx.send(end);
         return;
     }
     let mut parser = SseParser::default();
     let mut buf = vec![0u8; 16 << 10];
     let mut events = Vec::new();
+    let mut arrival = 0u32;
     loop {
+        let began = Instant::now();
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -289,18 +306,23 @@ fn stream_reply(request: ureq::Request, body: &str, tx: &Sender<Piece>) {
                 return;
             }
         };
+        // Bytes already waiting (in the kernel, or in ureq's buffer and chunk decoder) come back
+        // at once; a read that had to wait for the network starts a new arrival.
+        if began.elapsed() >= WAITED {
+            arrival = arrival.wrapping_add(1);
+        }
         if let Err(e) = parser.push(&buf[..n], &mut events) {
             let _ = tx.send(Piece::Failed(HttpError::Transport { kind: Transport::Malformed, detail: e.to_string() }));
             return;
         }
         for e in events.drain(..) {
-            if tx.send(Piece::Event(e)).is_err() {
+            if tx.send(Piece::Event(e, arrival)).is_err() {
                 return;
             }
         }
     }
     if let Some(e) = parser.finish() {
-        let _ = tx.send(Piece::Event(e));
+        let _ = tx.send(Piece::Event(e, arrival));
     }
     let _ = tx.send(Piece::End);
 }
@@ -495,6 +517,7 @@ mod tests {
             connect_timeout_s: 1,
             idle_timeout_s: 1,
             headers: Vec::new(),
+            tokenizer: None,
         }
     }
 

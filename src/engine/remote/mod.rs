@@ -10,12 +10,13 @@
 //! cancelled request ends `Done { Cancelled }` with its text kept, and its helper drops the
 //! connection at its next read, which is how llama-server and vLLM learn to stop generating.
 //! Files: `sse.rs` (the event-stream parser), `wire.rs` (lenient JSON types), `client.rs` (HTTP,
-//! the API key, one-line errors).
+//! the API key, one-line errors), `tokens.rs` (prompt sizes when a reply does not say them).
 
 mod client;
 mod score;
 pub use score::SCORE_IN_FLIGHT;
 mod sse;
+mod tokens;
 mod wire;
 
 use super::backend::{Backend, Responder};
@@ -31,6 +32,7 @@ use client::{Client, HttpError, Piece};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
+use tokens::{Count, Counter, Prompt};
 use wire::{Chunk, ModelCard, ModelList, Props, ServerError, Timings, Usage};
 
 /// How long the backend waits on the helper thread before looking at the cancel flag again.
@@ -47,6 +49,14 @@ const CAPABILITIES: Capabilities =
 /// then serves [`NoModel`] until the next `Load`.
 pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, events: &Sender<Event>) -> Next {
     let started = Instant::now();
+    let tokenizer = match opts.remote.as_ref().and_then(|r| r.tokenizer.as_deref()).map(Counter::load_tokenizer) {
+        Some(Err(e)) => {
+            let _ = events.send(Event::LoadFailed(e));
+            return serve::serve(&mut NoModel, inbox);
+        }
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     let connected = match &opts.remote {
         Some(remote) => connect(remote),
         None => Err(EngineError::Remote("no server URL given; pass --remote URL or set remote.url".into())),
@@ -77,7 +87,8 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         ..ModelInfo::default()
     };
     let _ = events.send(Event::Loaded(Box::new(info)));
-    let mut backend = Remote { client, model: card.id, n_ctx: n_ctx as usize, stream_options: true };
+    let counter = Counter::new(tokenizer);
+    let mut backend = Remote { client, model: card.id, n_ctx: n_ctx as usize, stream_options: true, counter };
     serve::serve(&mut backend, inbox)
 }
 
@@ -184,6 +195,8 @@ struct Remote {
     n_ctx: usize,
     /// Ask for a usage chunk (`stream_options.include_usage`); off once the server rejected it.
     stream_options: bool,
+    /// Prompt sizes for replies that come without usage.
+    counter: Counter,
 }
 
 impl Backend for Remote {
@@ -210,18 +223,18 @@ impl Backend for Remote {
                 };
                 let (body, seed) = self.chat_body(&messages, &sampling, format);
                 match self.open("chat/completions", body, out) {
-                    Ok(Some(rx)) => self.reply(rx, out, Instant::now(), seed),
+                    Ok(Some(rx)) => self.reply(rx, out, Instant::now(), seed, Prompt::Chat(&messages), None),
                     Ok(None) => Ok(cancelled()),
                     Err(e) => Err(self.refused(&e, false)),
                 }
             }
             Task::Complete { prompt, sampling } => {
                 let mut body = self.base_body(&sampling);
-                body.insert("prompt".into(), prompt.into());
+                body.insert("prompt".into(), prompt.as_str().into());
                 let seed = seed_of(&body);
                 let start = Instant::now();
                 match self.open("completions", body, out) {
-                    Ok(Some(rx)) => self.reply(rx, out, start, seed),
+                    Ok(Some(rx)) => self.reply(rx, out, start, seed, Prompt::Text(&prompt), None),
                     Ok(None) => Ok(cancelled()),
                     Err(e) => Err(self.refused(&e, false)),
                 }
@@ -307,11 +320,14 @@ impl Remote {
             let start = Instant::now();
             match self.open("chat/completions", body, out) {
                 Ok(Some(rx)) => {
-                    if dropped > 0 {
-                        // The server does not say the new prompt's size before the reply.
-                        out.trimmed(dropped, 0);
-                    }
-                    return self.reply(rx, out, start, seed);
+                    // The server does not say the new prompt's size before the reply; it is
+                    // counted while the reply waits in the helper thread, and kept for its stats.
+                    let counted = (dropped > 0).then(|| {
+                        let c = self.counter.count(&self.client, &self.model, Prompt::Chat(&messages));
+                        out.trimmed(dropped, c.tokens);
+                        c
+                    });
+                    return self.reply(rx, out, start, seed, Prompt::Chat(&messages), counted);
                 }
                 Ok(None) => return Ok(cancelled()),
                 Err(e) => {
@@ -371,7 +387,7 @@ impl Remote {
                     self.stream_options = false;
                 }
                 Piece::Failed(e) => return Err(e),
-                Piece::Event(_) | Piece::End => {
+                Piece::Event(..) | Piece::End => {
                     return Err(HttpError::Transport {
                         kind: client::Transport::Broken,
                         detail: "the reply began without headers".into(),
@@ -392,16 +408,27 @@ impl Remote {
         self.client.explain(e, "the reply", partial)
     }
 
-    /// Streams a reply's text to `out` and says how it ended.
+    /// Streams a reply's text to `out` and says how it ended. Without a prompt size in the
+    /// reply's usage, `prompt` is counted (one round trip, none for a cancelled reply) unless
+    /// `counted` already holds its size.
     fn reply(
         &self,
         rx: Receiver<Piece>,
         out: &Responder<'_>,
         start: Instant,
         seed: u32,
+        prompt: Prompt<'_>,
+        counted: Option<Count>,
     ) -> Result<Finish, EngineError> {
         let s = self.read(rx, out, &mut |t| out.token(t))?;
-        let stats = self.stats(&s, start, seed);
+        let counted = match counted {
+            Some(c) => Some(c),
+            None if s.usage.as_ref().is_some_and(|u| u.prompt_tokens.is_some()) => None,
+            None if s.cancelled => Some(self.counter.here(prompt)),
+            None => Some(self.counter.count(&self.client, &self.model, prompt)),
+        };
+        let mut stats = self.stats(&s, start, seed, counted);
+        stats.note = s.buffered().then(|| s.buffered_note());
         let reason = if s.cancelled {
             StopReason::Cancelled
         } else {
@@ -436,9 +463,9 @@ impl Remote {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => Piece::End,
             };
-            let event = match piece {
+            let (event, arrival) = match piece {
                 Piece::Open => continue,
-                Piece::Event(e) => e,
+                Piece::Event(e, arrival) => (e, arrival),
                 Piece::End if s.finish.is_some() || s.usage.is_some() => return Ok(s),
                 Piece::End if s.pieces > 0 => {
                     return Err(EngineError::Remote(format!(
@@ -488,6 +515,10 @@ impl Remote {
                     s.first.get_or_insert(now);
                     s.last = Some(now);
                     s.pieces += 1;
+                    if s.arrival != Some(arrival) {
+                        s.arrival = Some(arrival);
+                        s.arrivals += 1;
+                    }
                 }
                 if let Some(r) = choice.reasoning().filter(|r| !r.is_empty()) {
                     out.reasoning(r);
@@ -509,12 +540,15 @@ impl Remote {
     }
 
     /// Figures for a streamed reply: token counts from the server (usage, else llama-server's
-    /// timings, else the number of text pieces), times measured here.
-    fn stats(&self, s: &Streamed, start: Instant, seed: u32) -> GenStats {
+    /// timings, else `counted` for the prompt and the number of text pieces for the reply),
+    /// times measured here.
+    fn stats(&self, s: &Streamed, start: Instant, seed: u32, counted: Option<Count>) -> GenStats {
         let usage = s.usage.clone().unwrap_or_default();
         let t = s.timings.clone().unwrap_or_default();
-        let prompt_tokens = usage.prompt_tokens.map(|n| n as usize).unwrap_or(0);
-        let gen_tokens = usage.completion_tokens.or(t.predicted_n).map(|n| n as usize).unwrap_or(s.pieces);
+        let counted = counted.filter(|_| usage.prompt_tokens.is_none());
+        let prompt_tokens = usage.prompt_tokens.map(|n| n as usize).or(counted.map(|c| c.tokens)).unwrap_or(0);
+        let gen_counted = usage.completion_tokens.or(t.predicted_n);
+        let gen_tokens = gen_counted.map(|n| n as usize).unwrap_or(s.pieces);
         let reused = t.cache_n.or(usage.prompt_tokens_details.and_then(|d| d.cached_tokens)).map(|n| n as usize);
         let mut stats = GenStats {
             prompt_tokens,
@@ -523,6 +557,8 @@ impl Remote {
             gen_tokens,
             context_used: prompt_tokens + gen_tokens,
             n_ctx: self.n_ctx,
+            context_estimated: (usage.prompt_tokens.is_none() && !counted.is_some_and(|c| c.exact))
+                || gen_counted.is_none(),
             seed,
             server_gen_tok_s: t.predicted_per_second,
             ..GenStats::default()
@@ -572,7 +608,7 @@ impl Remote {
             if warmup {
                 continue;
             }
-            let stats = self.stats(&s, start, 0);
+            let stats = self.stats(&s, start, 0, None);
             let first = s.first.unwrap_or(end);
             let gen_wall_ms = ms(end.duration_since(first));
             // The server's own definition (tokens over the time from the first to the last), so
@@ -608,6 +644,32 @@ struct Streamed {
     usage: Option<Usage>,
     timings: Option<Timings>,
     cancelled: bool,
+    /// The arrival (see [`Piece::Event`]) of the last chunk with text, and how many arrivals
+    /// brought text.
+    arrival: Option<u32>,
+    arrivals: usize,
+}
+
+/// Chunks with text a reply must have, on average per arrival, to be called held back: a
+/// streaming server's come one or two at a time, a buffering proxy's by the dozen.
+const BURST: usize = 24;
+
+impl Streamed {
+    /// The reply's text came all at once, or in a few large bursts, rather than as it was
+    /// generated: a proxy between moat and the server (or the server itself) buffers the stream.
+    fn buffered(&self) -> bool {
+        self.pieces >= BURST && self.arrivals > 0 && self.pieces >= BURST * self.arrivals
+    }
+
+    fn buffered_note(&self) -> String {
+        let how = match self.arrivals {
+            1 => "all at once".to_string(),
+            n => format!("in {n} bursts"),
+        };
+        format!(
+            "the reply arrived {how}, not token by token: something between moat and the server (a proxy such as nginx) buffers the stream; turn buffering off there (nginx: proxy_buffering off, or the header X-Accel-Buffering: no) to see tokens as they come"
+        )
+    }
 }
 
 fn ms(d: Duration) -> f64 {
