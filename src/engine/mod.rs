@@ -29,6 +29,7 @@ pub use protocol::{
     Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, RequestId, StopReason,
     Task, TaskKind, Update,
 };
+pub use protocol::{short_model_name, url_authority};
 pub use remote::{list_models, RemoteModel};
 pub use ticket::{Cancel, OnText, Reply, Sink, Ticket};
 
