@@ -553,6 +553,15 @@ impl LlamaServer {
     }
 }
 
+impl LlamaServer {
+    /// Kills the server process (SIGKILL, by its pid) as a crash or an OOM kill would: its
+    /// connections drop mid-stream.
+    fn kill(&mut self) {
+        self.child.kill().expect("the server process is killed");
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for LlamaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -695,6 +704,106 @@ fn real_server_bench_measures_over_http_next_to_the_servers_timings() {
     assert!(row["pp_tokens"].as_u64().unwrap() >= 16, "{row}");
     assert!(row["gen_tok_s"].as_f64().unwrap() > 0.0 && row["llama_gen_tok_s"].as_f64().unwrap() > 0.0, "{row}");
     assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+}
+
+/// The only saved session in the sandbox, as JSON.
+fn only_session(sb: &Sandbox) -> serde_json::Value {
+    let files: Vec<PathBuf> = std::fs::read_dir(sb.dir.path().join("data/sessions"))
+        .expect("a sessions folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).expect("a session file")
+}
+
+#[test]
+fn real_server_killed_mid_reply_the_repl_keeps_the_partial_reply_marked_and_saved() {
+    let Some(mut server) = LlamaServer::start(2048, None) else { return };
+    let sb = Sandbox::new();
+    let mut cmd = sb.moat(&["--remote", &server.url, "-n", "1500", "--temp", "0", "repl"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("moat starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // stdout as it comes: the first piece of the reply is signalled, then everything is kept.
+    let (first_tx, first) = std::sync::mpsc::channel();
+    let output = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    let _ = first_tx.send(());
+                }
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    stdin.write_all(b"Count from 1 to 500, one number per line.\n").unwrap();
+    stdin.flush().unwrap();
+    first.recv_timeout(Duration::from_secs(120)).expect("the reply starts streaming");
+    server.kill();
+    // The REPL goes on after the error: the next command runs and sees both messages.
+    stdin.write_all(b"/show\n").unwrap();
+    drop(stdin);
+    let status = child.wait().expect("moat finishes");
+    let (out, err) = (output.join().unwrap(), errors.join().unwrap());
+    // A failed turn makes a scripted run exit 2.
+    assert_eq!(status.code(), Some(2), "stdout: {out} stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    // The connection breaks (a reset) or closes, depending on timing; either way one line.
+    assert!(err.starts_with("moat: the ") && err.contains(" 127.0.0.1:"), "{err}");
+    assert!(err.contains("the reply so far is kept"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (reply, after) = out.split_once("\n[cut off by the error below; the reply so far is kept]\n").expect(&out);
+    assert!(after.contains("(2 messages)"), "/show after the error: {after}");
+
+    let session = only_session(&sb);
+    let messages = session["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "{session}");
+    let kept = messages[1]["content"].as_str().unwrap();
+    assert!(!kept.trim().is_empty() && reply.starts_with(kept), "saved {kept:?}, shown {reply:?}");
+    assert!(!kept.contains("500"), "the reply was cut, not finished: {kept:?}");
+    assert_eq!(messages[1]["cut_off"].as_str(), Some(err.trim_end().trim_start_matches("moat: ")), "{session}");
+    assert!(messages[0].get("cut_off").is_none(), "{session}");
+}
+
+#[test]
+fn real_server_slash_model_lists_the_servers_models_switches_by_id_and_refuses_a_local_name() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    let sb = Sandbox::new();
+    let at = server.url.trim_start_matches("http://").to_string();
+    let file = Path::new(&server.model_id).file_name().unwrap().to_str().unwrap().to_string();
+    let script = format!("/model\n/model smollm2-135m\n/model {file}\nSay hi.\n/show\n");
+    let o = run(sb.moat(&["--remote", &server.url, "-n", "4", "--temp", "0", "repl"]), &script);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    // The refused switch is the one failure.
+    assert_eq!(o.status.code(), Some(2), "stdout: {out} stderr: {err}");
+    assert!(out.contains(&format!("models on {} (/model ID switches; * = in use):", server.url)), "{out}");
+    assert!(out.contains(&format!("  {} *  context 1024", server.model_id)), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let refused = format!(
+        "moat: cannot switch: the server at {at} has no model \"smollm2-135m\" (it has: {}); /model lists them, and a local model needs moat started without --remote",
+        server.model_id
+    );
+    assert_eq!(err.trim_end(), refused);
+    // The short form shown in the status line switches too; the reply runs on the new target.
+    assert!(out.contains(&format!("{file} loaded in ")) && out.contains(&format!(" · remote {at} · ")), "{out}");
+    assert!(out.contains(&format!("model {file} (remote {at})")), "/show: {out}");
+    let session = only_session(&sb);
+    let roles: Vec<&str> = session["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "{session}");
+    assert_eq!(session["model"], file.as_str());
 }
 
 /// Polls `ticket` until its first reply text arrives and returns it.
