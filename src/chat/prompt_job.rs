@@ -39,17 +39,9 @@ pub fn budget(n_ctx: usize, lang: Lang) -> Option<usize> {
 /// the model's context in tokens, 0 when unknown (see [`budget`]).
 pub fn run(job: &PromptJob, lib: &Library, n_ctx: usize, gen: &mut dyn Generator) -> Result<String, String> {
     let lang = Lang::detect(&job.input);
-    let r = prompts::run_script(
-        lib,
-        &job.id,
-        &job.vars,
-        &job.input,
-        lang,
-        &Params::default(),
-        budget(n_ctx, lang),
-        gen,
-    )
-    .map_err(|e| e.to_string())?;
+    let r =
+        prompts::run_script(lib, &job.id, &job.vars, &job.input, lang, &Params::default(), budget(n_ctx, lang), gen)
+            .map_err(|e| e.to_string())?;
     Ok(r.format(OutputFormat::View))
 }
 

@@ -40,10 +40,8 @@ fn in_use(asked: &str, m: &RemoteModel, all: &[RemoteModel]) -> bool {
 
 fn local_listing(current: &EngineOptions, resolver: &ModelResolver) -> String {
     let store = resolver.store();
-    let mut lines = vec![format!(
-        "models in {} (/model NAME switches; a .gguf path works too; * = in use):",
-        store.dir.display()
-    )];
+    let mut lines =
+        vec![format!("models in {} (/model NAME switches; a .gguf path works too; * = in use):", store.dir.display())];
     for m in store.list().into_iter().filter(|m| m.present) {
         let mark = if m.entry.name == current.model_name || m.path == current.model_path { " *" } else { "" };
         lines.push(format!("  {}{mark}", m.entry.name));

@@ -70,8 +70,8 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                     Ok(ModelAnswer::Listed(Ok(list))) => app.note(list),
                     Ok(ModelAnswer::Listed(Err(e))) => app.note(format!("cannot list models: {e}")),
                     Ok(ModelAnswer::Switch(Ok(next))) => {
-                        current = next.clone();
-                        engine.load(next);
+                        current = (*next).clone();
+                        engine.load(*next);
                     }
                     Ok(ModelAnswer::Switch(Err(e))) => app.load_failed(format!("cannot switch: {e}")),
                     Err(_) => {}
@@ -117,7 +117,7 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Effect::SwitchModel(name) => {
                     let (from, resolve, answer) = (current.clone(), resolve.clone(), models_tx.clone());
                     std::thread::spawn(move || {
-                        let _ = answer.send(ModelAnswer::Switch(switch::target(&from, &name, &resolve)));
+                        let _ = answer.send(ModelAnswer::Switch(switch::target(&from, &name, &resolve).map(Box::new)));
                     });
                 }
                 Effect::ListModels => {
@@ -136,7 +136,7 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
 /// What a `/model` look-up thread sends back.
 enum ModelAnswer {
     Listed(Result<String, String>),
-    Switch(Result<EngineOptions, String>),
+    Switch(Result<Box<EngineOptions>, String>),
 }
 
 fn on_terminal_event(app: &mut App, ev: event::Event) -> Vec<Effect> {

@@ -596,9 +596,8 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
         "My name is Ada.\nWhat is my name?\n",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let sessions = sb.dir.path().join("data/sessions");
-    let saved = std::fs::read_dir(&sessions).expect("a saved session").next().expect("one file").unwrap();
-    let session: serde_json::Value = serde_json::from_slice(&std::fs::read(saved.path()).unwrap()).unwrap();
+    // (The sessions folder also holds `last`, the name of the last session.)
+    let session = only_session(&sb);
     let messages = session["messages"].as_array().expect("messages");
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{session}");
@@ -801,7 +800,8 @@ fn real_server_slash_model_lists_the_servers_models_switches_by_id_and_refuses_a
     assert!(out.contains(&format!("{file} loaded in ")) && out.contains(&format!(" · remote {at} · ")), "{out}");
     assert!(out.contains(&format!("model {file} (remote {at})")), "/show: {out}");
     let session = only_session(&sb);
-    let roles: Vec<&str> = session["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        session["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant"], "{session}");
     assert_eq!(session["model"], file.as_str());
 }
