@@ -28,6 +28,10 @@ pub struct Message {
     /// hand-edited session file) has CRLF/CR normalised, so the same words give the same tokens.
     #[serde(deserialize_with = "normalized")]
     pub content: String,
+    /// A reply that an error cut off (a server that died mid-reply): the error's one line. The
+    /// text so far is kept and saved with this mark; it is never sent to the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_off: Option<String>,
 }
 
 fn normalized<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -41,7 +45,7 @@ impl Message {
         let content = content.into();
         let content =
             if role == Role::Assistant { content } else { crate::text_input::normalize_newlines_owned(content) };
-        Message { role, content }
+        Message { role, content, cut_off: None }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Message::new(Role::System, content)

@@ -4,6 +4,7 @@
 pub mod prompt_job;
 pub mod session;
 pub mod store;
+pub mod switch;
 
 pub use crate::message::{Message, Role};
 

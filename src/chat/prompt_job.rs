@@ -26,21 +26,22 @@ pub fn input_budget(n_ctx: usize, lang: Lang) -> usize {
     }
 }
 
-/// Runs `job` and returns its human view (or text), for showing in a conversation.
+/// The input budget every front end (`moat run`, the REPL, the full-screen chat) gives a prompt
+/// job: [`input_budget`] of the model's context, or `None` when `n_ctx` is 0 — a server that
+/// does not report its context. Then no budget applies beyond the prompt file's own: guessing a
+/// context would refuse inputs the server takes, and the server checks the prompt exactly and
+/// says in one line by how much it is over.
+pub fn budget(n_ctx: usize, lang: Lang) -> Option<usize> {
+    (n_ctx > 0).then(|| input_budget(n_ctx, lang))
+}
+
+/// Runs `job` and returns its human view (or text), for showing in a conversation. `n_ctx` is
+/// the model's context in tokens, 0 when unknown (see [`budget`]).
 pub fn run(job: &PromptJob, lib: &Library, n_ctx: usize, gen: &mut dyn Generator) -> Result<String, String> {
     let lang = Lang::detect(&job.input);
-    let r = prompts::run_script(
-        lib,
-        &job.id,
-        &job.vars,
-        &job.input,
-        lang,
-        &Params::default(),
-        // 0 = a server that did not say its context: no budget beyond the prompt file's own.
-        (n_ctx > 0).then(|| input_budget(n_ctx, lang)),
-        gen,
-    )
-    .map_err(|e| e.to_string())?;
+    let r =
+        prompts::run_script(lib, &job.id, &job.vars, &job.input, lang, &Params::default(), budget(n_ctx, lang), gen)
+            .map_err(|e| e.to_string())?;
     Ok(r.format(OutputFormat::View))
 }
 

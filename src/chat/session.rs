@@ -7,7 +7,7 @@ use super::store::{self, SavedSession, SessionStore};
 use super::{Conversation, Message, Role};
 use crate::commands::{self, SlashCommand};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
-use crate::engine::{GenStats, StopReason, Task};
+use crate::engine::{GenStats, ModelInfo, StopReason, Task};
 use crate::prompts::Library;
 
 /// What a command or turn asks the front end to do or show.
@@ -31,6 +31,8 @@ pub enum Outcome {
     /// Submit this task to the engine.
     Send(Task),
     SwitchModel(String),
+    /// List the models `/model` can switch to (the server's, or the store's).
+    ListModels,
     /// Put this text on the clipboard; `what` names it for the confirmation.
     Copy {
         what: String,
@@ -52,9 +54,11 @@ pub struct ChatSession {
     pub sampling: SamplingConfig,
     pub overflow: OverflowPolicy,
     pub reserve: u32,
-    /// Display name of the loaded model.
+    /// Display name of the loaded model (the short form of a server's id: see
+    /// [`crate::engine::short_model_name`]).
     pub model: String,
-    pub gpu: bool,
+    /// Where it runs: `CPU`, `GPU` or `remote HOST:PORT` ([`ModelInfo::device`]).
+    pub device: String,
     pub name: String,
     created: String,
     store: Option<SessionStore>,
@@ -81,7 +85,7 @@ impl ChatSession {
             overflow: config.chat.overflow,
             reserve: config.chat.reserve,
             model: config.model.name.clone(),
-            gpu: false,
+            device: "CPU".into(),
             name: store::fresh_name(),
             created: store::now_stamp(),
             store,
@@ -149,6 +153,17 @@ impl ChatSession {
         self.autosave();
     }
 
+    /// An error cut the reply off after `text` came: the text joins the conversation marked with
+    /// `error` (see [`Message::cut_off`]) and the session is saved, so nothing that came is lost.
+    pub fn reply_cut_off(&mut self, text: String, error: &str) {
+        self.last_reply = Some(text.clone());
+        let mut reply = Message::assistant(text);
+        reply.cut_off = Some(error.to_string());
+        self.conversation.push(reply);
+        self.last = Some(GenStats::default());
+        self.autosave();
+    }
+
     /// The request failed before a reply: the question leaves the conversation and is returned so
     /// the front end can offer it for editing.
     pub fn reply_failed(&mut self) -> Option<String> {
@@ -171,9 +186,10 @@ impl ChatSession {
 
     /// Takes note of a newly loaded model. A sequence classifier cannot chat, so classifier mode is
     /// switched on for it; the returned note says so.
-    pub fn model_loaded(&mut self, name: &str, gpu: bool, classifier_labels: &[String]) -> Option<String> {
-        self.model = name.to_string();
-        self.gpu = gpu;
+    pub fn model_loaded(&mut self, info: &ModelInfo) -> Option<String> {
+        let (name, classifier_labels) = (info.short_name(), &info.classifier_labels);
+        self.model = name.clone();
+        self.device = info.device();
         self.classifier_labels = classifier_labels.to_vec();
         if classifier_labels.is_empty() {
             // Label scoring needs a model that writes text: leave a native mode from an earlier model.
@@ -195,7 +211,7 @@ impl ChatSession {
             cmd,
             SlashCommand::Clear
                 | SlashCommand::System(_)
-                | SlashCommand::Model(_)
+                | SlashCommand::Model(Some(_))
                 | SlashCommand::Regen
                 | SlashCommand::Edit
                 | SlashCommand::Load(_)
@@ -246,7 +262,8 @@ impl ChatSession {
                 self.autosave();
                 one(Outcome::Note(note))
             }
-            SlashCommand::Model(name) => one(Outcome::SwitchModel(name)),
+            SlashCommand::Model(Some(name)) => one(Outcome::SwitchModel(name)),
+            SlashCommand::Model(None) => one(Outcome::ListModels),
             SlashCommand::Set(setting) => {
                 setting.apply(&mut self.sampling);
                 one(Outcome::Note(format!("{} = {}", setting.name(), setting.value())))
@@ -394,7 +411,7 @@ impl ChatSession {
         format!(
             "model {} ({})\n{}\nsystem prompt: {}\nsession: {} ({} messages){}",
             self.model,
-            if self.gpu { "GPU" } else { "CPU" },
+            self.device,
             settings,
             system.unwrap_or("(none)"),
             self.name,

@@ -4,7 +4,7 @@ use super::args::{ModelArgs, RunArgs};
 use super::prompts_cmd::{library, prompt_failure};
 use super::setup::{self, Setup};
 use super::{input, Failure};
-use crate::chat::prompt_job::{input_budget, EngineGenerator};
+use crate::chat::prompt_job::{self, EngineGenerator};
 use crate::prompts::{self, Lang, OutputFormat};
 use std::io::IsTerminal;
 
@@ -48,8 +48,7 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     if std::io::stderr().is_terminal() {
         gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
     }
-    // A server that does not say its context (n_ctx 0) leaves the budget to the prompt file.
-    let budget = (info.n_ctx > 0).then(|| input_budget(info.n_ctx as usize, lang));
+    let budget = prompt_job::budget(info.n_ctx as usize, lang);
     let id = entry.id_or(&args.id);
     let result = prompts::run_script(&lib, &id, &vars, &input, lang, &cli_params, budget, &mut gen);
     if std::io::stderr().is_terminal() {

@@ -11,7 +11,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("help", "", "list the commands"),
     ("clear", "", "start a fresh conversation (keeps the system prompt)"),
     ("system", "TEXT", "set the system prompt (empty TEXT removes it)"),
-    ("model", "NAME|PATH", "switch to another model"),
+    ("model", "[NAME|PATH]", "switch to another model (with --remote: a server's model id); alone: list them"),
     ("set", "KEY VALUE", crate::sampling::SET_NAMES),
     ("show", "", "current model, settings and session"),
     ("regen", "", "answer the last message again"),

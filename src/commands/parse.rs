@@ -7,7 +7,8 @@ pub enum SlashCommand {
     Help,
     Clear,
     System(String),
-    Model(String),
+    /// Switch to this model (a name or path; on a server, one of its ids); `None` lists them.
+    Model(Option<String>),
     Set(Setting),
     Show,
     Regen,
@@ -65,7 +66,7 @@ pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
         "help" | "?" => Ok(SlashCommand::Help),
         "clear" | "new" => Ok(SlashCommand::Clear),
         "system" => Ok(SlashCommand::System(arg.to_string())),
-        "model" => need("model", "a model name or path", "/model gemma3-270m").map(SlashCommand::Model),
+        "model" => Ok(SlashCommand::Model((!arg.is_empty()).then(|| arg.to_string()))),
         "set" => {
             let (key, value) = arg.split_once(char::is_whitespace).map_or((arg, ""), |(k, v)| (k, v.trim()));
             // A list (`/set stop`) may be set to no words at all: that clears it.

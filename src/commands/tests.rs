@@ -7,7 +7,8 @@ fn parses_commands_and_arguments() {
     assert_eq!(parse("/set temp 0.2"), Some(Ok(SlashCommand::Set(Setting::Temperature(0.2)))));
     assert_eq!(parse("/set seed -1"), Some(Ok(SlashCommand::Set(Setting::Seed(-1)))));
     assert_eq!(parse("/copy 2"), Some(Ok(SlashCommand::Copy(Some(2)))));
-    assert_eq!(parse("/model ./m.gguf"), Some(Ok(SlashCommand::Model("./m.gguf".into()))));
+    assert_eq!(parse("/model ./m.gguf"), Some(Ok(SlashCommand::Model(Some("./m.gguf".into())))));
+    assert_eq!(parse("/model  "), Some(Ok(SlashCommand::Model(None))));
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub use backend::{Backend, Responder};
 /// shares it).
 pub use llama::init::backend;
 pub use llama::{gpu, BenchRequest, BenchSample, EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
+pub use protocol::{short_model_name, url_authority};
 pub use protocol::{
     Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, RequestId, StopReason,
     Task, TaskKind, Update,

@@ -312,6 +312,35 @@ impl EngineOptions {
     }
 }
 
+/// The short form of a model id for display: the file name when the id looks like a path (it
+/// starts with `/`, `~`, `./`, `../` or a Windows drive or share, or names a `.gguf` file inside a
+/// folder), as llama-server and vLLM report a model loaded from a file; any other id unchanged
+/// (`Qwen/Qwen2.5-7B-Instruct` and `llama3:8b` are names, not paths).
+pub fn short_model_name(id: &str) -> &str {
+    let t = id.trim_end_matches(['/', '\\']);
+    let drive = t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && t.as_bytes().get(1..3) == Some(b":\\");
+    let pathlike = t.starts_with(['/', '~', '\\'])
+        || t.starts_with("./")
+        || t.starts_with("../")
+        || drive
+        || (t.contains(['/', '\\']) && t.to_ascii_lowercase().ends_with(".gguf"));
+    if !pathlike {
+        return id;
+    }
+    match t.rsplit(['/', '\\']).next() {
+        Some(file) if !file.is_empty() => file,
+        _ => id,
+    }
+}
+
+/// `host:port` of a URL (`http://gpu-box:8000/v1` → `gpu-box:8000`), for short displays.
+pub fn url_authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // userinfo never shows (it may hold a password).
+    rest[..end].rsplit('@').next().unwrap_or(&rest[..end])
+}
+
 /// What the model is and how it runs.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ModelInfo {
@@ -348,6 +377,23 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// The model's name as front ends show it: [`short_model_name`] of `name`, so a server that
+    /// reports a GGUF's full path as its id shows the file name. `name` itself stays the id that
+    /// `-m` and `/model` take.
+    pub fn short_name(&self) -> String {
+        short_model_name(&self.name).to_string()
+    }
+
+    /// Where the model runs, in a word or two for a status line: `remote HOST:PORT`, `GPU` (some
+    /// layers offloaded) or `CPU`.
+    pub fn device(&self) -> String {
+        match &self.remote {
+            Some(url) => format!("remote {}", url_authority(url)),
+            None if self.gpu && self.gpu_layers != 0 => "GPU".into(),
+            None => "CPU".into(),
+        }
+    }
+
     /// Where the layers went, in one line ("CPU" or "GPU: 31 of 31 layers …").
     pub fn placement(&self) -> String {
         if let Some(url) = &self.remote {
@@ -420,5 +466,42 @@ fn server_context_message(tokens: Option<usize>, n_ctx: Option<usize>, detail: &
             format!("the prompt ({t} tokens) and the reply do not fit the server's context of {n}; {fix}")
         }
         _ => format!("the prompt does not fit the server's context (the server said: {detail}); {fix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_are_paths_show_their_file_name_and_names_stay_whole() {
+        let cases = [
+            ("/root/.local/share/moat/models/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+            ("/models/llama-3-8b/", "llama-3-8b"),
+            ("~/m/x.gguf", "x.gguf"),
+            ("./x.gguf", "x.gguf"),
+            ("C:\\models\\q.gguf", "q.gguf"),
+            ("models/q.GGUF", "q.GGUF"),
+            ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct"),
+            ("llama3:8b", "llama3:8b"),
+            ("smollm2-135m", "smollm2-135m"),
+            ("/", "/"),
+            ("", ""),
+            ("é:\\x", "é:\\x"),
+        ];
+        for (id, short) in cases {
+            assert_eq!(short_model_name(id), short, "{id}");
+        }
+    }
+
+    #[test]
+    fn the_device_names_the_server_for_a_remote_model() {
+        let mut info = ModelInfo { remote: Some("http://user:pw@gpu-box:8000/v1".into()), ..Default::default() };
+        assert_eq!(info.device(), "remote gpu-box:8000");
+        info.remote = None;
+        assert_eq!(info.device(), "CPU");
+        (info.gpu, info.gpu_layers) = (true, 12);
+        assert_eq!(info.device(), "GPU");
+        assert_eq!(url_authority("https://h"), "h");
     }
 }

@@ -33,6 +33,11 @@ impl ModelResolver {
         ModelResolver { store, pull }
     }
 
+    /// The store names resolve in (for listing what `/model` can switch to).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The file `name` stands for, downloaded first when allowed. Errors (one line each): an
     /// unknown name (with close matches), no file at a path, a model not downloaded while
     /// downloads are off, a failed download or checksum, a file that is not GGUF.

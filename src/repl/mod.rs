@@ -72,8 +72,7 @@ impl Repl {
     }
 
     fn loaded(&mut self, info: &ModelInfo) {
-        let gpu = info.gpu && info.gpu_layers != 0;
-        if let Some(note) = self.session.model_loaded(&info.name, gpu, &info.classifier_labels) {
+        if let Some(note) = self.session.model_loaded(info) {
             warnln!("{}", self.dim(&note));
         }
     }
@@ -118,7 +117,11 @@ impl Repl {
             let _ = std::fs::create_dir_all(parent);
         }
         let _ = rl.load_history(&history_file);
-        sayln!("{} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave", self.session.model);
+        sayln!(
+            "{} · {} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave",
+            self.session.model,
+            self.session.device
+        );
         loop {
             let prompt = self.prompt();
             let line = signals.reading(|| match self.edit.take() {
@@ -230,6 +233,10 @@ impl Repl {
                     }
                 }
                 Outcome::SwitchModel(name) => self.switch_model(&name),
+                Outcome::ListModels => match crate::chat::switch::listing(&self.current, &self.resolve) {
+                    Ok(list) => println!("{}", self.dim(&list)),
+                    Err(e) => self.error(&e),
+                },
                 Outcome::Copy { what, text } => {
                     if std::io::stdout().is_terminal() {
                         crate::clipboard::copy_osc52(&text);
@@ -388,7 +395,7 @@ impl Repl {
                     // and is saved, marked here as cut.
                     println!();
                     println!("{}", self.dim("[cut off by the error below; the reply so far is kept]"));
-                    self.session.reply_done(text, StopReason::Cancelled, Default::default());
+                    self.session.reply_cut_off(text, &e.to_string());
                     self.warn_save();
                 }
                 self.error(&e.to_string());
@@ -433,8 +440,8 @@ impl Repl {
     }
 
     fn switch_model(&mut self, name: &str) {
-        let next = match self.resolve.resolve(name) {
-            Ok(m) => EngineOptions { model_path: m.path.clone(), model_name: m.display_name(), ..self.current.clone() },
+        let next = match crate::chat::switch::target(&self.current, name, &self.resolve) {
+            Ok(next) => next,
             Err(e) => return self.error(&format!("cannot switch: {e}")),
         };
         self.engine.load(next.clone());
@@ -444,7 +451,10 @@ impl Repl {
                 info
             }
             Err(error) => {
-                self.error(&format!("cannot switch: {error}; going back to {}", self.current.model_name));
+                self.error(&format!(
+                    "cannot switch: {error}; going back to {}",
+                    crate::engine::short_model_name(&self.current.model_name)
+                ));
                 self.engine.load(self.current.clone());
                 match self.engine.wait_loaded(|_| {}) {
                     Ok(info) => info,
@@ -459,9 +469,10 @@ impl Repl {
         println!(
             "{}",
             self.dim(&format!(
-                "{} loaded in {:.1} s · chat format: {}",
-                info.name,
+                "{} loaded in {:.1} s · {} · chat format: {}",
+                self.session.model,
                 info.load_ms / 1000.0,
+                info.device(),
                 info.chat_format
             ))
         );

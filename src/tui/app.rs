@@ -23,20 +23,30 @@ pub enum Effect {
     Submit(Task),
     /// Cancel what is running (the reply, the classification or the prompt job).
     Cancel,
-    /// Load another model (a name or path, resolved by the loop).
+    /// Load another model (a name or path, or a server's model id; resolved by the loop off the
+    /// event loop, see [`crate::chat::switch`]).
     SwitchModel(String),
+    /// List the models `/model` can switch to; the loop shows the list with [`App::note`].
+    ListModels,
     /// Put text on the clipboard (OSC 52).
     Copy(String),
     /// Run a library prompt or script beside the chat; report back with [`App::prompt_finished`].
-    RunPrompt(PromptJob),
+    RunPrompt {
+        job: PromptJob,
+        /// The model's context in tokens for the job's input budget; 0 when a server does not
+        /// say, which means no budget ([`crate::chat::prompt_job::budget`], as in the REPL).
+        n_ctx: usize,
+    },
     Quit,
 }
 
 /// What the status line shows.
 #[derive(Debug, Default, Clone)]
 pub struct Status {
+    /// The model's short name ([`ModelInfo::short_name`]).
     pub model: String,
-    pub gpu: bool,
+    /// Where it runs: `CPU`, `GPU` or `remote HOST:PORT` ([`ModelInfo::device`]).
+    pub device: String,
     pub ctx_used: usize,
     pub n_ctx: usize,
     /// `ctx_used` is an estimate (shown as `~N`).
@@ -95,7 +105,7 @@ impl App {
             transcript: Transcript::default(),
             editor: Editor::default(),
             history,
-            status: Status { model: config.model.name.clone(), ..Default::default() },
+            status: Status { model: config.model.name.clone(), device: "CPU".into(), ..Default::default() },
             search: None,
             scroll: 0,
             page: 10,
@@ -146,7 +156,11 @@ impl App {
                 Role::System => Kind::Note,
             };
             let text = if m.role == Role::System { format!("system prompt: {}", m.content) } else { m.content.clone() };
-            self.transcript.push(Entry::new(kind, text));
+            let mut entry = Entry::new(kind, text);
+            if m.cut_off.is_some() {
+                entry.tag = "cut off by an error".into();
+            }
+            self.transcript.push(entry);
         }
         self.scroll = 0;
     }
@@ -209,16 +223,20 @@ impl App {
         if let Phase::Loading(_) = self.phase {
             self.phase = Phase::Idle;
         }
-        self.status.model = info.name.clone();
-        self.status.gpu = info.gpu && info.gpu_layers != 0;
-        let classifier_note = self.session.model_loaded(&info.name, self.status.gpu, &info.classifier_labels);
+        self.status.model = info.short_name();
+        self.status.device = info.device();
+        let classifier_note = self.session.model_loaded(info);
         self.status.n_ctx = info.n_ctx as usize;
         self.status.ctx_used = 0;
         self.note(format!(
             "{} loaded in {:.1} s · {} · chat format: {} · /help for commands",
-            info.name,
+            self.status.model,
             info.load_ms / 1000.0,
-            if info.gpu { format!("{} layers on the GPU", info.gpu_layers) } else { "CPU".into() },
+            match &info.remote {
+                Some(_) => info.device(),
+                None if info.gpu => format!("{} layers on the GPU", info.gpu_layers),
+                None => "CPU".into(),
+            },
             info.chat_format
         ));
         if let Some(n) = classifier_note {
@@ -278,7 +296,7 @@ impl App {
         if let Some((index, text)) = partial.filter(|(_, t)| !t.is_empty()) {
             // Cut off mid-reply (a server that died): what came stays, marked, and is saved.
             self.transcript.set_tag(index, &format!("{} · cut off by an error", self.status.model));
-            self.session.reply_done(text, StopReason::Cancelled, GenStats::default());
+            self.session.reply_cut_off(text, &why);
             self.take_save_warning();
         } else if let Phase::Replying { entry: index } = phase {
             // The question goes back into the input box so nothing typed is lost.
@@ -543,7 +561,7 @@ impl App {
         self.transcript.push(reply);
         self.phase = Phase::RunningJob { entry: self.transcript.entries().len() - 1 };
         self.scroll = 0;
-        vec![Effect::RunPrompt(job)]
+        vec![Effect::RunPrompt { job, n_ctx: self.status.n_ctx }]
     }
 
     /// A prompt job ended: its view becomes the reply.
@@ -577,6 +595,7 @@ impl App {
                     self.note(format!("loading {name} …"));
                     effects.push(Effect::SwitchModel(name));
                 }
+                Outcome::ListModels => effects.push(Effect::ListModels),
                 Outcome::Copy { what, text } => {
                     self.note(format!("copied {what} ({} characters) to the clipboard", text.chars().count()));
                     effects.push(Effect::Copy(text));

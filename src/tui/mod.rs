@@ -9,9 +9,10 @@ pub mod transcript;
 pub mod view;
 
 use crate::chat::prompt_job::{self, EngineGenerator, PromptJob};
+use crate::chat::switch;
 use crate::engine::{Engine, EngineOptions, Ticket};
 use crate::models::ModelResolver;
-use app::{App, Effect, Phase};
+use app::{App, Effect};
 use crossbeam_channel::{select, Receiver};
 use ratatui::crossterm::event::{
     self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
@@ -38,6 +39,8 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
     // A prompt job runs on its own thread (it submits and waits for its own tickets); its view
     // comes back here.
     let (job_done_tx, job_done) = crossbeam_channel::unbounded::<(PromptJob, Result<String, String>)>();
+    // `/model` looks models up (the store, or a server over HTTP) on a thread too.
+    let (models_tx, models) = crossbeam_channel::unbounded::<ModelAnswer>();
     let result = loop {
         if app.dirty && last_draw.elapsed() >= FRAME {
             if let Err(e) = terminal.draw(|f| view::draw(f, &mut app)) {
@@ -59,6 +62,19 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
             recv(job_done) -> done => {
                 if let Ok((job, result)) = done {
                     app.prompt_finished(&job, result);
+                }
+                app.ready_effects()
+            },
+            recv(models) -> answer => {
+                match answer {
+                    Ok(ModelAnswer::Listed(Ok(list))) => app.note(list),
+                    Ok(ModelAnswer::Listed(Err(e))) => app.note(format!("cannot list models: {e}")),
+                    Ok(ModelAnswer::Switch(Ok(next))) => {
+                        current = (*next).clone();
+                        engine.load(*next);
+                    }
+                    Ok(ModelAnswer::Switch(Err(e))) => app.load_failed(format!("cannot switch: {e}")),
+                    Err(_) => {}
                 }
                 app.ready_effects()
             },
@@ -89,36 +105,38 @@ pub fn run(mut app: App, opts: EngineOptions, resolve: ModelResolver) -> Result<
                 Effect::Cancel => engine.cancel(),
                 Effect::Quit => app.quit = true,
                 Effect::Copy(text) => crate::clipboard::copy_osc52(&text),
-                Effect::RunPrompt(job) => {
+                Effect::RunPrompt { job, n_ctx } => {
                     let mut gen = EngineGenerator::new(engine.submitter(), app.session.sampling.clone());
                     let lib = app.session.library.clone();
-                    let n_ctx = app.status.n_ctx.max(512);
                     let done = job_done_tx.clone();
                     std::thread::spawn(move || {
                         let result = prompt_job::run(&job, &lib, n_ctx, &mut gen);
                         let _ = done.send((job, result));
                     });
                 }
-                Effect::SwitchModel(name) => match resolve.resolve(&name) {
-                    Ok(model) => {
-                        let next = EngineOptions {
-                            model_path: model.path.clone(),
-                            model_name: model.display_name(),
-                            ..current.clone()
-                        };
-                        current = next.clone();
-                        engine.load(next);
-                    }
-                    Err(e) => {
-                        app.phase = Phase::Idle;
-                        app.note(format!("cannot switch: {e}"));
-                    }
-                },
+                Effect::SwitchModel(name) => {
+                    let (from, resolve, answer) = (current.clone(), resolve.clone(), models_tx.clone());
+                    std::thread::spawn(move || {
+                        let _ = answer.send(ModelAnswer::Switch(switch::target(&from, &name, &resolve).map(Box::new)));
+                    });
+                }
+                Effect::ListModels => {
+                    let (from, resolve, answer) = (current.clone(), resolve.clone(), models_tx.clone());
+                    std::thread::spawn(move || {
+                        let _ = answer.send(ModelAnswer::Listed(switch::listing(&from, &resolve)));
+                    });
+                }
             }
         }
     };
     leave();
     result
+}
+
+/// What a `/model` look-up thread sends back.
+enum ModelAnswer {
+    Listed(Result<String, String>),
+    Switch(Result<Box<EngineOptions>, String>),
 }
 
 fn on_terminal_event(app: &mut App, ev: event::Event) -> Vec<Effect> {

@@ -304,7 +304,7 @@ fn slash_prompt_routes_the_next_message_through_a_library_prompt() {
     type_text(&mut app, "Acme sells robots.");
     let effects = app.on_key(key(KeyCode::Enter));
     let job = match effects.as_slice() {
-        [Effect::RunPrompt(job)] => job.clone(),
+        [Effect::RunPrompt { job, n_ctx: 2048 }] => job.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(job.id, "market/swot");
@@ -420,4 +420,88 @@ fn a_reply_cut_off_by_an_error_is_kept_marked_and_saved() {
     assert!(app.editor.is_empty(), "the question is not put back: it was answered in part");
     let last = app.session.conversation.messages.last().unwrap();
     assert_eq!(last.content, "Once upon a time");
+    assert_eq!(last.cut_off.as_deref(), Some("the server at gpu-box:8000 closed the connection mid-reply"));
+    // Reopened later, the reply still says it was cut off.
+    let saved = crate::chat::store::SavedSession {
+        version: crate::chat::store::VERSION,
+        name: "s".into(),
+        model: "m".into(),
+        sampling: Config::default().sampling,
+        messages: app.session.conversation.messages.clone(),
+        created: String::new(),
+        updated: String::new(),
+    };
+    let mut reopened = super::tests::app();
+    reopened.resume(saved);
+    assert!(screen(&mut reopened, 80, 16).contains("cut off by an error"));
+}
+
+/// A model served by llama-server at `gpu-box:8000`: its id is the GGUF's path, and the server
+/// does not say its context.
+fn remote_info() -> ModelInfo {
+    ModelInfo {
+        name: "/root/.local/share/moat/models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        path: "http://gpu-box:8000".into(),
+        architecture: "remote".into(),
+        n_ctx: 0,
+        remote: Some("http://gpu-box:8000".into()),
+        ..info()
+    }
+}
+
+#[test]
+fn a_remote_model_shows_its_file_name_and_the_server_not_the_cpu() {
+    let mut app = app();
+    app.on_engine(Event::Loaded(Box::new(remote_info())));
+    let s = screen(&mut app, 90, 10);
+    let status = s.lines().last().unwrap();
+    assert!(status.contains("SmolLM2-135M-Instruct.Q4_1.gguf remote gpu-box:8000"), "{s}");
+    assert!(!status.contains("CPU") && !status.contains("/root/"), "{s}");
+    assert!(s.contains("SmolLM2-135M-Instruct.Q4_1.gguf loaded in 1.2 s · remote gpu-box:8000"), "{s}");
+    exchange(&mut app, "hi", &["hello"], StopReason::EndOfGeneration);
+    assert!(screen(&mut app, 90, 10).contains("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert_eq!(app.session.model, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    type_text(&mut app, "/show");
+    app.on_key(key(KeyCode::Enter));
+    assert!(screen(&mut app, 90, 12).contains("model SmolLM2-135M-Instruct.Q4_1.gguf (remote gpu-box:8000)"));
+}
+
+#[test]
+fn slash_model_alone_asks_the_loop_for_the_list_and_with_an_id_switches() {
+    let mut app = app();
+    type_text(&mut app, "/model");
+    assert!(matches!(app.on_key(key(KeyCode::Enter)).as_slice(), [Effect::ListModels]));
+    assert!(!app.generating());
+    type_text(&mut app, "/model other.gguf");
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::SwitchModel(n)] if n == "other.gguf"), "{effects:?}");
+    // A refused switch (the loop's look-up failed) leaves the chat usable.
+    app.load_failed("cannot switch: the server at gpu-box:8000 has no model \"x\"".into());
+    assert!(!app.generating());
+    type_text(&mut app, "hi");
+    assert!(matches!(app.on_key(key(KeyCode::Enter)).as_slice(), [Effect::Submit(_)]));
+}
+
+#[test]
+fn a_prompt_job_on_a_server_that_does_not_say_its_context_has_no_input_budget() {
+    // The REPL and `moat run` give a job no budget beyond the prompt file's own when the context
+    // is unknown (0); the chat must too, not budget it as a tiny context.
+    let mut app = app();
+    app.on_engine(Event::Loaded(Box::new(remote_info())));
+    type_text(&mut app, "/prompt market/swot subject=Acme");
+    app.on_key(key(KeyCode::Enter));
+    let input = "Acme sells robots to farms. ".repeat(300);
+    app.on_paste(&input);
+    let (job, n_ctx) = match app.on_key(key(KeyCode::Enter)).as_slice() {
+        [Effect::RunPrompt { job, n_ctx }] => (job.clone(), *n_ctx),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(n_ctx, 0);
+    let mut gen = crate::prompts::MockGenerator::new([
+        r#"{"strengths":["robots"],"weaknesses":[],"opportunities":[],"threats":[]}"#,
+    ]);
+    let lib = app.session.library.clone();
+    let view = crate::chat::prompt_job::run(&job, &lib, n_ctx, &mut gen).expect("runs on the whole input");
+    assert!(view.contains("robots"), "{view}");
+    assert!(gen.requests[0].user.contains(input.trim_end()), "the whole input reached the model");
 }

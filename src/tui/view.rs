@@ -91,7 +91,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let dim = Style::default().fg(Color::DarkGray);
     let mut spans = vec![
         Span::styled(format!(" {} ", sanitize(&s.model)), Style::default().add_modifier(Modifier::BOLD)),
-        Span::styled(if s.gpu { "GPU " } else { "CPU " }, dim),
+        Span::styled(format!("{} ", sanitize(&s.device)), dim),
     ];
     if let super::app::Phase::Loading(p) = app.phase {
         spans.push(Span::styled(format!("loading {:>3.0}% ", p * 100.0), Style::default().fg(Color::Yellow)));

@@ -10,7 +10,8 @@
 //! wheel comes from `MOAT_TEST_PYTHON`, else `.venv-test/bin/python` in the repository (`.ci/run`
 //! creates it); without it those tests print why and pass without running.
 //!
-//! Self-contained (no `tests/common`): its own sandboxed `moat` command and model lookup.
+//! Self-contained but for the tmux driver (`tests/common/tmux.rs`): its own sandboxed `moat`
+//! command and model lookup.
 
 use moat::config::Config;
 use moat::engine::{Engine, EngineError, EngineOptions, RemoteOptions, StopReason, Task};
@@ -703,6 +704,15 @@ impl LlamaServer {
     }
 }
 
+impl LlamaServer {
+    /// Kills the server process (SIGKILL, by its pid) as a crash or an OOM kill would: its
+    /// connections drop mid-stream.
+    fn kill(&mut self) {
+        self.child.kill().expect("the server process is killed");
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for LlamaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -737,9 +747,8 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
         "My name is Ada.\nWhat is my name?\n",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let sessions = sb.dir.path().join("data/sessions");
-    let saved = std::fs::read_dir(&sessions).expect("a saved session").next().expect("one file").unwrap();
-    let session: serde_json::Value = serde_json::from_slice(&std::fs::read(saved.path()).unwrap()).unwrap();
+    // (The sessions folder also holds `last`, the name of the last session.)
+    let session = only_session(&sb);
     let messages = session["messages"].as_array().expect("messages");
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{session}");
@@ -887,6 +896,153 @@ fn real_server_counts_a_prompt_exactly_as_its_usage_does_and_a_buffering_proxy_i
     assert_eq!(direct["gen_tokens"], 40, "{direct}");
     assert!(!direct_err.contains("arrived"), "{direct_err}");
     assert!(proxied_err.contains("the reply arrived all at once"), "{proxied_err}");
+}
+
+/// The only saved session in the sandbox, as JSON.
+fn only_session(sb: &Sandbox) -> serde_json::Value {
+    let files: Vec<PathBuf> = std::fs::read_dir(sb.dir.path().join("data/sessions"))
+        .expect("a sessions folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).expect("a session file")
+}
+
+#[test]
+fn real_server_killed_mid_reply_the_repl_keeps_the_partial_reply_marked_and_saved() {
+    let Some(mut server) = LlamaServer::start(2048, None) else { return };
+    let sb = Sandbox::new();
+    let mut cmd = sb.moat(&["--remote", &server.url, "-n", "1500", "--temp", "0", "repl"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("moat starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // stdout as it comes: the first piece of the reply is signalled, then everything is kept.
+    let (first_tx, first) = std::sync::mpsc::channel();
+    let output = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    let _ = first_tx.send(());
+                }
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    stdin.write_all(b"Write a very long story about a dragon who learns to trade spices.\n").unwrap();
+    stdin.flush().unwrap();
+    first.recv_timeout(Duration::from_secs(120)).expect("the reply starts streaming");
+    server.kill();
+    // The REPL goes on after the error: the next command runs and sees both messages.
+    stdin.write_all(b"/show\n").unwrap();
+    drop(stdin);
+    let status = child.wait().expect("moat finishes");
+    let (out, err) = (output.join().unwrap(), errors.join().unwrap());
+    // A failed turn makes a scripted run exit 2.
+    assert_eq!(status.code(), Some(2), "stdout: {out} stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    // The connection breaks (a reset) or closes, depending on timing; either way one line.
+    assert!(err.starts_with("moat: the ") && err.contains(" 127.0.0.1:"), "{err}");
+    assert!(err.contains("the reply so far is kept"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (reply, after) = out.split_once("\n[cut off by the error below; the reply so far is kept]\n").expect(&out);
+    assert!(after.contains("(2 messages)"), "/show after the error: {after}");
+
+    let session = only_session(&sb);
+    let messages = session["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "{session}");
+    let kept = messages[1]["content"].as_str().unwrap();
+    assert!(!kept.trim().is_empty() && reply.starts_with(kept), "saved {kept:?}, shown {reply:?}");
+    assert_eq!(messages[1]["cut_off"].as_str(), Some(err.trim_end().trim_start_matches("moat: ")), "{session}");
+    assert!(messages[0].get("cut_off").is_none(), "{session}");
+}
+
+#[test]
+fn real_server_slash_model_lists_the_servers_models_switches_by_id_and_refuses_a_local_name() {
+    let Some(server) = LlamaServer::start(1024, None) else { return };
+    let sb = Sandbox::new();
+    let at = server.url.trim_start_matches("http://").to_string();
+    let file = Path::new(&server.model_id).file_name().unwrap().to_str().unwrap().to_string();
+    let script = format!("/model\n/model smollm2-135m\n/model {file}\nSay hi.\n/show\n");
+    let o = run(sb.moat(&["--remote", &server.url, "-n", "4", "--temp", "0", "repl"]), &script);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    // The refused switch is the one failure.
+    assert_eq!(o.status.code(), Some(2), "stdout: {out} stderr: {err}");
+    assert!(out.contains(&format!("models on {} (/model ID switches; * = in use):", server.url)), "{out}");
+    assert!(out.contains(&format!("  {} *  context 1024", server.model_id)), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let refused = format!(
+        "moat: cannot switch: the server at {at} has no model \"smollm2-135m\" (it has: {}); /model lists them, and a local model needs moat started without --remote",
+        server.model_id
+    );
+    assert_eq!(err.trim_end(), refused);
+    // The short form shown in the status line switches too; the reply runs on the new target.
+    assert!(out.contains(&format!("{file} loaded in ")) && out.contains(&format!(" · remote {at} · ")), "{out}");
+    assert!(out.contains(&format!("model {file} (remote {at})")), "/show: {out}");
+    let session = only_session(&sb);
+    let roles: Vec<&str> =
+        session["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "{session}");
+    assert_eq!(session["model"], file.as_str());
+}
+
+#[test]
+fn real_server_in_the_full_screen_chat_status_model_switch_and_a_kill_mid_reply() {
+    let Some(mut server) = LlamaServer::start(2048, None) else { return };
+    let sb = Sandbox::new();
+    let at = server.url.trim_start_matches("http://").to_string();
+    let file = Path::new(&server.model_id).file_name().unwrap().to_str().unwrap().to_string();
+    let env = format!(
+        "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} TERM=xterm-256color",
+        sb.dir.path().join("config.toml").display(),
+        sb.dir.path().join("data").display()
+    );
+    let tmux = crate::common::tmux::Tmux::new("remote");
+    let s = "chat";
+    let moat = env!("CARGO_BIN_EXE_moat");
+    tmux.start(s, &format!("{env} {moat} --remote {} chat --temp 0 -n 1500; echo MOAT-EXIT=$?; sleep 60", server.url));
+    let screen = tmux.wait(s, 60, "the connection", |x| x.contains("loaded in"));
+    let status = screen.trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(status.contains(&format!(" {file} remote {at} ")), "{screen}");
+    assert!(!status.contains("CPU") && !status.contains(&server.model_id), "{screen}");
+
+    tmux.type_line(s, "/model");
+    tmux.wait(s, 20, "the server's models", |x| x.contains(&format!("models on {}", server.url)));
+    tmux.type_line(s, "/model smollm2-135m");
+    tmux.wait(s, 20, "the refusal", |x| x.contains("cannot switch: the server at") && x.contains("without --remote"));
+    tmux.type_line(s, &format!("/model {file}"));
+    tmux.wait(s, 20, "the switch", |x| x.matches("loaded in").count() == 2);
+
+    tmux.type_line(s, "Write a very long story about a dragon who learns to trade spices.");
+    tmux.wait(s, 60, "the reply to stream", |x| {
+        let reply = x.rsplit("▌assistant").next().unwrap_or_default();
+        x.contains("generating")
+            && reply.lines().skip(1).take_while(|l| !l.starts_with('╭')).any(|l| !l.trim().is_empty())
+    });
+    server.kill();
+    let screen =
+        tmux.wait(s, 20, "the cut-off mark", |x| x.contains("cut off by an error") && !x.contains("generating"));
+    assert!(screen.replace('\n', " ").contains("the reply so far is kept"), "{screen}");
+    tmux.keys(s, &["C-d"]);
+    let end = tmux.wait(s, 20, "moat to exit", |x| x.contains("MOAT-EXIT="));
+    assert!(end.contains("MOAT-EXIT=0"), "{end}");
+    let session = only_session(&sb);
+    let last = session["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], "assistant", "{session}");
+    assert!(!last["content"].as_str().unwrap().trim().is_empty(), "{session}");
+    assert!(last["cut_off"].as_str().is_some_and(|e| e.contains("the reply so far is kept")), "{session}");
 }
 
 /// Polls `ticket` until its first reply text arrives and returns it.
