@@ -37,17 +37,18 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         args.threads_list.clone()
     };
     let mut rows = Vec::new();
+    let remote = target.remote.is_some();
     if !args.json {
         sayln!(
             "{:<16} {:>7} {:>8} {:>12} {:>12} {:>8} {:>14} {:>10}",
             "model",
-            "threads",
-            "load ms",
+            if remote { "where" } else { "threads" },
+            if remote { "connect" } else { "load ms" },
             format!("pp{} t/s", args.prompt_tokens),
             format!("tg{} t/s", args.gen_tokens),
             "ttft ms",
-            "llama tg t/s",
-            "moat/llama"
+            if remote { "server tg t/s" } else { "llama tg t/s" },
+            if remote { "moat/server" } else { "moat/llama" }
         );
     }
     for &threads in &threads_list {
@@ -84,10 +85,14 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
             samples,
         };
         if !args.json {
+            let (model, threads) = match remote {
+                true => (info.short_name(), "server".to_string()),
+                false => (row.model.clone(), row.threads.to_string()),
+            };
             sayln!(
                 "{:<16} {:>7} {:>8.0} {:>12.1} {:>12.1} {:>8.1} {:>14.1} {:>10.3}",
-                row.model,
-                row.threads,
+                model,
+                threads,
                 row.load_ms,
                 row.pp_tok_s,
                 row.gen_tok_s,
@@ -100,6 +105,16 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     }
     if args.json {
         println!("{}", serde_json::json!({ "results": rows }));
+    } else if remote {
+        // What HTTP, the stream and queueing add before the first token.
+        for row in &rows {
+            let overhead = median(row.samples.iter().map(|s| s.ttft_ms - s.pp_ms).collect());
+            sayln!("ttft minus the server's prompt time: {overhead:.1} ms (median)");
+        }
+        sayln!(
+            "(medians of {} runs; moat/server = tokens/s as moat receives them over the server's own timing)",
+            args.reps
+        );
     } else {
         sayln!(
             "(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)",

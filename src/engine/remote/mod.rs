@@ -578,7 +578,9 @@ impl Remote {
     /// ones each time so no server cache helps) generating `gen_tokens` tokens each (end of
     /// sequence ignored, greedy), measured here and compared with the server's own timings.
     fn bench(&mut self, req: &BenchRequest, out: &Responder<'_>) -> Result<Finish, EngineError> {
-        let mut rng = crate::rng::Rng::new(0x2545_F491_4F6C_DD1D);
+        // A fresh seed per run: a server keeps the last prompt in its KV cache, and the same
+        // words as the previous run would be served from it.
+        let mut rng = crate::rng::Rng::new(0x2545_F491_4F6C_DD1D ^ u64::from(super::random_seed()));
         // A warm-up request: the first one may load weights or compile graphs.
         let warm = BenchRequest { prompt_tokens: 16, gen_tokens: 4, reps: 1 };
         for rep in 0..=req.reps {
@@ -616,11 +618,13 @@ impl Remote {
             let gen_tok_s = if gen_wall_ms > 0.0 { stats.gen_tokens as f64 / (gen_wall_ms / 1000.0) } else { 0.0 };
             let server = stats.server_gen_tok_s.unwrap_or(0.0);
             let pp_ms = stats.prompt_ms;
+            // The server's prompt time covers only the tokens it decoded, not those its cache held.
+            let decoded = if stats.decoded_tokens > 0 { stats.decoded_tokens } else { stats.prompt_tokens };
             out.bench(BenchSample {
                 rep: rep - 1,
                 pp_tokens: stats.prompt_tokens,
                 pp_ms,
-                pp_tok_s: if pp_ms > 0.0 { stats.prompt_tokens as f64 / (pp_ms / 1000.0) } else { 0.0 },
+                pp_tok_s: if pp_ms > 0.0 { decoded as f64 / (pp_ms / 1000.0) } else { 0.0 },
                 ttft_ms: stats.ttft_ms,
                 gen_tokens: stats.gen_tokens,
                 gen_wall_ms,
