@@ -62,6 +62,10 @@ pub struct ChatSession {
     pub name: String,
     created: String,
     store: Option<SessionStore>,
+    /// Where this copy of the conversation stands in the session database.
+    sync: store::SyncPoint,
+    /// The figures of the reply about to be saved (JSON), stored with it.
+    reply_stats: Option<String>,
     pub last: Option<GenStats>,
     /// The last assistant reply's text, for `/copy`.
     pub last_reply: Option<String>,
@@ -89,6 +93,8 @@ impl ChatSession {
             name: store::fresh_name(),
             created: store::now_stamp(),
             store,
+            sync: store::SyncPoint::default(),
+            reply_stats: None,
             last: None,
             last_reply: None,
             save_warning: None,
@@ -108,6 +114,7 @@ impl ChatSession {
         self.name = s.name;
         self.created = s.created;
         self.sampling = s.sampling;
+        self.sync = s.sync;
         self.conversation = Conversation { messages: s.messages };
         self.last_reply =
             self.conversation.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone());
@@ -146,9 +153,19 @@ impl ChatSession {
 
     /// The reply finished (or was stopped): it joins the conversation and the session is saved.
     pub fn reply_done(&mut self, text: String, reason: StopReason, stats: GenStats) {
-        let _ = reason;
         self.last_reply = Some(text.clone());
         self.conversation.push(Message::assistant(text));
+        self.reply_stats = Some(
+            serde_json::json!({
+                "model": self.model,
+                "prompt_tokens": stats.prompt_tokens,
+                "gen_tokens": stats.gen_tokens,
+                "ttft_ms": stats.ttft_ms,
+                "gen_tok_s": stats.gen_tok_s,
+                "stop_reason": reason,
+            })
+            .to_string(),
+        );
         self.last = Some(stats);
         self.autosave();
     }
@@ -281,6 +298,14 @@ impl ChatSession {
             SlashCommand::Save(name) => {
                 if let Err(e) = SessionStore::check_name(&name) {
                     return one(Outcome::Error(e.to_string()));
+                }
+                if name != self.name {
+                    // Over another session: this conversation becomes its active path, a branch.
+                    match self.store.as_ref().map(|st| st.branch_point(&name)) {
+                        Some(Err(e)) => return one(Outcome::Error(e.to_string())),
+                        Some(Ok(point)) => self.sync = point,
+                        None => {}
+                    }
                 }
                 self.name = name;
                 match self.save() {
@@ -416,12 +441,13 @@ impl ChatSession {
             system.unwrap_or("(none)"),
             self.name,
             self.conversation.messages.len(),
-            self.store.as_ref().map(|st| format!(" in {}", st.dir().display())).unwrap_or_default(),
+            self.store.as_ref().map(|st| format!(" in {}", st.path().display())).unwrap_or_default(),
         )
     }
 
-    /// Saves when there is something to save; `Ok(false)` when sessions are off.
-    pub fn save(&self) -> Result<bool, String> {
+    /// Saves when there is something to save; `Ok(false)` when sessions are off. Messages another
+    /// process added to this session meanwhile join the conversation (see [`store`]'s merge rule).
+    pub fn save(&mut self) -> Result<bool, String> {
         let Some(store) = &self.store else { return Ok(false) };
         let saved = SavedSession {
             version: store::VERSION,
@@ -431,8 +457,12 @@ impl ChatSession {
             messages: self.conversation.messages.clone(),
             created: self.created.clone(),
             updated: store::now_stamp(),
+            sync: store::SyncPoint::default(),
         };
-        store.save(&saved).map(|()| true).map_err(|e| e.to_string())
+        let merged = store.save(&saved, &mut self.sync, self.reply_stats.as_deref()).map_err(|e| e.to_string())?;
+        self.reply_stats = None;
+        self.conversation.messages = merged;
+        Ok(true)
     }
 
     /// Saves after a change, unless nothing but a system prompt exists yet. A failure is kept in
