@@ -1,5 +1,5 @@
 //! One interactive conversation as every front end shares it: the messages, sampling settings, the
-//! saved-session file and what each slash command does to them. Front ends (full-screen chat, line
+//! saved session and what each slash command does to them. Front ends (full-screen chat, line
 //! REPL) only decide how to show the [`Outcome`]s.
 
 use super::prompt_job::{self, PromptJob};
@@ -71,6 +71,9 @@ pub struct ChatSession {
     pub last_reply: Option<String>,
     /// An autosave that failed, for the front end to show once.
     pub save_warning: Option<String>,
+    /// Messages that other moat processes added to this session and a save took in, for the front
+    /// end to mention once (see [`ChatSession::joined_note`]).
+    pub joined: usize,
     /// The prompt library, for `/prompts`, `/prompt` and `/run`.
     pub library: Library,
     /// A prompt armed by `/prompt` or `/run` for the next message.
@@ -98,6 +101,7 @@ impl ChatSession {
             last: None,
             last_reply: None,
             save_warning: None,
+            joined: 0,
             library: Library::builtin(),
             pending_prompt: None,
             classify: None,
@@ -461,8 +465,20 @@ impl ChatSession {
         };
         let merged = store.save(&saved, &mut self.sync, self.reply_stats.as_deref()).map_err(|e| e.to_string())?;
         self.reply_stats = None;
+        self.joined += merged.len().saturating_sub(self.conversation.messages.len());
         self.conversation.messages = merged;
         Ok(true)
+    }
+
+    /// The note about messages other processes added, once: `None` when there were none.
+    pub fn joined_note(&mut self) -> Option<String> {
+        let n = std::mem::take(&mut self.joined);
+        (n > 0).then(|| {
+            format!(
+                "{n} message(s) from another moat process joined session {} (the next prompt holds them)",
+                self.name
+            )
+        })
     }
 
     /// Saves after a change, unless nothing but a system prompt exists yet. A failure is kept in

@@ -77,10 +77,14 @@ fn processes_on_one_session_keep_every_turn() {
             child
         })
         .collect();
+    let mut joined = 0;
     for child in children {
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        joined += usize::from(stderr(&o).contains("from another moat process joined session shared"));
     }
+    // Every process but the first to save finds the others' messages already there and says so.
+    assert!(joined >= PROCESSES - 1, "{joined} of {PROCESSES} processes took in others' messages");
     let store = SessionStore::open(&s.path("data")).unwrap();
     let saved = store.load("shared").unwrap();
     let mut users: Vec<&str> =
