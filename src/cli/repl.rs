@@ -15,7 +15,9 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let _type_ahead = crate::type_ahead::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
-    let store = open_sessions(&data_dir)?;
+    // --no-save with nothing to open touches no session database.
+    let wanted = !args.no_save || args.session.is_some() || args.resume;
+    let store = if wanted { open_sessions(&data_dir)? } else { None };
     let resume = session_to_open(&args, store.as_ref())?;
     let opts = setup.target()?;
     let sessions = store.filter(|_| !args.no_save);

@@ -169,3 +169,19 @@ fn json_sessions_are_imported_with_a_note_and_a_damaged_one_is_named() {
     assert!(!stderr(&o).contains("imported"), "{}", stderr(&o));
     assert!(stdout(&o).contains("session: old (2 messages)"), "{}", stdout(&o));
 }
+
+#[test]
+fn no_save_with_nothing_to_open_creates_no_database() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["--remote", &url, "repl", "--no-save"]);
+    let o = run(c, b"hello\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!s.path("data/moat.db").exists());
+    let mut c = s.moat();
+    c.args(["--remote", &url, "repl"]);
+    let o = run(c, b"hello\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(SessionStore::open(&s.path("data")).unwrap().list().len(), 1);
+}
