@@ -1,6 +1,7 @@
 //! Conversations: the messages of one chat and how they change as turns are added or dropped.
 //! The engine turns a conversation into tokens; front ends own the conversation.
 
+pub mod db;
 pub mod prompt_job;
 pub mod session;
 pub mod store;

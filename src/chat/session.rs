@@ -1,5 +1,5 @@
 //! One interactive conversation as every front end shares it: the messages, sampling settings, the
-//! saved-session file and what each slash command does to them. Front ends (full-screen chat, line
+//! saved session and what each slash command does to them. Front ends (full-screen chat, line
 //! REPL) only decide how to show the [`Outcome`]s.
 
 use super::prompt_job::{self, PromptJob};
@@ -62,11 +62,18 @@ pub struct ChatSession {
     pub name: String,
     created: String,
     store: Option<SessionStore>,
+    /// Where this copy of the conversation stands in the session database.
+    sync: store::SyncPoint,
+    /// The figures of the reply about to be saved (JSON), stored with it.
+    reply_stats: Option<String>,
     pub last: Option<GenStats>,
     /// The last assistant reply's text, for `/copy`.
     pub last_reply: Option<String>,
     /// An autosave that failed, for the front end to show once.
     pub save_warning: Option<String>,
+    /// Messages that other moat processes added to this session and a save took in, for the front
+    /// end to mention once (see [`ChatSession::joined_note`]).
+    pub joined: usize,
     /// The prompt library, for `/prompts`, `/prompt` and `/run`.
     pub library: Library,
     /// A prompt armed by `/prompt` or `/run` for the next message.
@@ -89,9 +96,12 @@ impl ChatSession {
             name: store::fresh_name(),
             created: store::now_stamp(),
             store,
+            sync: store::SyncPoint::default(),
+            reply_stats: None,
             last: None,
             last_reply: None,
             save_warning: None,
+            joined: 0,
             library: Library::builtin(),
             pending_prompt: None,
             classify: None,
@@ -108,6 +118,7 @@ impl ChatSession {
         self.name = s.name;
         self.created = s.created;
         self.sampling = s.sampling;
+        self.sync = s.sync;
         self.conversation = Conversation { messages: s.messages };
         self.last_reply =
             self.conversation.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone());
@@ -146,9 +157,19 @@ impl ChatSession {
 
     /// The reply finished (or was stopped): it joins the conversation and the session is saved.
     pub fn reply_done(&mut self, text: String, reason: StopReason, stats: GenStats) {
-        let _ = reason;
         self.last_reply = Some(text.clone());
         self.conversation.push(Message::assistant(text));
+        self.reply_stats = Some(
+            serde_json::json!({
+                "model": self.model,
+                "prompt_tokens": stats.prompt_tokens,
+                "gen_tokens": stats.gen_tokens,
+                "ttft_ms": stats.ttft_ms,
+                "gen_tok_s": stats.gen_tok_s,
+                "stop_reason": reason,
+            })
+            .to_string(),
+        );
         self.last = Some(stats);
         self.autosave();
     }
@@ -281,6 +302,14 @@ impl ChatSession {
             SlashCommand::Save(name) => {
                 if let Err(e) = SessionStore::check_name(&name) {
                     return one(Outcome::Error(e.to_string()));
+                }
+                if name != self.name {
+                    // Over another session: this conversation becomes its active path, a branch.
+                    match self.store.as_ref().map(|st| st.branch_point(&name)) {
+                        Some(Err(e)) => return one(Outcome::Error(e.to_string())),
+                        Some(Ok(point)) => self.sync = point,
+                        None => {}
+                    }
                 }
                 self.name = name;
                 match self.save() {
@@ -416,12 +445,13 @@ impl ChatSession {
             system.unwrap_or("(none)"),
             self.name,
             self.conversation.messages.len(),
-            self.store.as_ref().map(|st| format!(" in {}", st.dir().display())).unwrap_or_default(),
+            self.store.as_ref().map(|st| format!(" in {}", st.path().display())).unwrap_or_default(),
         )
     }
 
-    /// Saves when there is something to save; `Ok(false)` when sessions are off.
-    pub fn save(&self) -> Result<bool, String> {
+    /// Saves when there is something to save; `Ok(false)` when sessions are off. Messages another
+    /// process added to this session meanwhile join the conversation (see [`store`]'s merge rule).
+    pub fn save(&mut self) -> Result<bool, String> {
         let Some(store) = &self.store else { return Ok(false) };
         let saved = SavedSession {
             version: store::VERSION,
@@ -431,8 +461,24 @@ impl ChatSession {
             messages: self.conversation.messages.clone(),
             created: self.created.clone(),
             updated: store::now_stamp(),
+            sync: store::SyncPoint::default(),
         };
-        store.save(&saved).map(|()| true).map_err(|e| e.to_string())
+        let merged = store.save(&saved, &mut self.sync, self.reply_stats.as_deref()).map_err(|e| e.to_string())?;
+        self.reply_stats = None;
+        self.joined += merged.len().saturating_sub(self.conversation.messages.len());
+        self.conversation.messages = merged;
+        Ok(true)
+    }
+
+    /// The note about messages other processes added, once: `None` when there were none.
+    pub fn joined_note(&mut self) -> Option<String> {
+        let n = std::mem::take(&mut self.joined);
+        (n > 0).then(|| {
+            format!(
+                "{n} message(s) from another moat process joined session {} (the next prompt holds them)",
+                self.name
+            )
+        })
     }
 
     /// Saves after a change, unless nothing but a system prompt exists yet. A failure is kept in

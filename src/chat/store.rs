@@ -1,8 +1,23 @@
-//! Saved chats: one JSON file per session under `<data dir>/sessions`, written atomically (temp file
-//! + rename) after every turn, so a crash or kill never loses a completed turn.
+//! Saved chats, in the session database ([`super::db`], `<data dir>/moat.db`) that every moat
+//! process shares. Each save appends the turn's new messages in one transaction, so a crash or
+//! kill never loses a completed turn and two processes on one session never overwrite each other.
+//!
+//! The merge rule (several processes on one session): a conversation is a line of messages. Before
+//! a process appends, it pulls in the messages other processes appended to the conversation's
+//! active path since it last looked, puts them after the messages it already shared and before its
+//! own new ones, and chains its new messages after them; the returned list is its conversation from
+//! then on, so its next prompt sees them. Turns from several processes therefore interleave (a reply
+//! can follow another process's question), and none is lost. A process that rewrote its copy
+//! (`/system`, `/edit`, `/regen`) starts a branch where its copy leaves the stored path; its new
+//! messages become the active path, and the old ones stay in the tree.
+//!
+//! JSON session files from earlier versions (`<data dir>/sessions/*.json`) are imported when the
+//! database is first created; the files are left in place.
 
-use super::Message;
+use super::db::{self, DbError};
+use super::{Message, Role};
 use crate::config::SamplingConfig;
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +30,19 @@ pub struct SavedSession {
     pub messages: Vec<Message>,
     pub created: String,
     pub updated: String,
+    /// Where these messages stand in the database (empty for a session read from a JSON file).
+    #[serde(skip)]
+    pub sync: SyncPoint,
+}
+
+/// What one process knows of its conversation in the database: `path` holds the database ids of
+/// the messages of its copy that are stored (in the copy's order; messages the engine trimmed from
+/// the copy are skipped over), and `seen` the newest message id it has looked at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncPoint {
+    pub name: String,
+    pub path: Vec<(i64, Message)>,
+    pub seen: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +51,16 @@ pub enum SessionError {
     BadName(String),
     #[error("no saved session named {0:?}; `/sessions` lists them")]
     NotFound(String),
-    #[error("session file {path} is damaged ({why}); move it away or pick another session")]
-    Damaged { path: String, why: String },
-    #[error("cannot write session {path}: {why}")]
-    Write { path: String, why: String },
+    #[error("{0}")]
+    Db(#[from] DbError),
 }
 
 pub struct SessionStore {
+    /// Where JSON sessions of earlier versions live (read once, for the import).
     dir: PathBuf,
+    db_path: PathBuf,
+    conn: Connection,
+    notes: Vec<String>,
 }
 
 /// One line of `/sessions`.
@@ -38,21 +68,86 @@ pub struct SessionStore {
 pub struct SessionSummary {
     pub name: String,
     pub updated: String,
+    /// Messages on the active path.
     pub messages: usize,
+}
+
+/// A message that matched a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub session: String,
+    pub role: Role,
+    pub content: String,
 }
 
 pub const VERSION: u32 = 1;
 
+/// The database file's name in the data dir.
+pub const DB_FILE: &str = "moat.db";
+
+/// The active path of conversation ?1: the chain of parents from its newest message, newest first.
+const ACTIVE_PATH: &str = "WITH RECURSIVE path(id, parent_id, role, content, cut_off) AS (
+        SELECT id, parent_id, role, content, cut_off FROM messages
+        WHERE id = (SELECT max(id) FROM messages WHERE conversation_id = ?1)
+        UNION ALL
+        SELECT m.id, m.parent_id, m.role, m.content, m.cut_off FROM messages m JOIN path p ON m.id = p.parent_id)";
+
 impl SessionStore {
-    pub fn new(data_dir: &Path) -> SessionStore {
-        SessionStore { dir: data_dir.join("sessions") }
+    /// Opens `<data_dir>/moat.db`, creating and migrating it as needed; a new database imports the
+    /// JSON sessions under `<data_dir>/sessions` (see [`SessionStore::take_notes`] for what to tell
+    /// the user). Errors: [`DbError::Damaged`] (never written to), [`DbError::Busy`],
+    /// [`DbError::Unavailable`] (e.g. a read-only data dir).
+    pub fn open(data_dir: &Path) -> Result<SessionStore, SessionError> {
+        let db_path = data_dir.join(DB_FILE);
+        let unavailable =
+            |e: std::io::Error| DbError::Unavailable { path: db_path.display().to_string(), why: e.to_string() };
+        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        let conn = db::connect(&db_path)?;
+        let mut store = SessionStore { dir: data_dir.join("sessions"), db_path, conn, notes: Vec::new() };
+        let newer = store.sqlite(db::version(&store.conn))?;
+        if newer > db::SCHEMA_VERSION {
+            return Err(DbError::Damaged {
+                path: store.db_path.display().to_string(),
+                why: format!("schema version {newer}: written by a newer moat"),
+            }
+            .into());
+        }
+        if newer < db::SCHEMA_VERSION {
+            let dir = store.dir.clone();
+            let notes = store.sqlite(db::write_txn(&store.conn, |c| {
+                // Another process may have migrated while this one waited for the lock.
+                let from = db::version(c)?;
+                if from >= db::SCHEMA_VERSION {
+                    return Ok(Vec::new());
+                }
+                db::migrate(c, from, db::SCHEMA_VERSION)?;
+                if from == 0 {
+                    import_json(c, &dir)
+                } else {
+                    Ok(Vec::new())
+                }
+            }))?;
+            store.notes = notes;
+        }
+        Ok(store)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// One-line messages from [`SessionStore::open`] (JSON sessions imported, damaged ones skipped).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
-    /// Session names become file names: keep them to a safe, portable alphabet (CJK letters too).
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.db_path
+    }
+
+    fn sqlite<T>(&self, r: rusqlite::Result<T>) -> Result<T, SessionError> {
+        r.map_err(|e| DbError::from_sqlite(&self.db_path, e).into())
+    }
+
+    /// Session names stay a safe, portable alphabet (CJK letters too): they were file names, and
+    /// they are typed on command lines.
     pub fn check_name(name: &str) -> Result<(), SessionError> {
         let ok = !name.is_empty()
             && name.chars().count() <= 64
@@ -65,50 +160,281 @@ impl SessionStore {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
+    /// A sync point that makes the next save of `name` start a new active path from its root
+    /// (`/save NAME` over another session: its messages stay in the tree, as a branch).
+    pub fn branch_point(&self, name: &str) -> Result<SyncPoint, SessionError> {
+        let seen: Option<i64> = self.sqlite(self.conn.query_row(
+            "SELECT max(m.id) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.name = ?1",
+            [name],
+            |r| r.get(0),
+        ))?;
+        Ok(SyncPoint { name: name.into(), path: Vec::new(), seen: seen.unwrap_or(0).max(1) })
     }
 
-    pub fn save(&self, s: &SavedSession) -> Result<(), SessionError> {
+    /// Appends what is new in `s` to the database in one transaction, after pulling in what other
+    /// processes appended (see the module docs for the rule); `stats` (JSON) goes with the last new
+    /// message when it is a reply. Returns the conversation as this process should now hold it and
+    /// updates `sync`. On an error nothing was written and `sync` is unchanged, so the next save
+    /// writes this turn too.
+    pub fn save(
+        &self,
+        s: &SavedSession,
+        sync: &mut SyncPoint,
+        stats: Option<&str>,
+    ) -> Result<Vec<Message>, SessionError> {
         Self::check_name(&s.name)?;
-        let json = serde_json::to_vec_pretty(s).expect("sessions serialise");
-        write_atomic(&self.path(&s.name), &json)?;
-        write_atomic(&self.dir.join("last"), s.name.as_bytes())
+        if sync.name != s.name {
+            *sync = SyncPoint { name: s.name.clone(), path: Vec::new(), seen: 0 };
+        }
+        let sampling = serde_json::to_string(&s.sampling).expect("sampling serialises");
+        let (merged, next) = self.sqlite(db::write_txn(&self.conn, |c| {
+            c.execute(
+                "INSERT INTO conversations (name, model, sampling, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET model = excluded.model, sampling = excluded.sampling, updated = excluded.updated",
+                params![s.name, s.model, sampling, s.created, s.updated],
+            )?;
+            let conv: i64 = c.query_row("SELECT id FROM conversations WHERE name = ?1", [&s.name], |r| r.get(0))?;
+            // The copy's messages that are stored, in order (trimmed ones skipped).
+            let (mut kept, mut j) = (Vec::new(), 0);
+            for m in &s.messages {
+                match sync.path[j..].iter().position(|(_, p)| p == m) {
+                    Some(k) => {
+                        kept.push(sync.path[j + k].clone());
+                        j += k + 1;
+                    }
+                    None => break,
+                }
+            }
+            let (matched, last_j) = (kept.len(), j.checked_sub(1));
+            let linear = last_j.map_or(sync.path.is_empty(), |l| l + 1 == sync.path.len());
+            let mut tip = last_j.map(|l| sync.path[l].0);
+            let pulled = if linear { pull(c, conv, tip, sync.seen)? } else { Vec::new() };
+            let mut path = kept;
+            path.extend(pulled.iter().cloned());
+            if let Some((id, _)) = pulled.last() {
+                tip = Some(*id);
+            }
+            let now = now_stamp();
+            let fresh = &s.messages[matched..];
+            for (i, m) in fresh.iter().enumerate() {
+                let stats = stats.filter(|_| i + 1 == fresh.len() && m.role == Role::Assistant);
+                c.execute(
+                    "INSERT INTO messages (conversation_id, parent_id, role, content, cut_off, created, stats)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![conv, tip, role_name(m.role), m.content, m.cut_off, now, stats],
+                )?;
+                let id = c.last_insert_rowid();
+                tip = Some(id);
+                path.push((id, m.clone()));
+            }
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('last', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [&s.name],
+            )?;
+            let seen: i64 =
+                c.query_row("SELECT coalesce(max(id), 0) FROM messages WHERE conversation_id = ?1", [conv], |r| r.get(0))?;
+            let mut merged = s.messages[..matched].to_vec();
+            merged.extend(pulled.into_iter().map(|(_, m)| m));
+            merged.extend_from_slice(fresh);
+            Ok((merged, SyncPoint { name: s.name.clone(), path, seen }))
+        }))?;
+        *sync = next;
+        Ok(merged)
     }
 
+    /// The session's active path and settings. Errors: [`SessionError::NotFound`], database errors.
     pub fn load(&self, name: &str) -> Result<SavedSession, SessionError> {
         Self::check_name(name)?;
-        let path = self.path(name);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SessionError::NotFound(name.into())),
-            Err(e) => return Err(SessionError::Damaged { path: path.display().to_string(), why: e.to_string() }),
+        let row = self.sqlite(
+            self.conn
+                .query_row(
+                    "SELECT id, model, sampling, created, updated FROM conversations WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional(),
+        )?;
+        let Some((conv, model, sampling, created, updated)) = row else {
+            return Err(SessionError::NotFound(name.into()));
         };
-        parse(&bytes).map_err(|why| SessionError::Damaged { path: path.display().to_string(), why })
+        let damaged = |why: String| DbError::Damaged { path: self.db_path.display().to_string(), why };
+        let sampling: SamplingConfig =
+            serde_json::from_str(&sampling).map_err(|e| damaged(format!("session {name}: sampling: {e}")))?;
+        let mut path = self.sqlite(active_path(&self.conn, conv))?;
+        path.reverse();
+        let seen = path.iter().map(|(id, _)| *id).max().unwrap_or(0);
+        Ok(SavedSession {
+            version: VERSION,
+            name: name.into(),
+            model,
+            sampling,
+            messages: path.iter().map(|(_, m)| m.clone()).collect(),
+            created,
+            updated,
+            sync: SyncPoint { name: name.into(), path, seen },
+        })
     }
 
     /// The session saved most recently, for `--resume`.
     pub fn last(&self) -> Option<String> {
-        let name = std::fs::read_to_string(self.dir.join("last")).ok()?;
-        let name = name.trim();
-        (Self::check_name(name).is_ok() && self.path(name).exists()).then(|| name.to_string())
+        let name: String = self.conn.query_row("SELECT value FROM meta WHERE key = 'last'", [], |r| r.get(0)).ok()?;
+        let exists = self.conn.query_row("SELECT 1 FROM conversations WHERE name = ?1", [&name], |_| Ok(())).is_ok();
+        (Self::check_name(&name).is_ok() && exists).then_some(name)
     }
 
-    /// Newest first.
+    /// Newest first; empty when the database cannot be read.
     pub fn list(&self) -> Vec<SessionSummary> {
-        let mut out: Vec<SessionSummary> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.strip_suffix(".json")?.to_string();
-                let s = self.load(&name).ok()?;
-                Some(SessionSummary { name, updated: s.updated, messages: s.messages.len() })
-            })
-            .collect();
-        out.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.name.cmp(&b.name)));
-        out
+        let rows = || -> rusqlite::Result<Vec<SessionSummary>> {
+            let mut st =
+                self.conn.prepare("SELECT id, name, updated FROM conversations ORDER BY updated DESC, name")?;
+            let convs: Vec<(i64, String, String)> =
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+            let mut count = self.conn.prepare(&format!("{ACTIVE_PATH} SELECT count(*) FROM path"))?;
+            convs
+                .into_iter()
+                .map(|(id, name, updated)| {
+                    let messages: i64 = count.query_row([id], |r| r.get(0))?;
+                    Ok(SessionSummary { name, updated, messages: messages as usize })
+                })
+                .collect()
+        };
+        rows().unwrap_or_default()
     }
+
+    /// Messages whose text contains `query` (3 characters or more: the index is of character
+    /// trigrams, which is what lets Chinese and other unspaced text match), newest first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>, SessionError> {
+        let phrase = format!("\"{}\"", query.replace('"', "\"\""));
+        let mut st = self.sqlite(self.conn.prepare(
+            "SELECT c.name, m.role, m.content FROM messages_fts f
+             JOIN messages m ON m.id = f.rowid JOIN conversations c ON c.id = m.conversation_id
+             WHERE messages_fts MATCH ?1 ORDER BY m.id DESC LIMIT ?2",
+        ))?;
+        let hits = st.query_map(params![phrase, limit as i64], |r| {
+            Ok(SearchHit { session: r.get(0)?, role: role_from(&r.get::<_, String>(1)?), content: r.get(2)? })
+        });
+        self.sqlite(hits.and_then(|h| h.collect()))
+    }
+}
+
+/// The active path of `conv`, newest first.
+fn active_path(c: &Connection, conv: i64) -> rusqlite::Result<Vec<(i64, Message)>> {
+    let mut st = c.prepare_cached(&format!("{ACTIVE_PATH} SELECT id, role, content, cut_off FROM path"))?;
+    let rows = st.query_map([conv], |r| {
+        let mut m = Message::new(role_from(&r.get::<_, String>(1)?), r.get::<_, String>(2)?);
+        m.cut_off = r.get(3)?;
+        Ok((r.get(0)?, m))
+    })?;
+    rows.collect()
+}
+
+/// What other processes appended after `tip` on the active path of `conv` (oldest first): nothing
+/// when `tip` is no longer on it (someone branched), or when this process starts a branch from the
+/// root (`tip` none, `seen` set).
+fn pull(c: &Connection, conv: i64, tip: Option<i64>, seen: i64) -> rusqlite::Result<Vec<(i64, Message)>> {
+    if tip.is_none() && seen > 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut st = c.prepare_cached("SELECT parent_id, role, content, cut_off FROM messages WHERE id = ?1")?;
+    let mut cur: Option<i64> =
+        c.query_row("SELECT max(id) FROM messages WHERE conversation_id = ?1", [conv], |r| r.get(0))?;
+    while let Some(id) = cur {
+        if Some(id) == tip {
+            break;
+        }
+        if id <= seen {
+            return Ok(Vec::new());
+        }
+        let (parent, m) = st.query_row([id], |r| {
+            let mut m = Message::new(role_from(&r.get::<_, String>(1)?), r.get::<_, String>(2)?);
+            m.cut_off = r.get(3)?;
+            Ok((r.get::<_, Option<i64>>(0)?, m))
+        })?;
+        out.push((id, m));
+        cur = parent;
+    }
+    if cur.is_none() && tip.is_some() {
+        return Ok(Vec::new());
+    }
+    out.reverse();
+    Ok(out)
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+fn role_from(s: &str) -> Role {
+    match s {
+        "system" => Role::System,
+        "assistant" => Role::Assistant,
+        _ => Role::User,
+    }
+}
+
+/// Copies `<dir>/*.json` sessions into a new database (in the caller's transaction); returns the
+/// lines to show: one per damaged file skipped, one saying what was imported.
+fn import_json(c: &Connection, dir: &Path) -> rusqlite::Result<Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut notes, mut imported) = (Vec::new(), 0);
+    for file in &files {
+        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let session = match std::fs::read(file).map_err(|e| e.to_string()).and_then(|b| parse(&b)) {
+            Ok(s) if SessionStore::check_name(&name).is_ok() => s,
+            Ok(_) => {
+                notes.push(format!("skipped session file {}: its name is not a usable session name", file.display()));
+                continue;
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "skipped damaged session file {} ({})",
+                    file.display(),
+                    why.lines().next().unwrap_or("")
+                ));
+                continue;
+            }
+        };
+        let sampling = serde_json::to_string(&session.sampling).expect("sampling serialises");
+        c.execute(
+            "INSERT INTO conversations (name, model, sampling, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, session.model, sampling, session.created, session.updated],
+        )?;
+        let conv = c.last_insert_rowid();
+        let mut parent: Option<i64> = None;
+        for m in &session.messages {
+            c.execute(
+                "INSERT INTO messages (conversation_id, parent_id, role, content, cut_off, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![conv, parent, role_name(m.role), m.content, m.cut_off, session.updated],
+            )?;
+            parent = Some(c.last_insert_rowid());
+        }
+        imported += 1;
+    }
+    if let Ok(last) = std::fs::read_to_string(dir.join("last")) {
+        let last = last.trim();
+        if SessionStore::check_name(last).is_ok() {
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last', ?1)", [last])?;
+        }
+    }
+    if imported > 0 {
+        notes.push(format!(
+            "imported {imported} saved session(s) from {} into the session database (the JSON files are left in place)",
+            dir.display()
+        ));
+    }
+    Ok(notes)
 }
 
 /// A session file's bytes → the session; the error is serde's one-line reason, or the sampling
@@ -119,12 +445,6 @@ pub fn parse(bytes: &[u8]) -> Result<SavedSession, String> {
     let session: SavedSession = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     session.sampling.check().map_err(|k| format!("sampling.{} must be {}", k.key, k.rule))?;
     Ok(session)
-}
-
-/// Writes a file so that readers see the old content or the new, never a mix.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
-    crate::atomic_write::write_atomic(path, bytes)
-        .map_err(|e| SessionError::Write { path: path.display().to_string(), why: e.to_string() })
 }
 
 /// Local time as `YYYY-MM-DD HH:MM:SS`, for the `created`/`updated` fields.
@@ -150,7 +470,12 @@ mod tests {
             messages: (0..n).map(|i| Message::user(format!("问题 {i}"))).collect(),
             created: now_stamp(),
             updated: now_stamp(),
+            sync: SyncPoint::default(),
         }
+    }
+
+    fn contents(ms: &[Message]) -> Vec<&str> {
+        ms.iter().map(|m| m.content.as_str()).collect()
     }
 
     #[test]
@@ -169,35 +494,176 @@ mod tests {
     #[test]
     fn saves_loads_lists_and_remembers_the_last() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::new(dir.path());
+        let store = SessionStore::open(dir.path()).unwrap();
         assert_eq!(store.last(), None);
-        store.save(&sample("a", 2)).unwrap();
-        store.save(&sample("市场", 3)).unwrap();
-        assert_eq!(store.load("a").unwrap(), sample("a", 2).with_stamps_of(&store.load("a").unwrap()));
+        let mut sync = SyncPoint::default();
+        store.save(&sample("a", 2), &mut sync, None).unwrap();
+        let mut sync = SyncPoint::default();
+        store.save(&sample("市场", 3), &mut sync, None).unwrap();
+        let a = store.load("a").unwrap();
+        assert_eq!(a.messages, sample("a", 2).messages);
         assert_eq!(store.last().as_deref(), Some("市场"));
         let names: Vec<_> = store.list().into_iter().map(|s| (s.name, s.messages)).collect();
-        assert!(names.contains(&("a".into(), 2)) && names.contains(&("市场".into(), 3)));
-        // No temp files are left behind.
-        let leftovers = std::fs::read_dir(store.dir())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
-            .count();
-        assert_eq!(leftovers, 0);
+        assert!(names.contains(&("a".into(), 2)) && names.contains(&("市场".into(), 3)), "{names:?}");
+        // Reopened, the database is already at the current schema and says nothing.
+        let mut again = SessionStore::open(dir.path()).unwrap();
+        assert!(again.take_notes().is_empty());
+        assert!(matches!(again.load("nope"), Err(SessionError::NotFound(_))));
     }
 
     #[test]
-    fn rejects_names_that_escape_the_directory_and_reports_damage() {
+    fn two_processes_on_one_session_keep_every_turn_and_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SessionStore::open(dir.path()).unwrap(), SessionStore::open(dir.path()).unwrap());
+        let (mut sa, mut sb) = (sample("shared", 0), sample("shared", 0));
+        let (mut pa, mut pb) = (SyncPoint::default(), SyncPoint::default());
+        sa.messages.push(Message::user("from a"));
+        sa.messages = a.save(&sa, &mut pa, None).unwrap();
+        sb.messages.push(Message::user("from b"));
+        sb.messages = b.save(&sb, &mut pb, None).unwrap();
+        // b's next prompt holds a's question.
+        assert_eq!(contents(&sb.messages), ["from a", "from b"]);
+        sa.messages.push(Message::assistant("reply to a"));
+        sa.messages = a.save(&sa, &mut pa, Some(r#"{"gen_tokens":3}"#)).unwrap();
+        assert_eq!(contents(&sa.messages), ["from a", "from b", "reply to a"]);
+        sb.messages.push(Message::assistant("reply to b"));
+        sb.messages = b.save(&sb, &mut pb, None).unwrap();
+        assert_eq!(contents(&sb.messages), ["from a", "from b", "reply to a", "reply to b"]);
+        assert_eq!(store_messages(&a, "shared"), ["from a", "from b", "reply to a", "reply to b"]);
+        let stats: Option<String> =
+            a.conn.query_row("SELECT stats FROM messages WHERE content = 'reply to a'", [], |r| r.get(0)).unwrap();
+        assert_eq!(stats.as_deref(), Some(r#"{"gen_tokens":3}"#));
+    }
+
+    fn store_messages(store: &SessionStore, name: &str) -> Vec<String> {
+        store.load(name).unwrap().messages.into_iter().map(|m| m.content).collect()
+    }
+
+    #[test]
+    fn a_trimmed_copy_appends_without_copying_and_a_rewrite_branches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path()).unwrap();
+        let mut s = sample("t", 4);
+        let mut sync = SyncPoint::default();
+        s.messages = store.save(&s, &mut sync, None).unwrap();
+        // The engine trimmed the oldest two turns from the copy; the database keeps them.
+        s.messages.drain(..2);
+        s.messages.push(Message::user("new"));
+        s.messages = store.save(&s, &mut sync, None).unwrap();
+        assert_eq!(contents(&s.messages), ["问题 2", "问题 3", "new"]);
+        assert_eq!(store_messages(&store, "t"), ["问题 0", "问题 1", "问题 2", "问题 3", "new"]);
+        let rows: i64 = store.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 5);
+        // /edit: the copy goes back to before the last question and asks another.
+        s.messages.pop();
+        s.messages.push(Message::user("edited"));
+        store.save(&s, &mut sync, None).unwrap();
+        assert_eq!(store_messages(&store, "t"), ["问题 0", "问题 1", "问题 2", "问题 3", "edited"]);
+        let rows: i64 = store.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 6, "the edited-away question stays in the tree");
+        // /save over another session: this conversation becomes its active path.
+        let mut other = SyncPoint::default();
+        store.save(&sample("other", 1), &mut other, None).unwrap();
+        let mut point = store.branch_point("other").unwrap();
+        s.name = "other".into();
+        store.save(&s, &mut point, None).unwrap();
+        assert_eq!(store_messages(&store, "other"), ["问题 2", "问题 3", "edited"]);
+    }
+
+    #[test]
+    fn json_sessions_are_imported_once_and_a_damaged_one_is_skipped_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = dir.path().join("sessions");
+        std::fs::create_dir_all(&sessions).unwrap();
+        let mut old = sample("old", 0);
+        old.messages = vec![Message::user("hello"), Message::assistant("hi there")];
+        old.messages[1].cut_off = Some("the server went away".into());
+        let good = serde_json::to_vec_pretty(&old).unwrap();
+        std::fs::write(sessions.join("old.json"), &good).unwrap();
+        std::fs::write(sessions.join("broken.json"), b"{ \"name\": \"broken\", \"mess").unwrap();
+        std::fs::write(sessions.join("last"), "old").unwrap();
+        let mut store = SessionStore::open(dir.path()).unwrap();
+        let notes = store.take_notes();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("broken.json") && notes[0].starts_with("skipped damaged"), "{notes:?}");
+        assert!(notes[1].contains("imported 1 saved session") && notes[1].contains("left in place"), "{notes:?}");
+        assert!(notes.iter().all(|n| !n.contains('\n')));
+        let loaded = store.load("old").unwrap();
+        assert_eq!(loaded.messages, old.messages);
+        assert_eq!(store.last().as_deref(), Some("old"));
+        assert!(matches!(store.load("broken"), Err(SessionError::NotFound(_))));
+        assert_eq!(std::fs::read(sessions.join("old.json")).unwrap(), good, "the originals stay");
+        assert!(SessionStore::open(dir.path()).unwrap().take_notes().is_empty(), "imported once");
+    }
+
+    #[test]
+    fn search_finds_english_and_chinese_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path()).unwrap();
+        let mut s = sample("s", 0);
+        s.messages = vec![
+            Message::user("Tell me about the lighthouse keeper"),
+            Message::assistant("上海的市场营销策略很有意思"),
+            Message::user("nothing here"),
+        ];
+        store.save(&s, &mut SyncPoint::default(), None).unwrap();
+        let hits = store.search("lighthouse", 10).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!((hits[0].session.as_str(), hits[0].role), ("s", Role::User));
+        let hits = store.search("营销策略", 10).unwrap();
+        assert_eq!(
+            contents(&hits.iter().map(|h| Message::assistant(h.content.clone())).collect::<Vec<_>>()),
+            ["上海的市场营销策略很有意思"]
+        );
+        assert!(store.search("submarine", 10).unwrap().is_empty());
+        assert!(store.search("say \"hi", 10).is_ok(), "quotes in a query are text");
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_and_kept_and_an_unwritable_dir_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = vec![7u8; 4096];
+        std::fs::write(dir.path().join(DB_FILE), &junk).unwrap();
+        let Err(err) = SessionStore::open(dir.path()) else { panic!("refused") };
+        assert!(matches!(err, SessionError::Db(DbError::Damaged { .. })), "{err}");
+        assert!(err.to_string().contains(DB_FILE) && !err.to_string().contains('\n'), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), junk);
+        // A data dir that cannot be created (its parent is a file; root ignores permission bits).
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let Err(err) = SessionStore::open(&dir.path().join("file/data")) else { panic!("refused") };
+        assert!(matches!(err, SessionError::Db(DbError::Unavailable { .. })), "{err}");
+    }
+
+    #[test]
+    fn rejects_names_that_escape_the_directory() {
         for bad in ["", "../x", "a/b", ".hidden", "a b", "x\0"] {
             assert!(matches!(SessionStore::check_name(bad), Err(SessionError::BadName(_))), "{bad:?}");
         }
+    }
+
+    /// The figure for the notes: `cargo test --release --lib append_bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn append_bench() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::new(dir.path());
-        assert!(matches!(store.load("nope"), Err(SessionError::NotFound(_))));
-        std::fs::create_dir_all(store.dir()).unwrap();
-        std::fs::write(store.dir().join("bad.json"), "{ not json").unwrap();
-        assert!(matches!(store.load("bad"), Err(SessionError::Damaged { .. })));
-        assert!(store.list().is_empty());
+        let store = SessionStore::open(dir.path()).unwrap();
+        let mut s = sample("bench", 0);
+        let mut sync = SyncPoint::default();
+        let mut times = Vec::new();
+        for i in 0..400 {
+            s.messages.push(Message::user(format!("question {i}: {}", "words ".repeat(40))));
+            s.messages.push(Message::assistant(format!("answer {i}: {}", "更多的文字 ".repeat(80))));
+            let t = std::time::Instant::now();
+            s.messages = store.save(&s, &mut sync, Some("{}")).unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "append a turn (2 messages) to a conversation of up to 800: median {:?}, p90 {:?}, max {:?}",
+            times[times.len() / 2],
+            times[times.len() * 9 / 10],
+            times[times.len() - 1]
+        );
     }
 
     proptest::proptest! {
@@ -223,14 +689,6 @@ mod tests {
             for (m, t) in back.messages.iter().zip(&texts) {
                 proptest::prop_assert_eq!(&m.content, &crate::text_input::normalize_newlines(t).into_owned());
             }
-        }
-    }
-
-    impl SavedSession {
-        fn with_stamps_of(mut self, other: &SavedSession) -> SavedSession {
-            self.created = other.created.clone();
-            self.updated = other.updated.clone();
-            self
         }
     }
 }

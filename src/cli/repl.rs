@@ -1,7 +1,7 @@
 //! `moat repl`: the line REPL, interactive on a terminal and scripted with piped stdin.
 
 use super::args::{ChatArgs, ModelArgs};
-use super::chat::session_to_open;
+use super::chat::{open_sessions, session_to_open};
 use super::setup::{self, Setup};
 use super::Failure;
 use crate::chat::session::ChatSession;
@@ -15,9 +15,12 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let _type_ahead = crate::type_ahead::TypeAhead::hold();
     let setup = Setup::new(flags)?;
     let data_dir = setup.loaded.paths.data_dir.clone();
-    let resume = session_to_open(&args, &data_dir)?;
+    // --no-save with nothing to open touches no session database.
+    let wanted = !args.no_save || args.session.is_some() || args.resume;
+    let store = if wanted { open_sessions(&data_dir)? } else { None };
+    let resume = session_to_open(&args, store.as_ref())?;
     let opts = setup.target()?;
-    let sessions = (!args.no_save).then(|| SessionStore::new(&data_dir));
+    let sessions = store.filter(|_| !args.no_save);
     let mut session = ChatSession::new(setup.config(), sessions);
     session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;
     let mut greeting = None;
@@ -43,7 +46,14 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let sessions_dir = data_dir.clone();
     let helper = crate::repl::helper(
         models,
-        Box::new(move || SessionStore::new(&sessions_dir).list().into_iter().map(|s| s.name).collect()),
+        Box::new(move || {
+            SessionStore::open(&sessions_dir)
+                .map(|s| s.list())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.name)
+                .collect()
+        }),
     );
     Ok(repl.interactive(data_dir.join("repl-history.txt"), helper))
 }

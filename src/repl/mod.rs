@@ -271,6 +271,9 @@ impl Repl {
         if let Some(w) = self.session.save_warning.take() {
             self.error(&w);
         }
+        if let Some(n) = self.session.joined_note() {
+            warnln!("moat: {n}");
+        }
     }
 
     fn error(&mut self, msg: &str) {

@@ -285,6 +285,9 @@ impl App {
         if let Some(w) = self.session.save_warning.take() {
             self.error(w);
         }
+        if let Some(n) = self.session.joined_note() {
+            self.note(n);
+        }
     }
 
     fn failed(&mut self, why: String) {

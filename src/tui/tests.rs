@@ -430,6 +430,7 @@ fn a_reply_cut_off_by_an_error_is_kept_marked_and_saved() {
         messages: app.session.conversation.messages.clone(),
         created: String::new(),
         updated: String::new(),
+        sync: Default::default(),
     };
     let mut reopened = super::tests::app();
     reopened.resume(saved);

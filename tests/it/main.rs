@@ -21,4 +21,5 @@ mod prompts_run;
 mod remote;
 mod repl;
 mod repl_tty;
+mod sessions;
 mod tui_e2e;

@@ -747,7 +747,6 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
         "My name is Ada.\nWhat is my name?\n",
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    // (The sessions folder also holds `last`, the name of the last session.)
     let session = only_session(&sb);
     let messages = session["messages"].as_array().expect("messages");
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
@@ -898,15 +897,12 @@ fn real_server_counts_a_prompt_exactly_as_its_usage_does_and_a_buffering_proxy_i
     assert!(proxied_err.contains("the reply arrived all at once"), "{proxied_err}");
 }
 
-/// The only saved session in the sandbox, as JSON.
+/// The only saved session in the sandbox's session database, as JSON.
 fn only_session(sb: &Sandbox) -> serde_json::Value {
-    let files: Vec<PathBuf> = std::fs::read_dir(sb.dir.path().join("data/sessions"))
-        .expect("a sessions folder")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).expect("a session file")
+    let store = moat::chat::store::SessionStore::open(&sb.dir.path().join("data")).expect("a session database");
+    let list = store.list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    serde_json::to_value(store.load(&list[0].name).unwrap()).unwrap()
 }
 
 #[test]

@@ -21,12 +21,10 @@ fn a_scripted_conversation_with_commands_then_resume() {
     assert!(out.contains("saved as fruit-chat"), "{out}");
     assert!(!out.contains('\x1b'), "no colour when stdout is a pipe: {out:?}");
 
-    let saved = std::fs::read_to_string(s.path("data/sessions/fruit-chat.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&saved).unwrap();
-    let messages = json["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 4, "{saved}");
-    assert_eq!(messages[2]["content"], "Now name\ntwo fruits.");
-    assert_eq!(json["sampling"]["max_tokens"], 24);
+    let saved = moat::chat::store::SessionStore::open(&s.path("data")).unwrap().load("fruit-chat").unwrap();
+    assert_eq!(saved.messages.len(), 4, "{saved:?}");
+    assert_eq!(saved.messages[2].content, "Now name\ntwo fruits.");
+    assert_eq!(saved.sampling.max_tokens, 24);
 
     let o = repl(&s, &["--resume"], "/show\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -37,7 +37,8 @@ fn chat_stream_stop_save_quit_resume() {
     assert!(end.contains("MOAT-EXIT=0"), "{end}");
     assert!(!end.contains("▌assistant"), "the alternate screen was left: {end}");
 
-    let saved = std::fs::read_to_string(sandbox.path("data/sessions/e2e-test.json")).expect("session file");
+    let saved = moat::chat::store::SessionStore::open(&sandbox.path("data")).unwrap().load("e2e-test").unwrap();
+    let saved = serde_json::to_string(&saved).unwrap();
     assert!(saved.contains("capital of France") && saved.contains("dragon"), "{saved}");
 
     let r = "resume";
