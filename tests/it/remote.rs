@@ -1190,13 +1190,24 @@ fn real_server_classifies_a_labelled_file_reports_accuracy_and_agrees_with_the_l
         }
     }
 
-    // Any label set, not only sentiment: one probability per label, summing to 1.
-    let o = run(
-        sb.moat(&["--remote", &server.url, "classify", "--labels", "bullish,bearish,neutral", "--format", "tsv"]),
-        "Shares jumped 20% after record earnings.\n",
-    );
+    // Any label set, not only sentiment: one probability per label, summing to 1, and the same
+    // labels as locally, though this small model ranks " bear" and " neutral" outside its top
+    // 1000 tokens after some of these lines (so the server's top logprobs alone cannot say).
+    let headlines =
+        "Shares jumped 20% after record earnings.\nCompany files for bankruptcy\nStocks soar after record earnings\n";
+    let labels = ["classify", "--labels", "bullish,bearish,neutral", "--format", "tsv"];
+    let o = run(sb.moat(&[&["--remote", server.url.as_str()][..], &labels[..]].concat()), headlines);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let row: Vec<String> = text(&o.stdout).lines().nth(1).unwrap().split('\t').map(String::from).collect();
-    let sum: f64 = row[2..5].iter().map(|p| p.parse::<f64>().unwrap()).sum();
-    assert!((sum - 1.0).abs() < 1e-3 && ["bullish", "bearish", "neutral"].contains(&row[0].as_str()), "{row:?}");
+    let rows: Vec<Vec<String>> =
+        text(&o.stdout).lines().skip(1).map(|l| l.split('\t').map(String::from).collect()).collect();
+    for row in &rows {
+        let sum: f64 = row[2..5].iter().map(|p| p.parse::<f64>().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-3, "{row:?}");
+    }
+    let o = run(sb.moat(&[&["-m", model.as_str()][..], &labels[..]].concat()), headlines);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let local: Vec<String> =
+        text(&o.stdout).lines().skip(1).map(|l| l.split('\t').next().unwrap().to_string()).collect();
+    let remote: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    assert_eq!(remote, local, "remote {rows:?}");
 }

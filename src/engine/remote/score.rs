@@ -31,6 +31,12 @@ use std::sync::Arc;
 /// fewer is asked again with [`TOP_K_FALLBACK`], and later lines use that.
 const TOP_K: usize = 20;
 const TOP_K_FALLBACK: usize = 5;
+/// A line whose labels are not all among the first entries is asked again for this many: a label
+/// left out gets only a bound, and labels left out together would tie (and calibration would
+/// divide by bounds). llama-server and SGLang allow it; vLLM's ceiling refuses it, once.
+const TOP_K_WIDE: usize = 1000;
+/// Entries asked for under the labels' grammar: every token that begins a label can appear.
+const TOP_K_EXACT: usize = 200;
 /// Label-scoring requests in flight at once, at most (fewer when the request's batch is smaller).
 pub const SCORE_IN_FLIGHT: usize = 8;
 const MARK: &str = "\u{1}MOATTEXT\u{1}";
@@ -76,6 +82,10 @@ pub(super) fn score(remote: &Remote, req: &ScoreRequest, out: &Responder<'_>) ->
         Route::Completion { before: a.to_string(), after: format!("{b}{}", spec.answer_prefix) }
     };
     let keys = label_keys(remote, &req.labels)?;
+    // llama-server (its /tokenize gives ids and pieces) can hold the next token to the labels
+    // with a grammar and report the probabilities after that: exact label values.
+    let llama_server =
+        matches!(route, Route::Completion { .. }) && keys.iter().all(|k| k.id.is_some() && k.text.is_some());
     let job = Arc::new(Job {
         client: client.clone(),
         model: remote.model.clone(),
@@ -85,6 +95,8 @@ pub(super) fn score(remote: &Remote, req: &ScoreRequest, out: &Responder<'_>) ->
         next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         top_k: AtomicUsize::new(TOP_K),
+        wide: AtomicBool::new(true),
+        exact: AtomicBool::new(llama_server),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
     let workers = req.batch.clamp(1, SCORE_IN_FLIGHT).min(req.items.len().max(1));
@@ -172,26 +184,70 @@ struct Job {
     stop: AtomicBool,
     /// Entries asked for per position.
     top_k: AtomicUsize,
+    /// Whether a line with labels left out is asked again for [`TOP_K_WIDE`] entries (off once
+    /// the server refused that many).
+    wide: AtomicBool,
+    /// Whether lines are asked with the labels as a grammar (llama-server; off once refused).
+    exact: AtomicBool,
 }
 
 impl Job {
     /// One line's label values (log-probabilities), or why not.
     fn one(&self, text: &Option<String>) -> Result<Vec<f32>, Fatal> {
         let Some(text) = text else { return Err(Fatal::Line("empty text".into())) };
+        if self.exact.load(Ordering::Relaxed) {
+            match self.ask_exact(text) {
+                Ok(top) if all_listed(&top, &self.keys) => return Ok(label_values(&top, &self.keys)),
+                Ok(_) | Err(Fatal::Task(HttpError::Status { code: 400 | 422, .. })) | Err(Fatal::NoLogprobs) => {
+                    self.exact.store(false, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let k = self.top_k.load(Ordering::Relaxed);
-        match self.ask(text, k) {
+        let top = match self.ask(text, k) {
             Err(Fatal::Task(HttpError::Status { code: 400 | 422, error: Some(se) }))
                 if k > TOP_K_FALLBACK && se.describe().contains("logprob") =>
             {
                 self.top_k.store(TOP_K_FALLBACK, Ordering::Relaxed);
-                self.ask(text, TOP_K_FALLBACK)
+                self.ask(text, TOP_K_FALLBACK)?
             }
-            r => r,
+            r => r?,
+        };
+        let mut values = label_values(&top, &self.keys);
+        if !all_listed(&top, &self.keys) && self.wide.load(Ordering::Relaxed) {
+            match self.ask(text, TOP_K_WIDE) {
+                Ok(wide) => values = label_values(&wide, &self.keys),
+                // The server caps the entries (vLLM's max_logprobs): keep the bounds.
+                Err(Fatal::Task(HttpError::Status { code: 400 | 422, .. })) => {
+                    self.wide.store(false, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(values)
     }
 
-    /// One request for `text` asking for `k` entries.
-    fn ask(&self, text: &str, k: usize) -> Result<Vec<f32>, Fatal> {
+    /// The first position's entries for `text`'s prompt with the next token held to the labels'
+    /// beginnings by a grammar, and probabilities taken after it (llama-server's
+    /// `post_sampling_probs`, every other sampler off). Each label's value is then its first
+    /// token's logit minus one constant: exact, however unlikely the label.
+    fn ask_exact(&self, text: &str) -> Result<Vec<TopEntry>, Fatal> {
+        let Route::Completion { before, after } = &self.route else { return Err(Fatal::NoLogprobs) };
+        let alternatives: Vec<String> = self.keys.iter().map(|k| gbnf_literal(&k.label)).collect();
+        let body = json!({
+            "model": self.model, "prompt": format!("{before}{text}{after}"), "max_tokens": 1, "stream": false,
+            "cache_prompt": true, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0,
+            "post_sampling_probs": true, "logprobs": TOP_K_EXACT, "n_probs": TOP_K_EXACT,
+            "grammar": format!("root ::= {}", alternatives.join(" | ")),
+        });
+        let reply = self.client.post(&self.client.endpoint.api("completions"), &body).map_err(Fatal::Task)?;
+        let value: Value = serde_json::from_str(&reply).map_err(|_| Fatal::NoLogprobs)?;
+        Ok(first_top_logprobs(&value))
+    }
+
+    /// The first position's top `k` entries for `text`'s prompt.
+    fn ask(&self, text: &str, k: usize) -> Result<Vec<TopEntry>, Fatal> {
         let mut body = Map::new();
         body.insert("model".into(), self.model.clone().into());
         body.insert("max_tokens".into(), 1.into());
@@ -240,7 +296,7 @@ impl Job {
         if top.is_empty() {
             return Err(Fatal::NoLogprobs);
         }
-        Ok(label_values(&top, &self.keys))
+        Ok(top)
     }
 }
 
@@ -337,8 +393,12 @@ pub(super) fn first_top_logprobs(reply: &Value) -> Vec<TopEntry> {
     };
     let finite = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|x| x.is_finite());
     if let Some(first) = lp.get("content").and_then(|c| c.get(0)) {
+        // llama-server's post-sampling layout says `top_probs` / `prob` instead.
+        let logprob =
+            |e: &Value| finite(e.get("logprob")).or_else(|| finite(e.get("prob")).filter(|p| *p > 0.0).map(f64::ln));
         let mut out: Vec<TopEntry> = first
             .get("top_logprobs")
+            .or_else(|| first.get("top_probs"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -346,15 +406,16 @@ pub(super) fn first_top_logprobs(reply: &Value) -> Vec<TopEntry> {
                 Some(TopEntry {
                     id: e.get("id").and_then(Value::as_i64),
                     text: e.get("token").and_then(Value::as_str)?.to_string(),
-                    logprob: finite(e.get("logprob"))?,
+                    logprob: logprob(e)?,
                 })
             })
             .collect();
         if out.is_empty() {
             // A server that sent only the chosen token.
-            if let (Some(text), Some(logprob)) =
-                (first.get("token").and_then(Value::as_str), finite(first.get("logprob")))
-            {
+            if let (Some(text), Some(logprob)) = (
+                first.get("token").and_then(Value::as_str),
+                finite(first.get("logprob")).or_else(|| finite(first.get("prob")).filter(|p| *p > 0.0).map(f64::ln)),
+            ) {
                 out.push(TopEntry { id: first.get("id").and_then(Value::as_i64), text: text.into(), logprob });
             }
         }
@@ -377,22 +438,9 @@ fn label_values(top: &[TopEntry], keys: &[LabelKey]) -> Vec<f32> {
     let min = top.iter().map(|e| e.logprob).fold(f64::INFINITY, f64::min);
     let listed: f64 = top.iter().map(|e| e.logprob.exp()).sum();
     let floor = min.min((1.0 - listed).max(1e-12).ln());
-    let labels: Vec<&str> = keys.iter().map(|k| k.label.as_str()).collect();
     keys.iter()
         .map(|key| {
-            let hits: Vec<f64> = top
-                .iter()
-                .filter(|e| match (key.id, e.id, &key.text) {
-                    (Some(want), Some(id), _) => id == want,
-                    (_, _, Some(t)) => &e.text == t,
-                    _ => {
-                        !e.text.trim().is_empty()
-                            && key.label.starts_with(e.text.as_str())
-                            && labels.iter().filter(|l| l.starts_with(e.text.as_str())).count() == 1
-                    }
-                })
-                .map(|e| e.logprob)
-                .collect();
+            let hits: Vec<f64> = top.iter().filter(|e| matches(e, key, keys)).map(|e| e.logprob).collect();
             let v = if hits.is_empty() {
                 floor
             } else {
@@ -402,6 +450,42 @@ fn label_values(top: &[TopEntry], keys: &[LabelKey]) -> Vec<f32> {
             v as f32
         })
         .collect()
+}
+
+/// Whether `e` is (the start of) `key`'s label: by id when both sides have one, else by the
+/// token's text, else (no tokenizer) when its text begins this label and no other.
+fn matches(e: &TopEntry, key: &LabelKey, keys: &[LabelKey]) -> bool {
+    match (key.id, e.id, &key.text) {
+        (Some(want), Some(id), _) => id == want,
+        (_, _, Some(t)) => &e.text == t,
+        _ => {
+            !e.text.trim().is_empty()
+                && key.label.starts_with(e.text.as_str())
+                && keys.iter().filter(|k| k.label.starts_with(e.text.as_str())).count() == 1
+        }
+    }
+}
+
+/// `text` as a GBNF string literal.
+fn gbnf_literal(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether every label has an entry among `top`.
+fn all_listed(top: &[TopEntry], keys: &[LabelKey]) -> bool {
+    keys.iter().all(|k| top.iter().any(|e| matches(e, k, keys)))
 }
 
 /// The line as sent, at most about `max_tokens` tokens: a longer one keeps its first and last
@@ -537,6 +621,17 @@ mod tests {
         assert_eq!(parse_first_token(&json!({"tokens":[]})), None);
         assert_eq!(parse_first_token(&json!({"tokens":"x"})), None);
         assert_eq!(parse_first_token(&json!({"error":"no"})), None);
+    }
+
+    #[test]
+    fn post_sampling_probabilities_and_label_grammars() {
+        let v = json!({"choices":[{"logprobs":{"content":[{"id":216,"token":" ","prob":0.9,
+            "top_probs":[{"id":216,"token":" ","prob":0.9},{"id":7012,"token":" bear","prob":0.05},{"id":1,"token":" x","prob":0.0}]}]}}]});
+        let top = first_top_logprobs(&v);
+        assert_eq!(top.len(), 2, "a zero probability is no entry: {top:?}");
+        assert!((top[1].logprob - 0.05f64.ln()).abs() < 1e-9);
+        assert_eq!(gbnf_literal(" bull"), r#"" bull""#);
+        assert_eq!(gbnf_literal("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
     }
 
     #[test]
