@@ -1211,3 +1211,33 @@ fn real_server_classifies_a_labelled_file_reports_accuracy_and_agrees_with_the_l
     let remote: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
     assert_eq!(remote, local, "remote {rows:?}");
 }
+
+#[test]
+fn a_port_that_accepts_and_never_answers_fails_in_one_line_within_the_short_limit() {
+    // Accepts connections and holds them open without a byte; also what https to a plain-http
+    // port looks like to the TLS handshake.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().map_while(Result::ok) {
+            held.push(s);
+        }
+    });
+    let sb = Sandbox::new();
+    for (url, needle) in [
+        (format!("http://127.0.0.1:{port}"), "did not answer within 11 s during listing models"),
+        (
+            format!("https://127.0.0.1:{port}"),
+            "did not answer the TLS handshake in time; if the server speaks plain HTTP use http://",
+        ),
+    ] {
+        let started = Instant::now();
+        let mut cmd = sb.moat(&["--remote", &url, "ask", "hi"]);
+        cmd.env("MOAT_REMOTE_CONNECT_TIMEOUT_S", "1");
+        let o = run(cmd, "");
+        assert_fails(&o, 1, needle);
+        // Not the 600 s idle timeout meant for generation.
+        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    }
+}

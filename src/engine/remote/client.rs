@@ -109,8 +109,12 @@ pub enum Transport {
     ConnectTimeout,
     Connect,
     Tls,
+    /// A TLS handshake that got no answer in time (often https to a plain-http port).
+    TlsTimeout,
     /// No byte for the idle timeout.
     Idle,
+    /// A short exchange (listing models, `/props`) not done within [`Client::short_limit`].
+    Slow,
     /// Not HTTP (a wrong port, or https spoken to an http port).
     NotHttp,
     /// The connection closed or reset mid-exchange.
@@ -207,13 +211,32 @@ impl Client {
     }
 
     /// GETs `url` and returns its body (at most 64 MiB).
+    ///
+    /// The whole exchange must end within [`Client::short_limit`]: a port that accepts and never
+    /// answers must not hold a start for the idle timeout (meant for generation).
     pub fn get(&self, url: &str) -> Result<String, HttpError> {
-        let resp = self.request("GET", url).set("Accept", "application/json").call().map_err(classify)?;
+        let resp = self
+            .request("GET", url)
+            .timeout(self.short_limit())
+            .set("Accept", "application/json")
+            .call()
+            .map_err(classify)
+            .map_err(|e| match e {
+                HttpError::Transport { kind: Transport::Idle, detail } => {
+                    HttpError::Transport { kind: Transport::Slow, detail }
+                }
+                e => e,
+            })?;
         let mut body = String::new();
         let mut bytes = Vec::new();
         resp.into_reader().take(MAX_BODY).read_to_end(&mut bytes).map_err(|e| io_error(&e))?;
         body.push_str(&String::from_utf8_lossy(&bytes));
         Ok(body)
+    }
+
+    /// The limit on a short exchange: the connect timeout and 10 s.
+    pub fn short_limit(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_s.max(1) + 10)
     }
 
     /// POSTs `body` as JSON and returns the reply's body (at most 64 MiB), for the short
@@ -356,6 +379,9 @@ pub fn classify(e: ureq::Error) -> HttpError {
             .any(|w| lower.contains(w));
             let kind = match t.kind() {
                 ureq::ErrorKind::Dns => Transport::Dns,
+                _ if tls && matches!(io_kind, Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)) => {
+                    Transport::TlsTimeout
+                }
                 _ if tls => Transport::Tls,
                 ureq::ErrorKind::ConnectionFailed => match io_kind {
                     Some(std::io::ErrorKind::ConnectionRefused) => Transport::Refused,
@@ -426,6 +452,8 @@ impl Client {
                 Transport::ConnectTimeout => format!("no answer from {at} within {} s while connecting; check the host, port and firewall (remote.connect_timeout_s sets the wait)", self.connect_timeout_s),
                 Transport::Connect => format!("cannot connect to {at}: {detail}; check --remote / remote.url"),
                 Transport::Tls => format!("TLS with {at} failed ({detail}); check the server's certificate, or use http:// if it speaks plain HTTP"),
+                Transport::TlsTimeout => format!("{at} did not answer the TLS handshake in time; if the server speaks plain HTTP use http://, else check the host and port"),
+                Transport::Slow => format!("the server at {at} did not answer within {} s during {during}; check that it is an OpenAI-compatible server (llama-server, vLLM, SGLang, ollama) and not overloaded", self.short_limit().as_secs()),
                 Transport::Idle => format!("the server at {at} sent nothing for {} s during {during}{kept}; it may be stuck or overloaded (remote.idle_timeout_s sets the wait)", self.idle_timeout_s),
                 Transport::NotHttp => format!("{at} did not answer in HTTP ({detail}); check the port, and http:// versus https://"),
                 Transport::Broken if partial => format!("the connection to {at} broke during {during} ({detail}){kept}; the server may have stopped, check its log"),
