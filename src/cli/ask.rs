@@ -107,6 +107,10 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             warnln!("moat: interrupted");
             Ok(exit::INTERRUPTED)
         }
+        StopReason::ContextFull if info.remote.is_some() => {
+            warnln!("moat: the reply filled the server's context window and was cut short; serve the model with a larger context");
+            Ok(0)
+        }
         StopReason::ContextFull => {
             warnln!("moat: the reply filled the context window and was cut short; raise --ctx-size");
             Ok(0)

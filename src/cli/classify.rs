@@ -19,6 +19,16 @@ pub const DEFAULT_PROMPT_MODEL: &str = "gemma3-270m";
 const DEFAULT_SHOTS: usize = 8;
 
 pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
+    let on_server = !Setup::new(flags)?.config().remote.url.trim().is_empty();
+    let local_only = args.head.is_some()
+        || args.action.is_some()
+        || matches!(args.method, ClassifyMethod::Head | ClassifyMethod::Native);
+    if on_server && local_only {
+        // Before reading a head file: its check would only hide this.
+        return Err(Failure::usage(
+            "trained heads and native classifiers run on the local model (they need its embeddings or its own head); drop --remote (or unset MOAT_REMOTE_URL / remote.url), or use label scoring",
+        ));
+    }
     if let Some(super::args::ClassifyAction::Train(t)) = args.action {
         return train(flags, t);
     }

@@ -16,6 +16,10 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(flags: &ModelArgs) -> Result<Setup, Failure> {
+        if flags.remote.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            // Not a silent fall back to a local model (and its download).
+            return Err(Failure::usage("--remote needs the server's URL, e.g. --remote http://gpu-box:8000"));
+        }
         let mut loaded = Config::load()?;
         flags.apply(&mut loaded.config);
         loaded.config.validate()?;

@@ -752,6 +752,11 @@ fn real_server_ask_streams_ask_json_has_stats_a_repl_keeps_two_turns_and_models_
     let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant"], "{session}");
 
+    // The file name moat shows for a path-like id names the model too.
+    let file = Path::new(&server.model_id).file_name().unwrap().to_str().unwrap().to_string();
+    let o = run(sb.moat(&["--remote", &server.url, "-m", &file, "ask", "--json", "-n", "2", "hi"]), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
     let o = run(sb.moat(&["models", "list", "--remote", &server.url]), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let listed = text(&o.stdout);
@@ -1118,6 +1123,13 @@ fn labels_are_scored_from_a_servers_logprobs_and_a_server_without_them_fails_in_
     let asked: Vec<bool> =
         few.posts().iter().filter(|r| r.path == "/v1/completions").map(|r| r.body.contains("\"logprobs\":5")).collect();
     assert!(asked.iter().filter(|x| **x).count() == 2 && asked.len() <= 4, "{asked:?}");
+
+    // A trained head needs the local model's embeddings: refused before the head file is read.
+    let o = run(sb.moat(&["--remote", &fake.url, "classify", "--head", "no-such-head.json"]), "good day\n");
+    assert_fails(&o, 2, "trained heads and native classifiers run on the local model");
+    // An empty --remote is not a silent fall back to a local model.
+    let o = run(sb.moat(&["--remote", " ", "ask", "hi"]), "");
+    assert_fails(&o, 2, "--remote needs the server's URL");
 
     // A server that answers without logprobs.
     let bare = Fake::start(|req, s| match req.path.as_str() {

@@ -163,7 +163,13 @@ fn connect(opts: &RemoteOptions) -> Result<(Client, ModelCard, u64), EngineError
             }
         }
     } else {
-        match cards.iter().find(|c| c.id == want) {
+        // The file name moat shows for an id that is a path also names it, when only one has it.
+        let by_name: Vec<&ModelCard> =
+            cards.iter().filter(|c| super::protocol::short_model_name(&c.id) == want).collect();
+        match cards.iter().find(|c| c.id == want).or(match by_name.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }) {
             Some(c) => c.clone(),
             // A server that lists nothing may still serve the name it is given.
             None if cards.is_empty() => ModelCard { id: want.to_string(), ..ModelCard::default() },
