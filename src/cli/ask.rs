@@ -93,13 +93,14 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     }
     if args.stats {
         warnln!(
-            "moat: {} prompt tokens ({} reused), {} generated, ttft {:.0} ms, {:.1} tok/s, stop: {:?}",
+            "moat: {} prompt tokens ({} reused), {} generated, ttft {:.0} ms, {:.1} tok/s, stop: {}",
             s.prompt_tokens,
             s.reused_tokens,
             s.gen_tokens,
             s.ttft_ms,
             s.gen_tok_s,
-            reply.reason
+            // The name `--json` uses, not the Rust one.
+            serde_json::to_value(reply.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
         );
     }
     match reply.reason {
