@@ -22,7 +22,13 @@ impl Setup {
         }
         let mut loaded = Config::load()?;
         flags.apply(&mut loaded.config);
-        loaded.config.validate()?;
+        loaded.config.validate().map_err(|e| match (e, &flags.remote) {
+            // The value came from the flag: name the flag, not the config key.
+            (crate::config::ConfigError::Invalid { key, message }, Some(_)) if key == "remote.url" => {
+                Failure::usage(format!("--remote {}", message.trim_end_matches(", or be \"\"")))
+            }
+            (e, _) => e.into(),
+        })?;
         let store = Store::new(loaded.paths.models_dir(&loaded.config.models.dir));
         Ok(Setup { loaded, store })
     }

@@ -206,7 +206,7 @@ fn status_errors_and_unreachable_servers_are_one_line() {
     let o = run(sb.moat(&["--remote", &format!("http://127.0.0.1:{junk_port}"), "ask", "hi"]), "");
     assert_fails(&o, 1, "did not answer in HTTP");
     let o = run(sb.moat(&["--remote", "gpu-box:8000", "ask", "hi"]), "");
-    assert_fails(&o, 2, "must start with http:// or https://");
+    assert_fails(&o, 2, "--remote must start with http:// or https://");
     // The key is not sent in clear to another machine, and never shown.
     let mut cmd = sb.moat(&["--remote", "http://10.255.255.1:8000", "ask", "hi"]);
     cmd.env("MOAT_API_KEY", "sk-do-not-print");
