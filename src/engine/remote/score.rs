@@ -14,6 +14,11 @@
 //! and an entry matches by token id (llama-server reports ids) or by its text. A server without
 //! `/tokenize` gets a text match: the entries whose text begins exactly one label's text.
 //!
+//! Only the top entries come back, and a label outside them would get a bound, not a value. So
+//! on llama-server each line is asked with the labels as a grammar and the probabilities read
+//! after it (`post_sampling_probs`): every label's first token is then listed, exactly. Other
+//! servers get the top 20, then the top 1000 for a line whose labels are not all listed.
+//!
 //! Lines go out on a few requests at once (a server batches concurrent requests); results come
 //! back in input order.
 
