@@ -10,15 +10,18 @@
 //!   path of a conversation is the chain that ends at its newest message;
 //! - `messages_fts`: an FTS5 index over `messages.content` with the `trigram` tokenizer (so text
 //!   without spaces, such as Chinese, matches any 3+ character run), kept in sync by triggers;
-//! - `meta(key, value)`: `last` = the name of the conversation saved most recently (`--resume`).
+//! - `meta(key, value)`: `last` = the name of the conversation saved most recently (`--resume`);
+//! - `conversations.head`: the message that ends the active path (`/branches` moves it); NULL
+//!   means the conversation's newest message.
 
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::Duration;
 
 /// The schema this build writes. Version 1: conversations and a flat list of messages. 2: the
-/// message tree (`parent_id`), per-reply `stats` and `meta`. 3: the FTS5 index.
-pub const SCHEMA_VERSION: i32 = 3;
+/// message tree (`parent_id`), per-reply `stats` and `meta`. 3: the FTS5 index. 4: the chosen
+/// branch (`conversations.head`) and an index of children.
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// How long a write waits for another process's write before it gives up with [`DbError::Busy`].
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +124,10 @@ pub fn migrate(conn: &Connection, from: i32, to: i32) -> rusqlite::Result<()> {
                     INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
                  END;
                  INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+            )?,
+            3 => conn.execute_batch(
+                "ALTER TABLE conversations ADD COLUMN head INTEGER;
+                 CREATE INDEX messages_by_parent ON messages(parent_id);",
             )?,
             _ => unreachable!("no migration from schema version {v}"),
         }

@@ -2,7 +2,9 @@
 //! The engine turns a conversation into tokens; front ends own the conversation.
 
 pub mod db;
+pub mod export;
 pub mod prompt_job;
+pub mod search;
 pub mod session;
 pub mod store;
 pub mod switch;

@@ -51,6 +51,10 @@ pub enum SessionError {
     BadName(String),
     #[error("no saved session named {0:?}; `/sessions` lists them")]
     NotFound(String),
+    #[error("a session named {0:?} already exists; pick another name or remove it first")]
+    Exists(String),
+    #[error("session {session:?} has no branch {n}; `/branches` lists them")]
+    NoBranch { session: String, n: usize },
     #[error("{0}")]
     Db(#[from] DbError),
 }
@@ -67,17 +71,36 @@ pub struct SessionStore {
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
     pub name: String,
+    pub model: String,
+    pub created: String,
     pub updated: String,
     /// Messages on the active path.
     pub messages: usize,
+    /// Messages in the whole tree (every branch).
+    pub stored: usize,
+    /// Leaves of the tree: 1 for a conversation never regenerated or edited.
+    pub branches: usize,
 }
 
-/// A message that matched a search.
+/// One branch of a conversation: the path from the root to one leaf of the message tree.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SearchHit {
-    pub session: String,
-    pub role: Role,
-    pub content: String,
+pub struct Branch {
+    /// 1-based, in the order the branches were started (stable while the tree grows).
+    pub n: usize,
+    /// The database id of the leaf.
+    pub leaf: i64,
+    /// Messages from the root to the leaf.
+    pub messages: usize,
+    /// How many leading messages it shares with the active path (equal to `messages` for the
+    /// active branch).
+    pub shared: usize,
+    /// The first message after the shared part (the leaf for the active branch).
+    pub first: Message,
+    /// The leaf: the branch's last message.
+    pub last: Message,
+    /// When the leaf was written (`YYYY-MM-DD HH:MM:SS`, local time).
+    pub updated: String,
+    pub active: bool,
 }
 
 pub const VERSION: u32 = 1;
@@ -85,10 +108,17 @@ pub const VERSION: u32 = 1;
 /// The database file's name in the data dir.
 pub const DB_FILE: &str = "moat.db";
 
-/// The active path of conversation ?1: the chain of parents from its newest message, newest first.
+/// The message that ends the active path of conversation ?1: its chosen branch (`head`, set by
+/// each save and by [`SessionStore::switch_branch`]) or, in a database from before branches, its
+/// newest message.
+const HEAD: &str = "SELECT coalesce(head, (SELECT max(id) FROM messages WHERE conversation_id = ?1))
+        FROM conversations WHERE id = ?1";
+
+/// The active path of conversation ?1: the chain of parents from its head, newest first.
 const ACTIVE_PATH: &str = "WITH RECURSIVE path(id, parent_id, role, content, cut_off) AS (
         SELECT id, parent_id, role, content, cut_off FROM messages
-        WHERE id = (SELECT max(id) FROM messages WHERE conversation_id = ?1)
+        WHERE id = (SELECT coalesce(head, (SELECT max(id) FROM messages WHERE conversation_id = ?1))
+                    FROM conversations WHERE id = ?1)
         UNION ALL
         SELECT m.id, m.parent_id, m.role, m.content, m.cut_off FROM messages m JOIN path p ON m.id = p.parent_id)";
 
@@ -227,6 +257,9 @@ impl SessionStore {
                 tip = Some(id);
                 path.push((id, m.clone()));
             }
+            if let Some(tip) = tip {
+                c.execute("UPDATE conversations SET head = ?2 WHERE id = ?1", params![conv, tip])?;
+            }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('last', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [&s.name],
@@ -285,35 +318,143 @@ impl SessionStore {
     /// Newest first; empty when the database cannot be read.
     pub fn list(&self) -> Vec<SessionSummary> {
         let rows = || -> rusqlite::Result<Vec<SessionSummary>> {
-            let mut st =
-                self.conn.prepare("SELECT id, name, updated FROM conversations ORDER BY updated DESC, name")?;
-            let convs: Vec<(i64, String, String)> =
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+            let mut st = self.conn.prepare(
+                "SELECT c.id, c.name, c.model, c.created, c.updated,
+                    (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
+                    (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id
+                        AND NOT EXISTS (SELECT 1 FROM messages k WHERE k.parent_id = m.id))
+                 FROM conversations c ORDER BY c.updated DESC, c.name",
+            )?;
+            let convs: Vec<(i64, SessionSummary)> = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        SessionSummary {
+                            name: r.get(1)?,
+                            model: r.get(2)?,
+                            created: r.get(3)?,
+                            updated: r.get(4)?,
+                            messages: 0,
+                            stored: r.get::<_, i64>(5)? as usize,
+                            branches: r.get::<_, i64>(6)? as usize,
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
             let mut count = self.conn.prepare(&format!("{ACTIVE_PATH} SELECT count(*) FROM path"))?;
             convs
                 .into_iter()
-                .map(|(id, name, updated)| {
-                    let messages: i64 = count.query_row([id], |r| r.get(0))?;
-                    Ok(SessionSummary { name, updated, messages: messages as usize })
+                .map(|(id, mut summary)| {
+                    summary.messages = count.query_row([id], |r| r.get::<_, i64>(0))? as usize;
+                    Ok(summary)
                 })
                 .collect()
         };
         rows().unwrap_or_default()
     }
 
-    /// Messages whose text contains `query` (3 characters or more: the index is of character
-    /// trigrams, which is what lets Chinese and other unspaced text match), newest first.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>, SessionError> {
-        let phrase = format!("\"{}\"", query.replace('"', "\"\""));
-        let mut st = self.sqlite(self.conn.prepare(
-            "SELECT c.name, m.role, m.content FROM messages_fts f
-             JOIN messages m ON m.id = f.rowid JOIN conversations c ON c.id = m.conversation_id
-             WHERE messages_fts MATCH ?1 ORDER BY m.id DESC LIMIT ?2",
+    /// The database id of conversation `name`. Errors: [`SessionError::NotFound`].
+    pub(super) fn conversation_id(&self, name: &str) -> Result<i64, SessionError> {
+        Self::check_name(name)?;
+        self.sqlite(
+            self.conn.query_row("SELECT id FROM conversations WHERE name = ?1", [name], |r| r.get(0)).optional(),
+        )?
+        .ok_or_else(|| SessionError::NotFound(name.into()))
+    }
+
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(super) fn db_error(&self, e: rusqlite::Error) -> SessionError {
+        DbError::from_sqlite(&self.db_path, e).into()
+    }
+
+    /// Deletes the session and every message of it (all branches), in one transaction.
+    /// Errors: [`SessionError::NotFound`], database errors.
+    pub fn remove(&self, name: &str) -> Result<(), SessionError> {
+        let conv = self.conversation_id(name)?;
+        self.sqlite(db::write_txn(&self.conn, |c| {
+            // Children before parents: the tree's foreign key refuses a parent that is still pointed at.
+            c.execute("UPDATE messages SET parent_id = NULL WHERE conversation_id = ?1", [conv])?;
+            c.execute("DELETE FROM conversations WHERE id = ?1", [conv])?;
+            c.execute("DELETE FROM meta WHERE key = 'last' AND value = ?1", [name])?;
+            Ok(())
+        }))
+    }
+
+    /// Renames a session (and `--resume`'s memory of it). Errors: [`SessionError::BadName`],
+    /// [`SessionError::NotFound`], [`SessionError::Exists`], database errors.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), SessionError> {
+        Self::check_name(to)?;
+        let conv = self.conversation_id(from)?;
+        if from == to {
+            return Ok(());
+        }
+        let done = self.sqlite(db::write_txn(&self.conn, |c| {
+            if c.query_row("SELECT 1 FROM conversations WHERE name = ?1", [to], |_| Ok(())).optional()?.is_some() {
+                return Ok(false);
+            }
+            c.execute("UPDATE conversations SET name = ?2 WHERE id = ?1", params![conv, to])?;
+            c.execute("UPDATE meta SET value = ?2 WHERE key = 'last' AND value = ?1", [from, to])?;
+            Ok(true)
+        }))?;
+        if done {
+            Ok(())
+        } else {
+            Err(SessionError::Exists(to.into()))
+        }
+    }
+
+    /// The branches of session `name`, in the order they were started. Errors:
+    /// [`SessionError::NotFound`], database errors.
+    pub fn branches(&self, name: &str) -> Result<Vec<Branch>, SessionError> {
+        let conv = self.conversation_id(name)?;
+        self.sqlite(branches_of(&self.conn, conv))
+    }
+
+    /// Makes branch `n` (1-based, as [`SessionStore::branches`] numbers them) the active path of
+    /// `name` and returns the session as it now loads. Errors: [`SessionError::NoBranch`],
+    /// [`SessionError::NotFound`], database errors.
+    pub fn switch_branch(&self, name: &str, n: usize) -> Result<SavedSession, SessionError> {
+        let branches = self.branches(name)?;
+        let Some(b) = branches.get(n.wrapping_sub(1)) else {
+            return Err(SessionError::NoBranch { session: name.into(), n });
+        };
+        self.sqlite(self.conn.execute("UPDATE conversations SET head = ?2 WHERE name = ?1", params![name, b.leaf]))?;
+        self.load(name)
+    }
+
+    /// Opens the session that holds message `id` on a branch through it: the active path when
+    /// the message is on it, otherwise the newest branch below the message (which becomes the
+    /// active one). Returns the session and the message's index in its messages. Errors:
+    /// [`SessionError::NotFound`] (no such message), database errors.
+    pub fn open_message(&self, id: i64) -> Result<(SavedSession, usize), SessionError> {
+        let row: Option<(i64, String)> = self.sqlite(
+            self.conn
+                .query_row(
+                    "SELECT c.id, c.name FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional(),
+        )?;
+        let Some((conv, name)) = row else { return Err(SessionError::NotFound(format!("message {id}"))) };
+        let on_path = |s: &SavedSession| s.sync.path.iter().position(|(m, _)| *m == id);
+        let saved = self.load(&name)?;
+        if let Some(at) = on_path(&saved) {
+            return Ok((saved, at));
+        }
+        let leaf: i64 = self.sqlite(self.conn.query_row(
+            "WITH RECURSIVE below(id) AS (SELECT ?1 UNION ALL SELECT m.id FROM messages m JOIN below b ON m.parent_id = b.id)
+             SELECT max(id) FROM below",
+            [id],
+            |r| r.get(0),
         ))?;
-        let hits = st.query_map(params![phrase, limit as i64], |r| {
-            Ok(SearchHit { session: r.get(0)?, role: role_from(&r.get::<_, String>(1)?), content: r.get(2)? })
-        });
-        self.sqlite(hits.and_then(|h| h.collect()))
+        self.sqlite(self.conn.execute("UPDATE conversations SET head = ?2 WHERE id = ?1", params![conv, leaf]))?;
+        let saved = self.load(&name)?;
+        let at = on_path(&saved).unwrap_or(0);
+        Ok((saved, at))
     }
 }
 
@@ -328,6 +469,54 @@ fn active_path(c: &Connection, conv: i64) -> rusqlite::Result<Vec<(i64, Message)
     rows.collect()
 }
 
+/// The branches of `conv` (see [`SessionStore::branches`]).
+fn branches_of(c: &Connection, conv: i64) -> rusqlite::Result<Vec<Branch>> {
+    let mut active: Vec<i64> = active_path(c, conv)?.into_iter().map(|(id, _)| id).collect();
+    active.reverse();
+    let mut st = c.prepare_cached(
+        "SELECT id, created FROM messages m WHERE conversation_id = ?1
+            AND NOT EXISTS (SELECT 1 FROM messages k WHERE k.parent_id = m.id) ORDER BY id",
+    )?;
+    let leaves: Vec<(i64, String)> = st.query_map([conv], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for (i, (leaf, updated)) in leaves.into_iter().enumerate() {
+        let path = path_to(c, leaf)?;
+        let shared = path.iter().zip(&active).take_while(|((a, _), b)| a == *b).count();
+        let first = path.get(shared).or(path.last()).map(|(_, m)| m.clone()).unwrap_or_else(|| Message::user(""));
+        out.push(Branch {
+            n: i + 1,
+            leaf,
+            messages: path.len(),
+            shared,
+            first,
+            last: path.last().map(|(_, m)| m.clone()).unwrap_or_else(|| Message::user("")),
+            updated,
+            active: active.last() == Some(&leaf),
+        });
+    }
+    Ok(out)
+}
+
+/// The messages from the root of the tree to `leaf`, oldest first.
+pub(super) fn path_to(c: &Connection, leaf: i64) -> rusqlite::Result<Vec<(i64, Message)>> {
+    let mut st = c.prepare_cached(
+        "WITH RECURSIVE path(id, parent_id, role, content, cut_off) AS (
+            SELECT id, parent_id, role, content, cut_off FROM messages WHERE id = ?1
+            UNION ALL
+            SELECT m.id, m.parent_id, m.role, m.content, m.cut_off FROM messages m JOIN path p ON m.id = p.parent_id)
+         SELECT id, role, content, cut_off FROM path",
+    )?;
+    let mut path: Vec<(i64, Message)> = st
+        .query_map([leaf], |r| {
+            let mut m = Message::new(role_from(&r.get::<_, String>(1)?), r.get::<_, String>(2)?);
+            m.cut_off = r.get(3)?;
+            Ok((r.get(0)?, m))
+        })?
+        .collect::<Result<_, _>>()?;
+    path.reverse();
+    Ok(path)
+}
+
 /// What other processes appended after `tip` on the active path of `conv` (oldest first): nothing
 /// when `tip` is no longer on it (someone branched), or when this process starts a branch from the
 /// root (`tip` none, `seen` set).
@@ -337,8 +526,7 @@ fn pull(c: &Connection, conv: i64, tip: Option<i64>, seen: i64) -> rusqlite::Res
     }
     let mut out = Vec::new();
     let mut st = c.prepare_cached("SELECT parent_id, role, content, cut_off FROM messages WHERE id = ?1")?;
-    let mut cur: Option<i64> =
-        c.query_row("SELECT max(id) FROM messages WHERE conversation_id = ?1", [conv], |r| r.get(0))?;
+    let mut cur: Option<i64> = c.query_row(HEAD, [conv], |r| r.get(0))?;
     while let Some(id) = cur {
         if Some(id) == tip {
             break;
@@ -361,7 +549,7 @@ fn pull(c: &Connection, conv: i64, tip: Option<i64>, seen: i64) -> rusqlite::Res
     Ok(out)
 }
 
-fn role_name(r: Role) -> &'static str {
+pub(super) fn role_name(r: Role) -> &'static str {
     match r {
         Role::System => "system",
         Role::User => "user",
@@ -369,7 +557,7 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-fn role_from(s: &str) -> Role {
+pub(super) fn role_from(s: &str) -> Role {
     match s {
         "system" => Role::System,
         "assistant" => Role::Assistant,
@@ -594,29 +782,6 @@ mod tests {
         assert!(matches!(store.load("broken"), Err(SessionError::NotFound(_))));
         assert_eq!(std::fs::read(sessions.join("old.json")).unwrap(), good, "the originals stay");
         assert!(SessionStore::open(dir.path()).unwrap().take_notes().is_empty(), "imported once");
-    }
-
-    #[test]
-    fn search_finds_english_and_chinese_words() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::open(dir.path()).unwrap();
-        let mut s = sample("s", 0);
-        s.messages = vec![
-            Message::user("Tell me about the lighthouse keeper"),
-            Message::assistant("上海的市场营销策略很有意思"),
-            Message::user("nothing here"),
-        ];
-        store.save(&s, &mut SyncPoint::default(), None).unwrap();
-        let hits = store.search("lighthouse", 10).unwrap();
-        assert_eq!(hits.len(), 1);
-        assert_eq!((hits[0].session.as_str(), hits[0].role), ("s", Role::User));
-        let hits = store.search("营销策略", 10).unwrap();
-        assert_eq!(
-            contents(&hits.iter().map(|h| Message::assistant(h.content.clone())).collect::<Vec<_>>()),
-            ["上海的市场营销策略很有意思"]
-        );
-        assert!(store.search("submarine", 10).unwrap().is_empty());
-        assert!(store.search("say \"hi", 10).is_ok(), "quotes in a query are text");
     }
 
     #[test]
