@@ -206,8 +206,11 @@ fn no_save_with_nothing_to_open_creates_no_database() {
     assert_eq!(SessionStore::open(&s.path("data")).unwrap().list().len(), 1);
 }
 
-/// The conversations whose names start with `prefix`, each as (role, content, cut_off) rows in order.
-fn logged(s: &Sandbox, prefix: &str) -> Vec<(String, Vec<(String, String, Option<String>)>)> {
+/// One stored message: role, content, cut_off.
+type Row = (String, String, Option<String>);
+
+/// The conversations whose names start with `prefix`, each with its messages in order.
+fn logged(s: &Sandbox, prefix: &str) -> Vec<(String, Vec<Row>)> {
     let store = SessionStore::open(&s.path("data")).unwrap();
     let mut names: Vec<String> = store.list().into_iter().map(|c| c.name).filter(|n| n.starts_with(prefix)).collect();
     names.sort();
