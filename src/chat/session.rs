@@ -159,17 +159,7 @@ impl ChatSession {
     pub fn reply_done(&mut self, text: String, reason: StopReason, stats: GenStats) {
         self.last_reply = Some(text.clone());
         self.conversation.push(Message::assistant(text));
-        self.reply_stats = Some(
-            serde_json::json!({
-                "model": self.model,
-                "prompt_tokens": stats.prompt_tokens,
-                "gen_tokens": stats.gen_tokens,
-                "ttft_ms": stats.ttft_ms,
-                "gen_tok_s": stats.gen_tok_s,
-                "stop_reason": reason,
-            })
-            .to_string(),
-        );
+        self.reply_stats = Some(reply_stats_json(&self.model, &stats, reason));
         self.last = Some(stats);
         self.autosave();
     }
@@ -491,4 +481,19 @@ impl ChatSession {
             self.save_warning = Some(e);
         }
     }
+}
+
+/// The figures stored with a reply in the session database, as JSON: `model`, `prompt_tokens`,
+/// `gen_tokens`, `ttft_ms` (milliseconds), `gen_tok_s` (tokens per second) and `stop_reason` (the
+/// name `ask --json` uses). The chat, the REPL and logged `ask` runs store the same shape.
+pub fn reply_stats_json(model: &str, stats: &GenStats, reason: StopReason) -> String {
+    serde_json::json!({
+        "model": model,
+        "prompt_tokens": stats.prompt_tokens,
+        "gen_tokens": stats.gen_tokens,
+        "ttft_ms": stats.ttft_ms,
+        "gen_tok_s": stats.gen_tok_s,
+        "stop_reason": reason,
+    })
+    .to_string()
 }

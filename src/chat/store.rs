@@ -275,6 +275,38 @@ impl SessionStore {
         Ok(merged)
     }
 
+    /// Stores `s` as a new conversation in one transaction, its messages chained in order and
+    /// `stats` (JSON) on the last one when it is a reply. For logged one-shot runs (`moat ask
+    /// --log`): unlike [`SessionStore::save`] it never joins an existing conversation (`Ok(false)`,
+    /// nothing written, when the name is taken, so the caller picks another) and it leaves the
+    /// session `--resume` opens alone. Errors: a bad name, database errors.
+    pub fn insert_new(&self, s: &SavedSession, stats: Option<&str>) -> Result<bool, SessionError> {
+        Self::check_name(&s.name)?;
+        let sampling = serde_json::to_string(&s.sampling).expect("sampling serialises");
+        self.sqlite(db::write_txn(&self.conn, |c| {
+            let inserted = c.execute(
+                "INSERT INTO conversations (name, model, sampling, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO NOTHING",
+                params![s.name, s.model, sampling, s.created, s.updated],
+            )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            let conv = c.last_insert_rowid();
+            let mut parent: Option<i64> = None;
+            for (i, m) in s.messages.iter().enumerate() {
+                let stats = stats.filter(|_| i + 1 == s.messages.len() && m.role == Role::Assistant);
+                c.execute(
+                    "INSERT INTO messages (conversation_id, parent_id, role, content, cut_off, created, stats)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![conv, parent, role_name(m.role), m.content, m.cut_off, s.updated, stats],
+                )?;
+                parent = Some(c.last_insert_rowid());
+            }
+            Ok(true)
+        }))
+    }
+
     /// The session's active path and settings. Errors: [`SessionError::NotFound`], database errors.
     pub fn load(&self, name: &str) -> Result<SavedSession, SessionError> {
         Self::check_name(name)?;
@@ -725,6 +757,25 @@ mod tests {
 
     fn store_messages(store: &SessionStore, name: &str) -> Vec<String> {
         store.load(name).unwrap().messages.into_iter().map(|m| m.content).collect()
+    }
+
+    #[test]
+    fn insert_new_never_joins_a_taken_name_nor_becomes_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path()).unwrap();
+        let mut s = sample("ask-1", 0);
+        s.messages = vec![Message::user("q"), Message::assistant("a")];
+        assert!(store.insert_new(&s, Some(r#"{"gen_tokens":1}"#)).unwrap());
+        let mut again = s.clone();
+        again.messages = vec![Message::user("another")];
+        assert!(!store.insert_new(&again, None).unwrap(), "the name is taken");
+        assert_eq!(store_messages(&store, "ask-1"), ["q", "a"]);
+        let rows: i64 = store.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 2, "nothing of the refused one was written");
+        let stats: Option<String> =
+            store.conn.query_row("SELECT stats FROM messages WHERE content = 'a'", [], |r| r.get(0)).unwrap();
+        assert_eq!(stats.as_deref(), Some(r#"{"gen_tokens":1}"#));
+        assert_eq!(store.last(), None);
     }
 
     #[test]

@@ -177,6 +177,13 @@ pub struct AskArgs {
     /// with --json it is always in the "reasoning" field.
     #[arg(long)]
     pub show_reasoning: bool,
+    /// Store the prompt and the reply as a conversation of their own in the session database
+    /// (named ask-DATE-TIME-XXXX); `[chat] log_ask = true` makes this the default.
+    #[arg(long)]
+    pub log: bool,
+    /// Do not log this run, whatever `[chat] log_ask` says.
+    #[arg(long, conflicts_with = "log")]
+    pub no_log: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +292,10 @@ pub struct RunArgs {
     /// Also write every step's output (and a trace) into DIR, atomically.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,
+    /// Store each step's rendered prompt and the model's reply as a conversation of their own in
+    /// the session database (named run-DATE-TIME-XXXX).
+    #[arg(long)]
+    pub log: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,10 @@
 //! `moat ask` and piped stdin: one prompt in, one streamed reply out.
 
 use super::args::{AskArgs, ModelArgs};
+use super::run_log::{self, RunLog};
 use super::setup::Setup;
 use super::{exit, input, Failure};
+use crate::chat::session::reply_stats_json;
 use crate::chat::{Conversation, Message};
 use crate::engine::{StopReason, Task};
 use std::io::{IsTerminal, Write};
@@ -26,8 +28,14 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
     // Shared by both callbacks: reasoning is printed (when asked for) before the answer.
     let shown = std::cell::RefCell::new((&mut out, true, false));
     let mut reasoning_sanitizer = crate::render::Sanitizer::default();
-    let reply = engine.submit(Task::Chat { messages, sampling, overflow, reserve }).text_and_reasoning(
+    let log = args.log || (config.chat.log_ask && !args.no_log);
+    // What came so far, for the log when an error cuts the reply off.
+    let so_far = std::cell::RefCell::new(String::new());
+    let result = engine.submit(Task::Chat { messages, sampling, overflow, reserve }).text_and_reasoning(
         |text| {
+            if log {
+                so_far.borrow_mut().push_str(text);
+            }
             if args.json {
                 return;
             }
@@ -55,8 +63,37 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             let _ = out.flush();
             *ended = clean.ends_with('\n');
         },
-    )?;
+    );
+    let log_run = |reply: Message, stats: Option<String>| {
+        let mut messages = conversation.messages.clone();
+        messages.push(reply);
+        let (model, sampling) = (info.short_name(), &config.sampling);
+        run_log::save(&setup.loaded.paths.data_dir, RunLog { kind: "ask", model: &model, sampling, messages, stats })
+    };
+    let reply = match result {
+        Ok(reply) => reply,
+        Err(e) => {
+            let text = so_far.into_inner();
+            if log && !text.is_empty() {
+                // Cut off mid-reply: what came is kept, marked, as the chat keeps it.
+                let mut cut = Message::assistant(text);
+                cut.cut_off = Some(e.to_string());
+                log_run(cut, None);
+            }
+            return Err(e.into());
+        }
+    };
     let ended_with_newline = shown.into_inner().1;
+    if !args.json && !ended_with_newline {
+        // Before any warning, so on a terminal none runs on from the reply.
+        let _ = writeln!(out);
+        let _ = out.flush();
+    }
+    // A reply stopped before its first token has nothing worth keeping.
+    let logged = (log && !(reply.reason == StopReason::Cancelled && reply.text.is_empty())).then(|| {
+        let stats = reply_stats_json(&info.short_name(), &reply.stats, reply.reason);
+        log_run(Message::assistant(reply.text.clone()), Some(stats))
+    });
     if reply.text.trim().is_empty() && !reply.reasoning.is_empty() && !args.show_reasoning && !args.json {
         warnln!("moat: the model only reasoned and gave no answer; --show-reasoning shows its thinking");
     }
@@ -79,12 +116,13 @@ pub fn run(flags: &ModelArgs, args: AskArgs) -> Result<i32, Failure> {
             "seed": s.seed,
         });
         let mut json = json;
+        if let Some(Some(name)) = &logged {
+            json["session"] = serde_json::Value::String(name.clone());
+        }
         if !reply.reasoning.is_empty() {
             json["reasoning"] = serde_json::Value::String(reply.reasoning.clone());
         }
         let _ = writeln!(out, "{json}");
-    } else if !ended_with_newline {
-        let _ = writeln!(out);
     }
     let _ = out.flush();
     // After the reply's last line, so on a terminal it does not run on from the reply.
@@ -127,7 +165,8 @@ fn round2(x: f64) -> f64 {
 /// Arguments first, then piped stdin; at least one of them must hold text.
 fn prompt_text(args: &AskArgs) -> Result<String, Failure> {
     let from_args = crate::text_input::normalize_newlines_owned(args.prompt.join(" "));
-    let from_stdin = input::read_stdin()?;
+    // An empty pipe (`< /dev/null`, cron) adds nothing, not a blank paragraph.
+    let from_stdin = input::read_stdin()?.filter(|s| !s.trim().is_empty());
     let text = match from_stdin {
         Some(s) if !from_args.trim().is_empty() => format!("{from_args}\n\n{s}"),
         Some(s) => s,

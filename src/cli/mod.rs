@@ -15,6 +15,7 @@ mod models_cmd;
 mod prompts_cmd;
 mod repl;
 mod run;
+mod run_log;
 mod setup;
 
 pub use args::{Cli, MoatCommand};

@@ -2,9 +2,11 @@
 
 use super::args::{ModelArgs, RunArgs};
 use super::prompts_cmd::{library, prompt_failure};
+use super::run_log::{self, RunLog};
 use super::setup::{self, Setup};
 use super::{input, Failure};
 use crate::chat::prompt_job::{self, EngineGenerator};
+use crate::chat::Message;
 use crate::prompts::{self, Lang, OutputFormat};
 use std::io::IsTerminal;
 
@@ -73,7 +75,33 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     // a pipe gets the bytes as they are.
     let on_terminal = std::io::stdout().is_terminal() && !matches!(format, OutputFormat::Json | OutputFormat::Trace);
     println!("{}", crate::render::for_terminal(text.trim_end(), on_terminal));
+    if args.log {
+        let model = info.short_name();
+        let stats = serde_json::json!({ "model": model, "prompt": id }).to_string();
+        let log = RunLog {
+            kind: "run",
+            model: &model,
+            sampling: &setup.config().sampling,
+            messages: log_messages(&result),
+            stats: Some(stats),
+        };
+        run_log::save(&setup.loaded.paths.data_dir, log);
+    }
     Ok(0)
+}
+
+/// A run as a conversation: each step that ran is one exchange, its rendered prompt as the user
+/// message and what the model wrote as the reply; the first step's system prompt (if any) opens
+/// it (`--as trace` shows every step's).
+fn log_messages(result: &prompts::ScriptResult) -> Vec<Message> {
+    let ran: Vec<_> = result.steps.iter().filter(|s| !s.skipped).collect();
+    let system = ran.first().and_then(|s| s.system.clone()).filter(|s| !s.trim().is_empty());
+    let mut messages: Vec<Message> = system.into_iter().map(Message::system).collect();
+    for step in ran {
+        messages.push(Message::user(step.user.clone()));
+        messages.push(Message::assistant(step.output.clone()));
+    }
+    messages
 }
 
 /// A context big enough for `input`, when the user left the context at its default and the input

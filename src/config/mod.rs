@@ -81,7 +81,17 @@ impl Default for SamplingConfig {
     }
 }
 
-section!(ChatConfig, StrictChat, chat { system_prompt: String, overflow: OverflowPolicy, reserve: u32 });
+section!(
+    ChatConfig,
+    StrictChat,
+    chat {
+        system_prompt: String,
+        overflow: OverflowPolicy,
+        reserve: u32,
+        /// Log every `moat ask` to the session database (`--no-log` skips one run).
+        log_ask: bool,
+    }
+);
 
 section!(ModelsConfig, StrictModels, models { dir: String, auto_pull: bool, pypi_url: String, hf_url: String });
 

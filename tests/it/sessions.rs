@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 /// Answers `GET /v1/models` with one model and every completion with a short streamed reply
-/// (after `delay`, so that the processes' turns overlap). Returns its URL.
+/// (after `delay`, so that the processes' turns overlap). Returns its URL. A request whose text
+/// holds `HANG` gets `partial` and then nothing for a minute; one with `CUT` gets `partial` and
+/// a closed connection (the last message decides: the prompt as sent includes earlier turns).
 fn fake_server(delay: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -55,6 +57,20 @@ fn answer(mut stream: TcpStream, delay: Duration) {
     }
     std::thread::sleep(delay);
     let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+    let last = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| b["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].to_string()))
+        .unwrap_or_default();
+    if last.contains("HANG") || last.contains("CUT") {
+        let chunk =
+            serde_json::json!({"choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": null}]});
+        let _ = write!(stream, "data: {chunk}\n\n");
+        let _ = stream.flush();
+        if last.contains("HANG") {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        return;
+    }
     let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": "noted"}, "finish_reason": "stop"}]});
     let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1}});
     let _ = write!(stream, "data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
@@ -63,7 +79,7 @@ fn answer(mut stream: TcpStream, delay: Duration) {
 #[test]
 fn processes_on_one_session_keep_every_turn() {
     const PROCESSES: usize = 6;
-    const LINES: usize = 3;
+    const LINES: usize = 5;
     let url = fake_server(Duration::from_millis(30));
     let s = Sandbox::new();
     let children: Vec<_> = (0..PROCESSES)
@@ -100,6 +116,10 @@ fn processes_on_one_session_keep_every_turn() {
     assert_eq!(stored, sent.len());
     let replies = saved.messages.iter().filter(|m| m.content == "noted").count();
     assert_eq!(replies, sent.len(), "and every reply");
+    // Nor is any turn stored twice off the active path (a merge that copied or branched).
+    let db = rusqlite::Connection::open(s.path("data/moat.db")).unwrap();
+    let rows: i64 = db.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows as usize, 2 * sent.len(), "every row in the database is one of the turns");
 }
 
 #[test]
@@ -184,4 +204,178 @@ fn no_save_with_nothing_to_open_creates_no_database() {
     let o = run(c, b"hello\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(SessionStore::open(&s.path("data")).unwrap().list().len(), 1);
+}
+
+/// One stored message: role, content, cut_off.
+type Row = (String, String, Option<String>);
+
+/// The conversations whose names start with `prefix`, each with its messages in order.
+fn logged(s: &Sandbox, prefix: &str) -> Vec<(String, Vec<Row>)> {
+    let store = SessionStore::open(&s.path("data")).unwrap();
+    let mut names: Vec<String> = store.list().into_iter().map(|c| c.name).filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let rows = store.load(&n).unwrap().messages;
+            let rows =
+                rows.into_iter().map(|m| (format!("{:?}", m.role).to_lowercase(), m.content, m.cut_off)).collect();
+            (n, rows)
+        })
+        .collect()
+}
+
+fn ask(s: &Sandbox, url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = s.moat();
+    c.args(["--remote", url, "ask"]).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(c, b"")
+}
+
+#[test]
+fn ask_log_keeps_each_run_as_a_conversation_of_its_own() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let o = ask(&s, &url, &["not logged"], &[]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "noted\n"), "{}", stderr(&o));
+    assert!(!s.path("data/moat.db").exists(), "ask logs nothing unless asked to");
+
+    // Two runs in the same second get conversations of their own.
+    let o = ask(&s, &url, &["--log", "first question"], &[]);
+    assert_eq!((o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()), (Some(0), "noted\n", ""));
+    let o = ask(&s, &url, &["--log", "--json", "second question"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let runs = logged(&s, "ask-");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let name = json["session"].as_str().expect("--json names the logged conversation");
+    let second = runs.iter().find(|(n, _)| n == name).expect("that conversation exists");
+    let row = |role: &str, text: &str| (role.to_string(), text.to_string(), None);
+    assert_eq!(second.1, [row("user", "second question"), row("assistant", "noted")]);
+    assert!(runs.iter().any(|(_, m)| m == &[row("user", "first question"), row("assistant", "noted")]), "{runs:?}");
+    for (n, _) in &runs {
+        assert!(n.len() == "ask-2026-11-30-0102-03-xxxx".len(), "{n}");
+    }
+    // The reply's figures are stored with it, in the chat's shape.
+    let db = rusqlite::Connection::open(s.path("data/moat.db")).unwrap();
+    let stats: String =
+        db.query_row("SELECT stats FROM messages WHERE role = 'assistant' LIMIT 1", [], |r| r.get(0)).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(
+        (stats["model"].as_str(), stats["stop_reason"].as_str()),
+        (Some("fake"), Some("end_of_generation")),
+        "{stats}"
+    );
+    assert_eq!(stats["gen_tokens"], 1, "{stats}");
+    assert!(stats["ttft_ms"].is_number() && stats["gen_tok_s"].is_number() && stats["prompt_tokens"] == 10);
+    assert_eq!(SessionStore::open(&s.path("data")).unwrap().last(), None, "--resume does not open a logged ask");
+
+    // `[chat] log_ask` logs by default (with the system prompt); --no-log skips one run.
+    let config = [("MOAT_CHAT_LOG_ASK", "true"), ("MOAT_CHAT_SYSTEM_PROMPT", "Answer in one word.")];
+    let o = ask(&s, &url, &["third question"], &config);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = ask(&s, &url, &["--no-log", "fourth question"], &config);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let runs = logged(&s, "ask-");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let third = [row("system", "Answer in one word."), row("user", "third question"), row("assistant", "noted")];
+    assert!(runs.iter().any(|(_, m)| m == &third), "{runs:?}");
+    let o = ask(&s, &url, &["--log", "--no-log", "x"], &[]);
+    assert_eq!(o.status.code(), Some(2), "the two flags contradict: {}", stderr(&o));
+}
+
+#[test]
+fn ask_log_keeps_a_cut_off_reply_and_a_damaged_database_only_warns() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    // The server closes the connection mid-reply: what came is stored, marked as cut off.
+    let o = ask(&s, &url, &["--log", "CUT me off"], &[]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let runs = logged(&s, "ask-");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let m = &runs[0].1;
+    assert_eq!((m.len(), m[0].1.as_str(), m[1].1.as_str()), (2, "CUT me off", "partial"), "{m:?}");
+    assert!(m[1].2.as_deref().is_some_and(|why| !why.is_empty()), "marked as cut off: {m:?}");
+
+    // A damaged database: the answer is printed, one warning line says it was not logged, exit 0.
+    let junk = "not a database, only text that happens to be long enough to fill a header.\n".repeat(60);
+    std::fs::write(s.path("data/moat.db"), &junk).unwrap();
+    for f in ["moat.db-wal", "moat.db-shm"] {
+        let _ = std::fs::remove_file(s.path("data").join(f));
+    }
+    let o = ask(&s, &url, &["--log", "hello"], &[]);
+    let err = stderr(&o);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "noted\n"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("moat: not logged:") && err.contains("moat.db") && err.contains("damaged"), "{err}");
+    assert_eq!(std::fs::read_to_string(s.path("data/moat.db")).unwrap(), junk, "never overwritten");
+}
+
+#[test]
+fn run_log_keeps_the_rendered_prompt_and_the_reply() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let file = s.path("echo.toml");
+    std::fs::write(
+        &file,
+        "format = 1\ntitle = \"Echo\"\n[prompt]\nsystem = \"You repeat things.\"\nuser = \"Repeat: {{ input }}\"\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let mut c = s.moat();
+    c.args(["--remote", &url, "run", &file]);
+    let o = run(c, b"the quarterly figures");
+    assert_eq!((o.status.code(), stdout(&o).trim()), (Some(0), "noted"), "{}", stderr(&o));
+    assert!(!s.path("data/moat.db").exists(), "run logs nothing unless asked to");
+    let mut c = s.moat();
+    c.args(["--remote", &url, "run", &file, "--log"]);
+    let o = run(c, b"the quarterly figures");
+    assert_eq!((o.status.code(), stdout(&o).trim(), stderr(&o).as_str()), (Some(0), "noted", ""));
+    let runs = logged(&s, "run-");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let m = &runs[0].1;
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!((m[0].0.as_str(), m[0].1.as_str()), ("system", "You repeat things."));
+    assert_eq!((m[1].0.as_str(), m[1].1.trim()), ("user", "Repeat: the quarterly figures"));
+    assert_eq!((m[2].0.as_str(), m[2].1.as_str()), ("assistant", "noted"));
+}
+
+#[test]
+fn kill_9_during_a_reply_keeps_every_earlier_turn_for_resume() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["--remote", &url, "repl", "--session", "x"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("moat starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first turn\nsecond turn\nHANG third turn\n").unwrap();
+    stdin.flush().unwrap();
+    // The third question is saved before its reply starts; the reply then hangs mid-stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stored =
+        || SessionStore::open(&s.path("data")).ok().and_then(|st| st.load("x").ok()).map_or(0, |x| x.messages.len());
+    while stored() < 5 {
+        assert!(std::time::Instant::now() < deadline, "the third question was never saved");
+        assert!(child.try_wait().unwrap().is_none(), "moat exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the partial reply arrive, then kill -9 (no chance to save anything more).
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+
+    let mut c = s.moat();
+    c.args(["--remote", &url, "repl", "--resume"]);
+    let o = run(c, b"/show\nfourth turn\n");
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("resumed session x (5 messages)"), "{err}");
+    assert!(out.contains("session: x (5 messages)"), "{out}");
+    let saved = SessionStore::open(&s.path("data")).unwrap().load("x").unwrap();
+    let texts: Vec<&str> = saved.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["first turn", "noted", "second turn", "noted", "HANG third turn", "fourth turn", "noted"]);
 }
