@@ -313,3 +313,172 @@ mod tests {
         assert!(snippet("", &words(&["x"]), 10).is_empty());
     }
 }
+
+/// A benchmark, not a check: it fills a database with 100,000 messages (English and Chinese, in
+/// 1,000 conversations), then times queries of each kind and prints the median and p99 per kind
+/// and the file size per 1,000 messages. It asserts no timing, so CI skips it; run it with
+/// `cargo test --release --lib search_bench -- --ignored --nocapture` (or `bench/sessions_search.sh`).
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::chat::db;
+    use rusqlite::params;
+    use std::time::{Duration, Instant};
+
+    const EN: &[&str] = &[
+        "market",
+        "outlook",
+        "earnings",
+        "guidance",
+        "revenue",
+        "inflation",
+        "rates",
+        "bond",
+        "yield",
+        "equity",
+        "lighthouse",
+        "keeper",
+        "storm",
+        "harbor",
+        "supply",
+        "chain",
+        "demand",
+        "pricing",
+        "margin",
+        "growth",
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "for",
+        "on",
+        "with",
+        "analyst",
+        "quarter",
+        "forecast",
+        "volatility",
+        "dividend",
+        "buyback",
+        "merger",
+        "tariff",
+        "export",
+        "consumer",
+    ];
+    const ZH: &[&str] = &[
+        "市场",
+        "营销",
+        "策略",
+        "股市",
+        "上涨",
+        "下跌",
+        "利率",
+        "通胀",
+        "消费者",
+        "供应链",
+        "季度",
+        "收入",
+        "利润",
+        "分析师",
+        "预测",
+        "风险",
+        "投资",
+        "银行",
+        "政策",
+        "出口",
+        "的",
+        "了",
+        "和",
+        "在",
+        "是",
+        "我们",
+        "他们",
+    ];
+
+    fn fill(store: &SessionStore, n: usize) {
+        let mut rng = crate::rng::Rng::new(7);
+        let mut pick = |words: &[&str]| words[rng.below(words.len() as u64) as usize].to_string();
+        db::write_txn(store.conn(), |c| {
+            for conv in 0..n / 100 {
+                c.execute(
+                    "INSERT INTO conversations (name, model, sampling, created, updated) VALUES (?1, ?2, '{}', ?3, ?3)",
+                    params![format!("c{conv}"), if conv % 2 == 0 { "smollm2-135m" } else { "gemma-3-270m" }, "2026-11-01 10:00:00"],
+                )?;
+                let id = c.last_insert_rowid();
+                let mut parent: Option<i64> = None;
+                for i in 0..100 {
+                    let len = 8 + (i * 7) % 60;
+                    // A third of the conversations are in Chinese (no spaces), the rest English
+                    // with a Chinese word now and then.
+                    let chinese = conv % 3 == 0;
+                    let text: Vec<String> =
+                        (0..len).map(|k| if chinese || k % 11 == 5 { pick(ZH) } else { pick(EN) }).collect();
+                    let joined = if chinese { text.concat() } else { text.join(" ") };
+                    let role = if i % 2 == 0 { "user" } else { "assistant" };
+                    let created = format!("2026-{:02}-{:02} 10:00:00", 1 + conv % 11, 1 + i % 28);
+                    c.execute(
+                        "INSERT INTO messages (conversation_id, parent_id, role, content, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, parent, role, joined, created],
+                    )?;
+                    parent = Some(c.last_insert_rowid());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    #[ignore = "benchmark: prints timings, asserts none"]
+    fn search_bench() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path()).unwrap();
+        let n = 100_000;
+        let t = Instant::now();
+        fill(&store, n);
+        store.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let bytes = std::fs::metadata(store.path()).unwrap().len();
+        println!(
+            "{n} messages written in {:.1?}; database {:.1} MB = {:.0} KB per 1,000 messages",
+            t.elapsed(),
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e3 / (n as f64 / 1000.0)
+        );
+        let kinds: &[(&str, SearchQuery)] = &[
+            ("rare English word", SearchQuery { text: "buyback".into(), ..Default::default() }),
+            ("two English words", SearchQuery { text: "lighthouse keeper".into(), ..Default::default() }),
+            ("common English word", SearchQuery { text: "market".into(), ..Default::default() }),
+            ("Chinese, 4 chars", SearchQuery { text: "营销策略".into(), ..Default::default() }),
+            ("Chinese, 2 chars (scan)", SearchQuery { text: "股市".into(), ..Default::default() }),
+            (
+                "English + role + since",
+                SearchQuery {
+                    text: "dividend".into(),
+                    role: Some(Role::Assistant),
+                    since: Some("2026-10-01".into()),
+                    ..Default::default()
+                },
+            ),
+            ("no hit", SearchQuery { text: "submarine".into(), ..Default::default() }),
+            ("no hit, 2 chars (scan)", SearchQuery { text: "zq".into(), ..Default::default() }),
+        ];
+        for (what, q) in kinds {
+            let q = SearchQuery { limit: 20, ..q.clone() };
+            let mut times: Vec<Duration> = Vec::new();
+            let mut hits = 0;
+            for _ in 0..50 {
+                let t = Instant::now();
+                hits = store.search(&q).unwrap().len();
+                times.push(t.elapsed());
+            }
+            times.sort();
+            println!(
+                "{what:<26} {hits:>2} hits  median {:>9.2?}  p99 {:>9.2?}",
+                times[times.len() / 2],
+                times[times.len() * 99 / 100]
+            );
+        }
+    }
+}
