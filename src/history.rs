@@ -1,14 +1,25 @@
-//! Input history, persisted across runs as JSON lines (entries may span several lines) in the data
-//! dir. Shared by the full-screen chat and the line REPL.
+//! Input history (Up/Down, Ctrl+R) for the full-screen chat. Entries persist through a
+//! [`Persist`] sink (the session database's input table, shared by every process and by the
+//! REPL), or, when that database is unavailable, as JSON lines in a file of the data dir.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-const LIMIT: usize = 1000;
+/// Entries held in memory (a sink may keep more).
+pub const LIMIT: usize = 1000;
+
+/// Where new entries go to outlive the process.
+pub trait Persist {
+    /// Stores one entry; the error is one line, shown once.
+    fn append(&mut self, entry: &str) -> Result<(), String>;
+}
 
 pub struct History {
     entries: Vec<String>,
     file: Option<PathBuf>,
+    sink: Option<Box<dyn Persist>>,
+    /// The first failure to store an entry, for the front end to show once.
+    pub warning: Option<String>,
     /// Position while browsing with Up/Down; `None` = not browsing.
     pos: Option<usize>,
     /// What was being typed before browsing started.
@@ -23,7 +34,12 @@ impl History {
             .map(crate::text_input::normalize_newlines_owned)
             .map(|s| s.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()).collect())
             .unwrap_or_default();
-        History { entries, file, pos: None, draft: String::new() }
+        History { entries, file, sink: None, warning: None, pos: None, draft: String::new() }
+    }
+
+    /// A history of `entries` (oldest first) whose new entries go to `sink`.
+    pub fn with_sink(entries: Vec<String>, sink: Box<dyn Persist>) -> History {
+        History { entries, file: None, sink: Some(sink), warning: None, pos: None, draft: String::new() }
     }
 
     pub fn entries(&self) -> &[String] {
@@ -37,7 +53,14 @@ impl History {
             return;
         }
         self.entries.push(entry.to_string());
-        if let Some(f) = &self.file {
+        if let Some(sink) = self.sink.as_mut() {
+            if let Err(e) = sink.append(entry) {
+                self.warning.get_or_insert(e);
+            }
+            if self.entries.len() > LIMIT * 2 {
+                self.entries.drain(..self.entries.len() - LIMIT);
+            }
+        } else if let Some(f) = &self.file {
             if self.entries.len() > LIMIT * 2 {
                 self.entries.drain(..self.entries.len() - LIMIT);
                 let body: String =

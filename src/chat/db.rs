@@ -11,6 +11,8 @@
 //! - `messages_fts`: an FTS5 index over `messages.content` with the `trigram` tokenizer (so text
 //!   without spaces, such as Chinese, matches any 3+ character run), kept in sync by triggers;
 //! - `meta(key, value)`: `last` = the name of the conversation saved most recently (`--resume`);
+//! - `inputs(id, text, created)`: what was typed at the chat and REPL prompts (Up/Down, Ctrl+R),
+//!   newest last, shared by every process;
 //! - `conversations.head`: the message that ends the active path (`/branches` moves it); NULL
 //!   means the conversation's newest message.
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 /// The schema this build writes. Version 1: conversations and a flat list of messages. 2: the
 /// message tree (`parent_id`), per-reply `stats` and `meta`. 3: the FTS5 index. 4: the chosen
-/// branch (`conversations.head`) and an index of children.
+/// branch (`conversations.head`), an index of children, and the input history (`inputs`).
 pub const SCHEMA_VERSION: i32 = 4;
 
 /// How long a write waits for another process's write before it gives up with [`DbError::Busy`].
@@ -127,7 +129,8 @@ pub fn migrate(conn: &Connection, from: i32, to: i32) -> rusqlite::Result<()> {
             )?,
             3 => conn.execute_batch(
                 "ALTER TABLE conversations ADD COLUMN head INTEGER;
-                 CREATE INDEX messages_by_parent ON messages(parent_id);",
+                 CREATE INDEX messages_by_parent ON messages(parent_id);
+                 CREATE TABLE inputs (id INTEGER PRIMARY KEY, text TEXT NOT NULL, created TEXT NOT NULL);",
             )?,
             _ => unreachable!("no migration from schema version {v}"),
         }

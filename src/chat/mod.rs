@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod export;
+pub mod inputs;
 pub mod prompt_job;
 pub mod search;
 pub mod session;

@@ -151,11 +151,11 @@ impl SessionStore {
                     return Ok(Vec::new());
                 }
                 db::migrate(c, from, db::SCHEMA_VERSION)?;
-                if from == 0 {
-                    import_json(c, &dir)
-                } else {
-                    Ok(Vec::new())
+                let mut notes = if from == 0 { import_json(c, &dir)? } else { Vec::new() };
+                if from < 4 {
+                    notes.extend(super::inputs::import_files(c, dir.parent().unwrap_or(&dir))?);
                 }
+                Ok(notes)
             }))?;
             store.notes = notes;
         }

@@ -5,6 +5,7 @@ use super::args::{ChatArgs, ModelArgs};
 use super::setup::Setup;
 use super::Failure;
 use crate::chat::db::DbError;
+use crate::chat::inputs::InputLog;
 use crate::chat::store::{SavedSession, SessionError, SessionStore};
 use crate::history::History;
 use crate::tui::{self, app::App};
@@ -27,7 +28,10 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let store = if wanted { open_sessions(&data_dir)? } else { None };
     let resume = session_to_open(&args, store.as_ref())?;
     let opts = setup.target()?;
-    let history = History::load(Some(data_dir.join("history.jsonl")));
+    let history = match store.as_ref().map(|_| InputLog::open(&data_dir)) {
+        Some(Ok(log)) => History::with_sink(log.recent(crate::history::LIMIT), Box::new(log)),
+        _ => History::load(Some(data_dir.join("history.jsonl"))),
+    };
     let sessions = store.filter(|_| !args.no_save);
     let mut app = App::new(setup.config().clone(), sessions, history);
     app.session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;

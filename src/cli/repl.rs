@@ -55,5 +55,11 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
                 .collect()
         }),
     );
-    Ok(repl.interactive(data_dir.join("repl-history.txt"), helper))
+    // The input history lives in the session database when it can be opened (with --no-save too:
+    // it is what was typed, not the conversation), else in the file of earlier versions.
+    let history = match crate::chat::inputs::InputLog::open(&data_dir) {
+        Ok(log) => crate::repl::InputHistory::Log(log),
+        Err(_) => crate::repl::InputHistory::File(data_dir.join("repl-history.txt")),
+    };
+    Ok(repl.interactive(history, helper))
 }

@@ -20,6 +20,14 @@ use crate::engine::{Engine, EngineOptions, ItemResult, ModelInfo, Sink, StopReas
 use crate::models::ModelResolver;
 use std::io::{BufRead, IsTerminal, Write};
 
+/// Where the interactive REPL keeps what was typed (Up/Down, Ctrl+R).
+pub enum InputHistory {
+    /// The session database's input table, shared with the chat and other processes.
+    Log(crate::chat::inputs::InputLog),
+    /// A rustyline history file (when the database cannot be opened).
+    File(std::path::PathBuf),
+}
+
 pub struct Repl {
     pub session: ChatSession,
     engine: Engine,
@@ -84,7 +92,7 @@ impl Repl {
     }
 
     /// Interactive loop on a terminal.
-    pub fn interactive(&mut self, history_file: std::path::PathBuf, helper: input::ReplHelper) -> i32 {
+    pub fn interactive(&mut self, history: InputHistory, helper: input::ReplHelper) -> i32 {
         let config = rustyline::Config::builder()
             .auto_add_history(false)
             .history_ignore_dups(true)
@@ -113,10 +121,20 @@ impl Repl {
             }
         };
         rl.set_helper(Some(helper));
-        if let Some(parent) = history_file.parent() {
-            let _ = std::fs::create_dir_all(parent);
+        match &history {
+            InputHistory::Log(log) => {
+                for entry in log.recent(5000) {
+                    let _ = rl.add_history_entry(entry);
+                }
+            }
+            InputHistory::File(file) => {
+                if let Some(parent) = file.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = rl.load_history(file);
+            }
         }
-        let _ = rl.load_history(&history_file);
+        let mut history_warned = false;
         sayln!(
             "{} · {} · /help for commands · \"\"\" for multi-line · Ctrl+D to leave",
             self.session.model,
@@ -142,7 +160,18 @@ impl Repl {
                 continue;
             }
             let _ = rl.add_history_entry(line.as_str());
-            let _ = rl.append_history(&history_file).or_else(|_| rl.save_history(&history_file));
+            match &history {
+                InputHistory::Log(log) => {
+                    if let Err(e) = log.add(&line) {
+                        if !std::mem::replace(&mut history_warned, true) {
+                            warnln!("moat: input history not saved: {e}");
+                        }
+                    }
+                }
+                InputHistory::File(file) => {
+                    let _ = rl.append_history(file).or_else(|_| rl.save_history(file));
+                }
+            }
             match self.handle(&message(&line)) {
                 Flow::Continue | Flow::Interrupted => {}
                 Flow::Quit => break,
