@@ -457,6 +457,30 @@ impl SessionStore {
         self.load(name)
     }
 
+    /// The messages of branch `n` of `name` (1-based, as [`SessionStore::branches`] numbers
+    /// them), root first, without making it the active one (`moat sessions show --branch N`).
+    /// Errors: [`SessionError::NoBranch`], [`SessionError::NotFound`], database errors.
+    pub fn branch_messages(&self, name: &str, n: usize) -> Result<Vec<Message>, SessionError> {
+        let branches = self.branches(name)?;
+        let Some(b) = branches.get(n.wrapping_sub(1)) else {
+            return Err(SessionError::NoBranch { session: name.into(), n });
+        };
+        Ok(self.sqlite(path_to(&self.conn, b.leaf))?.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Reads every page of the database (`PRAGMA quick_check`): a file that opens can still hold
+    /// damaged pages that only a search or an old branch would reach. Errors:
+    /// [`DbError::Damaged`] with SQLite's first finding, other database errors.
+    pub fn check_integrity(&self) -> Result<(), SessionError> {
+        let found: String = self.sqlite(self.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)))?;
+        if found.eq_ignore_ascii_case("ok") {
+            Ok(())
+        } else {
+            let why = found.split_whitespace().collect::<Vec<_>>().join(" ");
+            Err(DbError::Damaged { path: self.db_path.display().to_string(), why }.into())
+        }
+    }
+
     /// Opens the session that holds message `id` on a branch through it: the active path when
     /// the message is on it, otherwise the newest branch below the message (which becomes the
     /// active one). Returns the session and the message's index in its messages. Errors:
