@@ -468,17 +468,38 @@ impl SessionStore {
         Ok(self.sqlite(path_to(&self.conn, b.leaf))?.into_iter().map(|(_, m)| m).collect())
     }
 
-    /// Reads every page of the database (`PRAGMA quick_check`): a file that opens can still hold
-    /// damaged pages that only a search or an old branch would reach. Errors:
-    /// [`DbError::Damaged`] with SQLite's first finding, other database errors.
-    pub fn check_integrity(&self) -> Result<(), SessionError> {
-        let found: String = self.sqlite(self.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)))?;
-        if found.eq_ignore_ascii_case("ok") {
-            Ok(())
-        } else {
-            let why = found.split_whitespace().collect::<Vec<_>>().join(" ");
-            Err(DbError::Damaged { path: self.db_path.display().to_string(), why }.into())
+    /// Checks the database file in `data_dir` without changing anything on disk, not even
+    /// SQLite's own -wal/-shm housekeeping (an ordinary open of a damaged file deletes a -wal it
+    /// cannot use): the main file is opened read-only and immutable, then its header, schema
+    /// version and every page (`PRAGMA quick_check`) are read. For `moat sessions move-aside`,
+    /// which keeps what it moves as it was. Errors: [`DbError::Damaged`] (with SQLite's first
+    /// finding), [`DbError::Unavailable`] (no file, unreadable).
+    pub fn check_file(data_dir: &Path) -> Result<(), SessionError> {
+        use rusqlite::OpenFlags;
+        let path = data_dir.join(DB_FILE);
+        let err = |e| DbError::from_sqlite(&path, e);
+        let mut uri = String::from("file:");
+        for c in path.to_string_lossy().chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
         }
+        uri.push_str("?mode=ro&immutable=1");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&uri, flags).map_err(err)?;
+        let damaged = |why: String| DbError::Damaged { path: path.display().to_string(), why };
+        let found: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(err)?;
+        if !found.eq_ignore_ascii_case("ok") {
+            return Err(damaged(found.split_whitespace().collect::<Vec<_>>().join(" ")).into());
+        }
+        let version = db::version(&conn).map_err(err)?;
+        if version > db::SCHEMA_VERSION {
+            return Err(damaged(format!("schema version {version}: written by a newer moat")).into());
+        }
+        Ok(())
     }
 
     /// Opens the session that holds message `id` on a branch through it: the active path when

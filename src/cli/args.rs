@@ -163,7 +163,7 @@ pub struct ChatArgs {
     #[arg(long, conflicts_with = "session")]
     pub resume: bool,
     /// Open (or start) the session NAME.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
     pub session: Option<String>,
     /// Do not save this conversation.
     #[arg(long)]
@@ -319,6 +319,7 @@ pub enum SessionsCommand {
     },
     /// A session's conversation as a transcript, and its branches when it has several.
     Show {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
         name: String,
         /// Show branch N (as the branch list numbers them) instead of the active one; the active
         /// branch stays as it is.
@@ -327,13 +328,18 @@ pub enum SessionsCommand {
     },
     /// Delete sessions with every message and branch.
     Rm {
-        #[arg(required = true, value_name = "NAME")]
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
         names: Vec<String>,
     },
     /// Give a session another name.
-    Rename { old: String, new: String },
+    Rename {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
+        old: String,
+        new: String,
+    },
     /// Write a session out as JSON (the session file format, importable) or Markdown (to read).
     Export {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
         name: String,
         #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
         format: ExportFormat,
@@ -397,7 +403,7 @@ pub struct HistorySearchArgs {
     #[arg(long, value_name = "WHEN", value_parser = super::sessions_cmd::parse_since_now)]
     pub since: Option<String>,
     /// Only this session.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
     pub session: Option<String>,
     /// At most this many hits.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]

@@ -312,10 +312,7 @@ fn read_import(file: &Path) -> Result<Vec<u8>, String> {
         Box::new(f)
     };
     let mut bytes = Vec::new();
-    reader
-        .take(MAX_IMPORT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {label}: {e}"))?;
+    reader.take(MAX_IMPORT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {label}: {e}"))?;
     if bytes.len() as u64 > MAX_IMPORT_BYTES {
         return Err(too_large());
     }
@@ -369,9 +366,7 @@ fn move_aside(data_dir: &Path, force: bool) -> Result<i32, Failure> {
         return Err(Failure::usage(format!("there is no session database at {}; nothing to move aside", db.display())));
     }
     if !force {
-        // The store is dropped before the files move: no connection of this process holds them.
-        let verdict = SessionStore::open(data_dir).and_then(|s| s.check_integrity());
-        match verdict {
+        match SessionStore::check_file(data_dir) {
             Ok(()) => {
                 return Err(Failure::usage(format!(
                     "session database {} opens and reads fine; nothing to move aside (--force moves it anyway)",
@@ -411,11 +406,7 @@ fn move_aside(data_dir: &Path, force: bool) -> Result<i32, Failure> {
         return Err(Failure::runtime(format!("cannot move {} to {}: {e}", db.display(), target.display())));
     }
     let extra = if moved.is_empty() { String::new() } else { " (with its -wal/-shm files)".to_string() };
-    sayln!(
-        "moved {} to {}{extra}; the next moat run starts a new session database",
-        db.display(),
-        target.display()
-    );
+    sayln!("moved {} to {}{extra}; the next moat run starts a new session database", db.display(), target.display());
     Ok(0)
 }
 
@@ -438,11 +429,13 @@ pub fn parse_since_now(s: &str) -> Result<String, String> {
 pub fn parse_since(s: &str, now: &Zoned) -> Result<String, String> {
     const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
     let s = s.trim();
-    let expected = || format!("{s:?} is not a time: use YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS], or a time ago such as 30m, 12h, 7d, 2w");
+    let expected = || {
+        format!("{s:?} is not a time: use YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS], or a time ago such as 30m, 12h, 7d, 2w")
+    };
     if let Some(unit) = s.chars().last().filter(|c| matches!(c, 'm' | 'h' | 'd' | 'w')) {
         let digits = &s[..s.len() - 1];
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            let too_far = || format!("{s:?} reaches back further than a calendar can");
+            let too_far = || format!("{s:?} is further back than a date can be");
             let n: i64 = digits.parse().map_err(|_| too_far())?;
             let span = match unit {
                 'm' => Span::new().try_minutes(n),
@@ -574,18 +567,35 @@ mod tests {
 
     #[test]
     fn since_days_are_calendar_days_across_a_clock_change() {
-        // Europe/Berlin moved to summer time on 2026-03-29: a day ago is the same wall-clock hour.
-        let now: Zoned = "2026-03-30T12:00:00[Europe/Berlin]".parse().unwrap();
-        assert_eq!(parse_since("1d", &now).unwrap(), "2026-03-29 12:00:00");
-        assert_eq!(parse_since("24h", &now).unwrap(), "2026-03-29 11:00:00");
+        // Europe/Berlin moved to summer time at 02:00 on 2026-03-29: a day before noon that day
+        // is noon, 24 hours before it 11:00.
+        // A POSIX rule rather than a zone name: no tz database needed on the test machine.
+        let berlin = jiff::tz::TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        let now = jiff::civil::datetime(2026, 3, 29, 12, 0, 0, 0).to_zoned(berlin).unwrap();
+        assert_eq!(parse_since("1d", &now).unwrap(), "2026-03-28 12:00:00");
+        assert_eq!(parse_since("24h", &now).unwrap(), "2026-03-28 11:00:00");
     }
 
     #[test]
     fn since_refuses_anything_else_in_one_line() {
         let now = noon();
         for bad in [
-            "", "yesterday", "7", "d", "-7d", "7 d", "7days", "1.5h", "2026-02-30", "2026-13-01", "2026/01/05",
-            "2026-01-05 25:00", "2026-01-05 10", "30s", "7d ago", "１d",
+            "",
+            "yesterday",
+            "7",
+            "d",
+            "-7d",
+            "7 d",
+            "7days",
+            "1.5h",
+            "2026-02-30",
+            "2026-13-01",
+            "2026/01/05",
+            "2026-01-05 25:00",
+            "2026-01-05 10",
+            "30s",
+            "7d ago",
+            "１d",
         ] {
             let err = parse_since(bad, &now).unwrap_err();
             assert!(err.contains("YYYY-MM-DD") && !err.contains('\n'), "{bad:?}: {err}");
@@ -633,8 +643,7 @@ mod tests {
         let lines = table(&[row("市场营销", 12, 3), row("plain", 4, 1)]);
         assert_eq!(lines.len(), 3);
         // The model column starts at the same terminal column on every line.
-        let model_at: Vec<usize> =
-            lines[1..].iter().map(|l| l[..l.find("smollm2").unwrap()].width()).collect();
+        let model_at: Vec<usize> = lines[1..].iter().map(|l| l[..l.find("smollm2").unwrap()].width()).collect();
         assert_eq!(model_at[0], model_at[1], "{lines:#?}");
         assert_eq!(lines[0][..lines[0].find("MODEL").unwrap()].width(), model_at[0], "{lines:#?}");
         assert!(lines[1].contains(" 3  smollm2"), "{lines:#?}");

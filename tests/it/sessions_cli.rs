@@ -3,7 +3,7 @@
 
 use crate::common::{assert_fails, assert_terminal_safe, moat, stderr, stdout, Sandbox};
 use moat::chat::store::{SavedSession, SessionStore, SyncPoint, VERSION};
-use moat::chat::{Message, Role};
+use moat::chat::Message;
 use moat::config::SamplingConfig;
 
 fn session(name: &str, model: &str, updated: &str, messages: Vec<Message>) -> SavedSession {
@@ -54,7 +54,6 @@ fn fill(s: &Sandbox) {
         ],
     );
     store.save(&plain, &mut SyncPoint::default(), None).unwrap();
-
 }
 
 fn ok(o: &std::process::Output) -> String {
@@ -79,7 +78,9 @@ fn list_shows_sessions_newest_first_and_hides_logged_runs_unless_all() {
     assert!(!out.contains("ask-"), "{out}");
     assert!(stderr(&o).contains("1 logged run(s)") && stderr(&o).contains("--all"), "{}", stderr(&o));
     // CJK names take two columns each: the MODEL column starts at one terminal column.
-    let col = |l: &str| unicode_width::UnicodeWidthStr::width(&l[..l.find("smollm2").unwrap_or_else(|| l.find("MODEL").unwrap())]);
+    let col = |l: &str| {
+        unicode_width::UnicodeWidthStr::width(&l[..l.find("smollm2").unwrap_or_else(|| l.find("MODEL").unwrap())])
+    };
     assert_eq!(col(lines[0]), col(lines[1]));
     assert_eq!(col(lines[1]), col(lines[2]), "{out}");
 
@@ -91,7 +92,10 @@ fn list_shows_sessions_newest_first_and_hides_logged_runs_unless_all() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(&o)).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["plain", "市场营销"]);
-    assert_eq!((rows[1]["messages"].as_u64(), rows[1]["stored"].as_u64(), rows[1]["branches"].as_u64()), (Some(2), Some(3), Some(2)));
+    assert_eq!(
+        (rows[1]["messages"].as_u64(), rows[1]["stored"].as_u64(), rows[1]["branches"].as_u64()),
+        (Some(2), Some(3), Some(2))
+    );
 }
 
 #[test]
@@ -101,9 +105,11 @@ fn show_prints_a_safe_transcript_and_the_branches() {
     let out = ok(&moat(&s, &["sessions", "show", "市场营销"], ""));
     assert!(out.contains("── user ──\n上海的市场营销策略是什么？"), "{out}");
     assert!(out.contains("── assistant ──\n营销策略：先做品牌，再做渠道"), "{out}");
-    assert!(!out.contains("first answer"), "the active branch only: {out}");
+    let transcript = &out[..out.find("\nbranches (").expect("a branch list")];
+    assert!(!transcript.contains("first answer"), "the active branch only: {out}");
     assert!(out.contains("branch 2 of 2"), "{out}");
-    let marks: Vec<&str> = out.lines().filter(|l| l.starts_with("  * ") || (l.starts_with("    ") && !l.contains("MESSAGES"))).collect();
+    let marks: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("  * ") || (l.starts_with("    ") && !l.contains("MESSAGES"))).collect();
     assert_eq!(marks.len(), 2, "{out}");
     assert!(marks[1].starts_with("  *  2") && marks[1].contains("营销策略"), "{marks:?}");
     assert!(marks[0].contains("first answer about lighthouses"), "{marks:?}");
@@ -157,11 +163,16 @@ fn export_and_import_round_trip_json_with_every_branch_and_markdown() {
     assert_fails(&moat(&s, &["sessions", "export", "plain", "-o", file_arg], ""), 2, "already exists");
     assert_eq!(std::fs::read(&file).unwrap(), written);
 
-    assert_eq!(ok(&moat(&s, &["sessions", "import", file_arg, "--as", "copy"], "")), format!("imported {file_arg} as copy\n"));
+    assert_eq!(
+        ok(&moat(&s, &["sessions", "import", file_arg, "--as", "copy"], "")),
+        format!("imported {file_arg} as copy\n")
+    );
     let store = SessionStore::open(&s.path("data")).unwrap();
     let (a, b) = (store.load("市场营销").unwrap(), store.load("copy").unwrap());
     assert_eq!(a.messages, b.messages);
-    let leaves = |n: &str| store.branches(n).unwrap().into_iter().map(|b| (b.messages, b.last.content, b.active)).collect::<Vec<_>>();
+    let leaves = |n: &str| {
+        store.branches(n).unwrap().into_iter().map(|b| (b.messages, b.last.content, b.active)).collect::<Vec<_>>()
+    };
     assert_eq!(leaves("copy"), leaves("市场营销"), "both branches, the same one active");
 
     // Without --all only the active path travels; from stdin too.
@@ -214,12 +225,19 @@ fn history_search_finds_english_and_chinese_with_filters() {
     let out = ok(&o);
     let blocks: Vec<&str> = out.split("\n\n").collect();
     assert_eq!(blocks.len(), 4, "every branch and logged runs too: {out}");
-    assert!(blocks[0].starts_with("plain · assistant · ") && blocks[0].ends_with(" · smollm2-135m\n  The lighthouse keeper kept the light."), "{out}");
+    assert!(
+        blocks[0].starts_with("plain · assistant · ")
+            && blocks[0].ends_with(" · smollm2-135m\n  The lighthouse keeper kept the light."),
+        "{out}"
+    );
     assert!(!out.contains("[31m") && !out.contains("pwned"), "{out}");
 
     let out = ok(&search(&s, &["营销策略"]));
     assert_eq!(out.lines().filter(|l| l.starts_with("市场营销 · ")).count(), 2, "{out}");
-    assert!(out.contains("市场营销 · assistant · ") && out.contains(" · qwen-7b-instruct\n  营销策略：先做品牌，再做渠道"), "the reply's own model: {out}");
+    assert!(
+        out.contains("市场营销 · assistant · ") && out.contains(" · qwen-7b-instruct\n  营销策略：先做品牌，再做渠道"),
+        "the reply's own model: {out}"
+    );
 
     let heads = |o: &std::process::Output| -> Vec<String> {
         ok(o).lines().filter(|l| !l.starts_with("  ") && !l.is_empty()).map(String::from).collect()
@@ -244,7 +262,10 @@ fn history_search_finds_english_and_chinese_with_filters() {
     let hits: Vec<serde_json::Value> = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0]["role"], "assistant");
-    assert!(hits[0]["snippet"].as_array().unwrap().iter().any(|p| p["match"] == true && p["text"] == "营销"), "{hits:?}");
+    assert!(
+        hits[0]["snippet"].as_array().unwrap().iter().any(|p| p["match"] == true && p["text"] == "营销"),
+        "{hits:?}"
+    );
 
     let o = search(&s, &["submarine"]);
     assert_eq!(o.status.code(), Some(1));
@@ -263,10 +284,11 @@ fn a_damaged_database_is_refused_then_moved_aside_and_a_new_one_starts() {
     std::fs::create_dir_all(s.path("data")).unwrap();
     let junk = vec![b'x'; 8192];
     std::fs::write(s.path("data/moat.db"), &junk).unwrap();
-    std::fs::write(s.path("data/moat.db-wal"), b"stale wal").unwrap();
     assert_fails(&moat(&s, &["sessions", "list"], ""), 1, "moat sessions move-aside");
     assert_fails(&search(&s, &["anything"]), 1, "is damaged");
     assert_eq!(std::fs::read(s.path("data/moat.db")).unwrap(), junk, "never written to");
+    // A -wal beside it goes with it, untouched by the check that it is damaged.
+    std::fs::write(s.path("data/moat.db-wal"), b"stale wal").unwrap();
 
     let o = moat(&s, &["sessions", "move-aside"], "");
     let out = ok(&o);
@@ -277,6 +299,7 @@ fn a_damaged_database_is_refused_then_moved_aside_and_a_new_one_starts() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].starts_with("moat.db.damaged-") && names[1] == format!("{}-wal", names[0]), "{names:?}");
     assert_eq!(std::fs::read(s.path("data").join(&names[0])).unwrap(), junk, "kept as it was");
+    assert_eq!(std::fs::read(s.path("data").join(&names[1])).unwrap(), b"stale wal");
 
     let o = moat(&s, &["sessions", "list"], "");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -287,4 +310,25 @@ fn a_damaged_database_is_refused_then_moved_aside_and_a_new_one_starts() {
     ok(&moat(&s, &["sessions", "move-aside", "--force"], ""));
     assert!(!s.path("data/moat.db").exists());
     assert_fails(&moat(&s, &["sessions", "move-aside"], ""), 2, "nothing to move aside");
+}
+
+#[test]
+fn tab_completes_session_names_and_never_creates_the_database() {
+    let s = Sandbox::new();
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut c = s.moat();
+        c.env("MOAT_COMPLETE", "bash").env("_CLAP_COMPLETE_INDEX", words.len().to_string());
+        c.args(["--", "moat"]).args(words);
+        let o = crate::common::run(c, b"");
+        assert!(o.status.success(), "{words:?}: {}", stderr(&o));
+        stdout(&o).lines().map(str::to_string).collect()
+    };
+    let none = complete(&["sessions", "show", ""]);
+    assert!(none.iter().all(|w| w.starts_with('-')), "flags only: {none:?}");
+    assert!(!s.path("data/moat.db").exists(), "Tab does not create the database");
+    fill(&s);
+    assert_eq!(complete(&["sessions", "show", "市"]), ["市场营销"]);
+    assert_eq!(complete(&["sessions", "rm", "plain", "p"]), ["plain"]);
+    assert_eq!(complete(&["repl", "--session", "ask-"]), ["ask-2020-01-01-1000-00-abcd"]);
+    assert_eq!(complete(&["history", "search", "x", "--session", "pl"]), ["plain"]);
 }
