@@ -400,7 +400,7 @@ pub struct HistorySearchArgs {
     pub model: Option<String>,
     /// Only messages written since WHEN: YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] (local time), or a
     /// time ago: 30m, 12h, 7d, 2w.
-    #[arg(long, value_name = "WHEN", value_parser = super::sessions_cmd::parse_since_now)]
+    #[arg(long, value_name = "WHEN", value_parser = super::since::parse_since_now)]
     pub since: Option<String>,
     /// Only this session.
     #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]

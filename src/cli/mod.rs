@@ -18,6 +18,7 @@ mod run;
 mod run_log;
 mod sessions_cmd;
 mod setup;
+mod since;
 
 pub use args::{Cli, MoatCommand};
 
