@@ -31,7 +31,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Not a SQLite file, a corrupt one, or one from a newer moat: never written to.
-    #[error("session database {path} is damaged or not a moat database ({why}); move it away to start a new one (it is left as it is)")]
+    #[error("session database {path} is damaged or not a moat database ({why}); it is left as it is: `moat sessions move-aside` renames it so that a new one can start")]
     Damaged { path: String, why: String },
     /// Another process held the database for longer than [`BUSY_TIMEOUT`].
     #[error("session database {path} stayed busy for {}s (another moat process is writing); not saved this time", BUSY_TIMEOUT.as_secs())]

@@ -164,6 +164,8 @@ fn fold(c: char) -> char {
 /// Up to `width` characters of `content` around the first occurrence of any of `words`, white
 /// space runs made one space, in pieces with the occurrences marked.
 pub fn snippet(content: &str, words: &[String], width: usize) -> Vec<(String, bool)> {
+    // Escape sequences go whole first: mapping only their ESC to a space would leave `[31m` shown.
+    let content = crate::render::sanitize(content);
     let mut text: Vec<char> = Vec::with_capacity(content.len());
     for c in content.chars() {
         let c = if c.is_whitespace() || c.is_control() { ' ' } else { c };
@@ -309,7 +311,8 @@ mod tests {
         assert!(s.starts_with('…') && s.ends_with('…') && s.contains("[needle]"), "{s}");
         assert_eq!(s.chars().count(), 40 + 2 + 2, "{s}");
         assert_eq!(shown(&snippet("上海的市场营销策略", &words(&["营销"]), 100)), "上海的市场[营销]策略");
-        assert_eq!(shown(&snippet("no match \x1b[31m here", &words(&["zzz"]), 100)), "no match [31m here");
+        assert_eq!(shown(&snippet("no match \x1b[31m here", &words(&["zzz"]), 100)), "no match here");
+        assert_eq!(shown(&snippet("a \x1b]0;title\x07b\u{202e}c", &words(&["b"]), 100)), "a [b]c");
         assert!(snippet("", &words(&["x"]), 10).is_empty());
     }
 }

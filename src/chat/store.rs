@@ -457,6 +457,51 @@ impl SessionStore {
         self.load(name)
     }
 
+    /// The messages of branch `n` of `name` (1-based, as [`SessionStore::branches`] numbers
+    /// them), root first, without making it the active one (`moat sessions show --branch N`).
+    /// Errors: [`SessionError::NoBranch`], [`SessionError::NotFound`], database errors.
+    pub fn branch_messages(&self, name: &str, n: usize) -> Result<Vec<Message>, SessionError> {
+        let branches = self.branches(name)?;
+        let Some(b) = branches.get(n.wrapping_sub(1)) else {
+            return Err(SessionError::NoBranch { session: name.into(), n });
+        };
+        Ok(self.sqlite(path_to(&self.conn, b.leaf))?.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Checks the database file in `data_dir` without changing anything on disk, not even
+    /// SQLite's own -wal/-shm housekeeping (an ordinary open of a damaged file deletes a -wal it
+    /// cannot use): the main file is opened read-only and immutable, then its header, schema
+    /// version and every page (`PRAGMA quick_check`) are read. For `moat sessions move-aside`,
+    /// which keeps what it moves as it was. Errors: [`DbError::Damaged`] (with SQLite's first
+    /// finding), [`DbError::Unavailable`] (no file, unreadable).
+    pub fn check_file(data_dir: &Path) -> Result<(), SessionError> {
+        use rusqlite::OpenFlags;
+        let path = data_dir.join(DB_FILE);
+        let err = |e| DbError::from_sqlite(&path, e);
+        let mut uri = String::from("file:");
+        for c in path.to_string_lossy().chars() {
+            match c {
+                '%' => uri.push_str("%25"),
+                '?' => uri.push_str("%3f"),
+                '#' => uri.push_str("%23"),
+                c => uri.push(c),
+            }
+        }
+        uri.push_str("?mode=ro&immutable=1");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&uri, flags).map_err(err)?;
+        let damaged = |why: String| DbError::Damaged { path: path.display().to_string(), why };
+        let found: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(err)?;
+        if !found.eq_ignore_ascii_case("ok") {
+            return Err(damaged(found.split_whitespace().collect::<Vec<_>>().join(" ")).into());
+        }
+        let version = db::version(&conn).map_err(err)?;
+        if version > db::SCHEMA_VERSION {
+            return Err(damaged(format!("schema version {version}: written by a newer moat")).into());
+        }
+        Ok(())
+    }
+
     /// Opens the session that holds message `id` on a branch through it: the active path when
     /// the message is on it, otherwise the newest branch below the message (which becomes the
     /// active one). Returns the session and the message's index in its messages. Errors:

@@ -43,6 +43,13 @@ pub enum MoatCommand {
     Doctor(DoctorArgs),
     /// Classify lines of text (sentiment by default, or any --labels), evaluate, or train a head.
     Classify(Box<ClassifyArgs>),
+    /// Saved conversations: list, show, remove, rename, export and import them; move a damaged
+    /// session database aside.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Stored messages of every conversation (chats, REPL sessions, logged asks and runs).
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Show where moat's files are and the configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -156,7 +163,7 @@ pub struct ChatArgs {
     #[arg(long, conflicts_with = "session")]
     pub resume: bool,
     /// Open (or start) the session NAME.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
     pub session: Option<String>,
     /// Do not save this conversation.
     #[arg(long)]
@@ -296,6 +303,122 @@ pub struct RunArgs {
     /// the session database (named run-DATE-TIME-XXXX).
     #[arg(long)]
     pub log: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Saved sessions, newest first: name, messages on the active branch, branches, model, last
+    /// update. Logged runs (ask-*, run-*) are left out unless --all.
+    List {
+        /// One JSON array of objects (name, model, created, updated, messages, stored, branches).
+        #[arg(long)]
+        json: bool,
+        /// Include the conversations of `moat ask --log` and `moat run --log`.
+        #[arg(long)]
+        all: bool,
+    },
+    /// A session's conversation as a transcript, and its branches when it has several.
+    Show {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
+        name: String,
+        /// Show branch N (as the branch list numbers them) instead of the active one; the active
+        /// branch stays as it is.
+        #[arg(long, value_name = "N")]
+        branch: Option<usize>,
+    },
+    /// Delete sessions with every message and branch.
+    Rm {
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
+        names: Vec<String>,
+    },
+    /// Give a session another name.
+    Rename {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
+        old: String,
+        new: String,
+    },
+    /// Write a session out as JSON (the session file format, importable) or Markdown (to read).
+    Export {
+        #[arg(add = ArgValueCompleter::new(candidates::session_names))]
+        name: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Every branch, not just the active one (JSON: the whole message tree).
+        #[arg(long)]
+        all: bool,
+        /// Write to FILE (atomically) instead of stdout.
+        #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        output: Option<PathBuf>,
+        /// With -o: replace FILE when it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
+    /// Add sessions from JSON files (`moat sessions export`, or session files of earlier
+    /// versions); FILE `-` reads stdin.
+    Import {
+        #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        files: Vec<PathBuf>,
+        /// Import under this name instead of the file's own (one FILE only).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Rename a damaged session database (moat.db and its -wal/-shm files) to
+    /// moat.db.damaged-DATE-TIME, so that the next run starts a new one; the old file is kept.
+    MoveAside {
+        /// Move it even though it opens and reads fine.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `moat sessions export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    #[value(alias = "markdown")]
+    Md,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Find messages that hold all the words (or "quoted phrases"), newest first, with the
+    /// matches highlighted; Chinese and other text without spaces matches too. Exit 1 when
+    /// nothing matches.
+    Search(HistorySearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistorySearchArgs {
+    /// Words that must all occur, in any order, case-insensitively.
+    #[arg(required = true, value_name = "QUERY")]
+    pub query: Vec<String>,
+    /// Only messages of this role.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Only messages whose model name contains SUBSTR (case-insensitive).
+    #[arg(long, value_name = "SUBSTR")]
+    pub model: Option<String>,
+    /// Only messages written since WHEN: YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] (local time), or a
+    /// time ago: 30m, 12h, 7d, 2w.
+    #[arg(long, value_name = "WHEN", value_parser = super::since::parse_since_now)]
+    pub since: Option<String>,
+    /// Only this session.
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(candidates::session_names))]
+    pub session: Option<String>,
+    /// At most this many hits.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// One JSON array of hits (id, session, role, created, model, snippet, content).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    User,
+    Assistant,
+    System,
 }
 
 #[derive(Debug, Args)]

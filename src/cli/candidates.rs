@@ -53,3 +53,24 @@ pub fn prompt_ids(current: &OsStr) -> Vec<CompletionCandidate> {
         })
         .collect()
 }
+
+/// Candidates for a session name (`sessions show|rm|rename|export`, `--session`): the saved
+/// sessions starting with what was typed, newest first, each with its size and last update. Tab
+/// never creates the session database: with none (or a damaged one) there are no candidates.
+pub fn session_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    let Ok(paths) = crate::config::Paths::from_env() else { return Vec::new() };
+    if !paths.data_dir.join(crate::chat::store::DB_FILE).is_file() {
+        return Vec::new();
+    }
+    let Ok(store) = crate::chat::store::SessionStore::open(&paths.data_dir) else { return Vec::new() };
+    store
+        .list()
+        .into_iter()
+        .filter(|s| s.name.starts_with(typed.as_ref()))
+        .map(|s| {
+            let help = format!("{} messages, updated {}", s.messages, s.updated);
+            CompletionCandidate::new(&s.name).help(Some(help.into()))
+        })
+        .collect()
+}

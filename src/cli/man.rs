@@ -57,7 +57,15 @@ mod tests {
     fn one_page_per_command_with_the_sampling_flags_on_the_top_one() {
         let pages = super::pages();
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
-        for want in ["moat.1", "moat-ask.1", "moat-models-pull.1", "moat-completions.1", "moat-man.1"] {
+        for want in [
+            "moat.1",
+            "moat-ask.1",
+            "moat-models-pull.1",
+            "moat-completions.1",
+            "moat-man.1",
+            "moat-sessions-move-aside.1",
+            "moat-history-search.1",
+        ] {
             assert!(names.contains(&want), "{want} in {names:?}");
         }
         assert!(!names.contains(&"moat-help.1"), "{names:?}");

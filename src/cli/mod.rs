@@ -16,7 +16,9 @@ mod prompts_cmd;
 mod repl;
 mod run;
 mod run_log;
+mod sessions_cmd;
 mod setup;
+mod since;
 
 pub use args::{Cli, MoatCommand};
 
@@ -103,6 +105,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(MoatCommand::Prompts(p)) => prompts_cmd::run(&cli.model, p),
         Some(MoatCommand::Run(r)) => run::run(&cli.model, r),
         Some(MoatCommand::Doctor(d)) => doctor::run(&cli.model, d),
+        Some(MoatCommand::Sessions(c)) => sessions_cmd::run(c),
+        Some(MoatCommand::History(c)) => sessions_cmd::history(c),
         Some(MoatCommand::Config(c)) => config_cmd::run(&cli.model, c),
         Some(MoatCommand::Classify(c)) => classify::run(&cli.model, *c),
         Some(MoatCommand::Completions(c)) => completions::run(c.shell),

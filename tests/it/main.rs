@@ -22,4 +22,5 @@ mod remote;
 mod repl;
 mod repl_tty;
 mod sessions;
+mod sessions_cli;
 mod tui_e2e;
