@@ -62,6 +62,13 @@ fn one_line(s: &str) -> String {
 /// timeout set, but does not migrate it: see [`migrate`].
 pub fn connect(path: &Path) -> Result<Connection, DbError> {
     let err = |e| DbError::from_sqlite(path, e);
+    // A read-write open of a file that is not a database deletes the `-wal` beside it, so an
+    // existing file is first read without touching anything: a damaged one stays as it was found.
+    if path.exists() {
+        open_untouched(path)
+            .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())))
+            .map_err(err)?;
+    }
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     // The first statement that reads the file: a file that is not a database fails here.
@@ -74,6 +81,25 @@ pub fn connect(path: &Path) -> Result<Connection, DbError> {
     }
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").map_err(err)?;
     Ok(conn)
+}
+
+/// Opens `path` read-only and immutable (SQLite neither writes nor deletes anything: not the
+/// file, not its `-wal` or `-shm`), to look at a file that may be damaged. What it reads is the
+/// file as last checkpointed.
+pub fn open_untouched(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&uri, flags)
 }
 
 /// The file's schema version (0 for a new, empty file).
@@ -207,11 +233,14 @@ mod tests {
         let path = dir.path().join("moat.db");
         let junk = b"this is not sqlite at all, just some bytes that are long enough to look like a header....";
         std::fs::write(&path, junk).unwrap();
+        let wal = dir.path().join("moat.db-wal");
+        std::fs::write(&wal, b"whatever was in the write-ahead log").unwrap();
         let Err(err) = connect(&path) else { panic!("refused") };
         assert!(matches!(err, DbError::Damaged { .. }), "{err}");
         let line = err.to_string();
         assert!(line.contains("moat.db") && !line.contains('\n'), "{line}");
         assert_eq!(std::fs::read(&path).unwrap(), junk);
+        assert_eq!(std::fs::read(&wal).unwrap(), b"whatever was in the write-ahead log", "the -wal is kept too");
     }
 
     #[test]

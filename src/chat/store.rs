@@ -475,21 +475,9 @@ impl SessionStore {
     /// which keeps what it moves as it was. Errors: [`DbError::Damaged`] (with SQLite's first
     /// finding), [`DbError::Unavailable`] (no file, unreadable).
     pub fn check_file(data_dir: &Path) -> Result<(), SessionError> {
-        use rusqlite::OpenFlags;
         let path = data_dir.join(DB_FILE);
         let err = |e| DbError::from_sqlite(&path, e);
-        let mut uri = String::from("file:");
-        for c in path.to_string_lossy().chars() {
-            match c {
-                '%' => uri.push_str("%25"),
-                '?' => uri.push_str("%3f"),
-                '#' => uri.push_str("%23"),
-                c => uri.push(c),
-            }
-        }
-        uri.push_str("?mode=ro&immutable=1");
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&uri, flags).map_err(err)?;
+        let conn = db::open_untouched(&path).map_err(err)?;
         let damaged = |why: String| DbError::Damaged { path: path.display().to_string(), why };
         let found: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(err)?;
         if !found.eq_ignore_ascii_case("ok") {
