@@ -100,7 +100,8 @@ pub struct ChatSession {
 pub const SEARCH_HITS: usize = 10;
 
 /// What `/branches`, `/search` and `/open` say when there is no session database.
-const NO_STORE: &str = "no session database in this run (--no-save, or it could not be opened): nothing to list or open";
+const NO_STORE: &str =
+    "no session database in this run (--no-save, or it could not be opened): nothing to list or open";
 
 impl ChatSession {
     pub fn new(config: &Config, store: Option<SessionStore>) -> ChatSession {
@@ -408,9 +409,11 @@ impl ChatSession {
             let head = format!("{mark}{:>3}  {:>3} messages", b.n, b.messages);
             let line = if b.active {
                 format!("{head} · active · ends {}", excerpt(&b.last.content, 40))
+            } else if b.shared + 1 >= b.messages {
+                format!("{head} · differs at message {}: {}", b.shared + 1, excerpt(&b.first.content, 40))
             } else {
                 format!(
-                    "{head} · leaves at message {}: {} … ends {}",
+                    "{head} · differs at message {}: {} … ends {}",
                     b.shared + 1,
                     excerpt(&b.first.content, 24),
                     excerpt(&b.last.content, 24)
@@ -708,7 +711,7 @@ mod tests {
         let listed = note(&s.execute(SlashCommand::Branches(None), false));
         let lines: Vec<&str> = listed.lines().collect();
         assert_eq!(lines.len(), 4, "{listed}");
-        assert!(lines[1].starts_with("   1    3 messages · leaves at message 3: \"Apple.\""), "{listed}");
+        assert_eq!(lines[1], "   1    3 messages · differs at message 3: \"Apple.\"", "{listed}");
         assert!(lines[2].contains("\"Banana, ripe.\""), "white space flattened: {listed}");
         assert!(lines[3].starts_with("*  3    3 messages · active · ends \"Cherry.\""), "{listed}");
 
@@ -728,6 +731,11 @@ mod tests {
         assert_eq!(stored, ["Be brief.", "Name a fruit.", "Apple.", "Another?", "Pear."]);
         assert_eq!(s.store().unwrap().branches(&name).unwrap().len(), 3, "no new branch from continuing one");
 
+        s.execute(SlashCommand::Branches(Some(2)), false);
+        let listed = note(&s.execute(SlashCommand::Branches(None), false));
+        // Branch 1 grew (Pear.) and kept its number.
+        assert!(listed.contains("   1    5 messages · differs at message 3: \"Apple.\" … ends \"Pear.\""), "{listed}");
+        assert!(listed.contains("*  2    3 messages · active"), "{listed}");
         let err = note(&s.execute(SlashCommand::Branches(Some(9)), false));
         assert!(err.contains("no branch 9"), "{err}");
     }
@@ -766,7 +774,9 @@ mod tests {
         assert_eq!(s.last_reply.as_deref(), Some("Pricing depends on volume."));
 
         assert!(note(&s.execute(SlashCommand::Open(5), false)).contains("/open 1 to /open 1"));
-        assert!(note(&s.execute(SlashCommand::Search("nowhere-to-be-found".into()), false)).contains("no saved message"));
+        assert!(
+            note(&s.execute(SlashCommand::Search("nowhere-to-be-found".into()), false)).contains("no saved message")
+        );
     }
 
     #[test]

@@ -136,7 +136,7 @@ fn answer(engine: &Engine, session: &mut moat::chat::session::ChatSession, task:
 fn a_switched_branch_decodes_only_what_differs_from_the_cache() {
     use moat::chat::session::{ChatSession, Outcome};
     use moat::chat::store::SessionStore;
-    use moat::commands::{SlashCommand, Setting};
+    use moat::commands::{Setting, SlashCommand};
     let dir = tempfile::tempdir().unwrap();
     let engine = common::engine(2048);
     let mut config = moat::config::Config::default();
