@@ -397,11 +397,10 @@ fn repl_lists_and_switches_branches_and_opens_a_search_hit() {
     let o = run(c, script.as_bytes());
     let (out, err) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{err}");
-    eprintln!("{out}");
     assert_eq!(out.matches("the previous reply is kept: /branches").count(), 1, "{out}");
     let listed: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("branches of session fruit")).take(4).collect();
     assert_eq!(listed.len(), 4, "{out}");
-    assert!(listed[1].starts_with("   1 ") && listed[1].contains("ends \"reply 1\""), "{out}");
+    assert_eq!(listed[1], "   1    2 messages · differs at message 2: \"reply 1\"", "{out}");
     assert!(listed[3].starts_with("*  3 ") && listed[3].contains("active · ends \"reply 3\""), "{out}");
     assert!(out.contains("switched to branch 1 of session fruit"), "{out}");
     // Newest first: reply 3, reply 2, reply 1; hit 2 is on branch 2.
