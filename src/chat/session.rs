@@ -393,7 +393,9 @@ impl ChatSession {
         Some(Outcome::Note("the previous reply is kept: /branches lists and switches".into()))
     }
 
-    /// `/branches`: one line per branch, the active one marked with `*`.
+    /// `/branches`: one line per branch, the active one marked with `*`: its number, its length in
+    /// messages, where it leaves the active path (1-based message index) and the first words of the
+    /// message there and of its last one.
     fn list_branches(&self) -> Outcome {
         let Some(store) = &self.store else { return Outcome::Error(NO_STORE.into()) };
         let branches = match store.branches(&self.name) {
@@ -407,16 +409,17 @@ impl ChatSession {
         for b in &branches {
             let mark = if b.active { '*' } else { ' ' };
             let head = format!("{mark}{:>3}  {:>3} messages", b.n, b.messages);
+            // One line of at most 80 columns: what comes before the excerpts takes up to 37.
             let line = if b.active {
-                format!("{head} · active · ends {}", excerpt(&b.last.content, 40))
+                format!("{head} · active: {}", excerpt(&b.last.content, 40))
             } else if b.shared + 1 >= b.messages {
-                format!("{head} · differs at message {}: {}", b.shared + 1, excerpt(&b.first.content, 40))
+                format!("{head} · differs at {}: {}", b.shared + 1, excerpt(&b.first.content, 40))
             } else {
                 format!(
-                    "{head} · differs at message {}: {} … ends {}",
+                    "{head} · differs at {}: {} … {}",
                     b.shared + 1,
-                    excerpt(&b.first.content, 24),
-                    excerpt(&b.last.content, 24)
+                    excerpt(&b.first.content, 16),
+                    excerpt(&b.last.content, 16)
                 )
             };
             lines.push(line);
@@ -639,13 +642,19 @@ impl ChatSession {
     }
 }
 
-/// The first `chars` characters of `text` on one line (runs of white space become one space),
-/// with `…` when cut, quoted. Front ends sanitise it.
-fn excerpt(text: &str, chars: usize) -> String {
+/// The start of `text` on one line (runs of white space become one space), sanitised, at most
+/// `cols` terminal columns (CJK characters take two), with `…` when cut, quoted.
+fn excerpt(text: &str, cols: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
     let flat = crate::render::sanitize(text).split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = flat.chars().take(chars).collect();
-    if flat.chars().count() > chars {
-        out.push('…');
+    let (mut out, mut used) = (String::new(), 0);
+    for c in flat.chars() {
+        used += c.width().unwrap_or(0);
+        if used > cols {
+            out.push('…');
+            break;
+        }
+        out.push(c);
     }
     format!("\"{out}\"")
 }
@@ -703,7 +712,7 @@ mod tests {
         assert!(matches!(first[0], Outcome::Reset), "{first:?}");
         assert!(note(&first).contains("/branches"), "the hint comes with the first /regen: {first:?}");
         assert!(matches!(first.last(), Some(Outcome::Send(_))));
-        reply(&mut s, "Banana,\n\tripe.");
+        reply(&mut s, "Banana,\n\tripe. 香蕉很好吃，又甜又软，而且便宜。");
         let second = s.execute(SlashCommand::Regen, false);
         assert_eq!(note(&second), "", "the hint comes once");
         reply(&mut s, "Cherry.");
@@ -711,9 +720,11 @@ mod tests {
         let listed = note(&s.execute(SlashCommand::Branches(None), false));
         let lines: Vec<&str> = listed.lines().collect();
         assert_eq!(lines.len(), 4, "{listed}");
-        assert_eq!(lines[1], "   1    3 messages · differs at message 3: \"Apple.\"", "{listed}");
-        assert!(lines[2].contains("\"Banana, ripe.\""), "white space flattened: {listed}");
-        assert!(lines[3].starts_with("*  3    3 messages · active · ends \"Cherry.\""), "{listed}");
+        assert_eq!(lines[1], "   1    3 messages · differs at 3: \"Apple.\"", "{listed}");
+        // White space flattened, cut to 40 columns (a CJK character takes two).
+        assert!(lines[2].ends_with("\"Banana, ripe. 香蕉很好吃，又甜又软，而且…\""), "{listed}");
+        assert!(listed.lines().all(|l| unicode_width::UnicodeWidthStr::width(l) <= 80), "{listed}");
+        assert!(lines[3].starts_with("*  3    3 messages · active: \"Cherry.\""), "{listed}");
 
         assert!(note(&s.execute(SlashCommand::Branches(Some(1)), true)).contains("stop it first"));
         let out = s.execute(SlashCommand::Branches(Some(1)), false);
@@ -734,7 +745,7 @@ mod tests {
         s.execute(SlashCommand::Branches(Some(2)), false);
         let listed = note(&s.execute(SlashCommand::Branches(None), false));
         // Branch 1 grew (Pear.) and kept its number.
-        assert!(listed.contains("   1    5 messages · differs at message 3: \"Apple.\" … ends \"Pear.\""), "{listed}");
+        assert!(listed.contains("   1    5 messages · differs at 3: \"Apple.\" … \"Pear.\""), "{listed}");
         assert!(listed.contains("*  2    3 messages · active"), "{listed}");
         let err = note(&s.execute(SlashCommand::Branches(Some(9)), false));
         assert!(err.contains("no branch 9"), "{err}");

@@ -400,8 +400,8 @@ fn repl_lists_and_switches_branches_and_opens_a_search_hit() {
     assert_eq!(out.matches("the previous reply is kept: /branches").count(), 1, "{out}");
     let listed: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("branches of session fruit")).take(4).collect();
     assert_eq!(listed.len(), 4, "{out}");
-    assert_eq!(listed[1], "   1    2 messages · differs at message 2: \"reply 1\"", "{out}");
-    assert!(listed[3].starts_with("*  3 ") && listed[3].contains("active · ends \"reply 3\""), "{out}");
+    assert_eq!(listed[1], "   1    2 messages · differs at 2: \"reply 1\"", "{out}");
+    assert!(listed[3].starts_with("*  3 ") && listed[3].contains("active: \"reply 3\""), "{out}");
     assert!(out.contains("switched to branch 1 of session fruit"), "{out}");
     // Newest first: reply 3, reply 2, reply 1; hit 2 is on branch 2.
     let hits: Vec<&str> = out.lines().filter(|l| l.contains("fruit · assistant · ")).collect();
