@@ -162,9 +162,9 @@ fn fold(c: char) -> char {
 }
 
 /// Up to `width` characters of `content` around the first occurrence of any of `words`, white
-/// space runs made one space, in pieces with the occurrences marked.
+/// space runs made one space, in pieces with the occurrences marked. Escape sequences in the
+/// stored text go whole ([`crate::render::sanitize`]), so none leaves residue such as `[31m`.
 pub fn snippet(content: &str, words: &[String], width: usize) -> Vec<(String, bool)> {
-    // Escape sequences go whole first: mapping only their ESC to a space would leave `[31m` shown.
     let content = crate::render::sanitize(content);
     let mut text: Vec<char> = Vec::with_capacity(content.len());
     for c in content.chars() {

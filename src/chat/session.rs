@@ -3,7 +3,8 @@
 //! REPL) only decide how to show the [`Outcome`]s.
 
 use super::prompt_job::{self, PromptJob};
-use super::store::{self, SavedSession, SessionStore};
+use super::search::{SearchHit, SearchQuery};
+use super::store::{self, SavedSession, SessionError, SessionStore};
 use super::{Conversation, Message, Role};
 use crate::commands::{self, SlashCommand};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
@@ -42,6 +43,13 @@ pub enum Outcome {
     Reset,
     /// Put this text in the input line for editing.
     Edit(String),
+    /// A list with marked parts (`/search` hits): `head`, then one line per row, each row in
+    /// pieces where `true` marks text to emphasise (a match). The text is as stored: front ends
+    /// sanitise it.
+    Listing {
+        head: String,
+        rows: Vec<Vec<(String, bool)>>,
+    },
     /// Turn the per-reply figures line on or off.
     StatsLine(bool),
     /// Run a library prompt or script; its result becomes the reply.
@@ -82,7 +90,18 @@ pub struct ChatSession {
     pub classify: Option<crate::classify::mode::ClassifyMode>,
     /// The loaded model's labels when it is a sequence classifier (it cannot chat then).
     pub classifier_labels: Vec<String>,
+    /// The hits of the last `/search`, for `/open N`.
+    hits: Vec<SearchHit>,
+    /// `/regen` or `/edit` has said once that the old reply stays as a branch.
+    told_branches: bool,
 }
+
+/// How many hits `/search` lists.
+pub const SEARCH_HITS: usize = 10;
+
+/// What `/branches`, `/search` and `/open` say when there is no session database.
+const NO_STORE: &str =
+    "no session database in this run (--no-save, or it could not be opened): nothing to list or open";
 
 impl ChatSession {
     pub fn new(config: &Config, store: Option<SessionStore>) -> ChatSession {
@@ -106,6 +125,8 @@ impl ChatSession {
             pending_prompt: None,
             classify: None,
             classifier_labels: Vec::new(),
+            hits: Vec::new(),
+            told_branches: false,
         }
     }
 
@@ -226,6 +247,8 @@ impl ChatSession {
                 | SlashCommand::Regen
                 | SlashCommand::Edit
                 | SlashCommand::Load(_)
+                | SlashCommand::Branches(Some(_))
+                | SlashCommand::Open(_)
         );
         if busy && rewrites {
             return vec![Outcome::Error("a reply is still coming; stop it first (Esc or Ctrl+C)".into())];
@@ -281,13 +304,27 @@ impl ChatSession {
             }
             SlashCommand::Show => one(Outcome::Note(self.show())),
             SlashCommand::Regen => match self.unwind_to_last_user(false) {
-                Some(_) => vec![Outcome::Reset, Outcome::Send(self.request())],
+                Some(_) => {
+                    let mut out = vec![Outcome::Reset];
+                    out.extend(self.branch_hint());
+                    out.push(Outcome::Send(self.request()));
+                    out
+                }
                 None => one(Outcome::Error("nothing to answer again yet".into())),
             },
             SlashCommand::Edit => match self.unwind_to_last_user(true) {
-                Some(text) => vec![Outcome::Reset, Outcome::Edit(text)],
+                Some(text) => {
+                    let mut out = vec![Outcome::Reset];
+                    out.extend(self.branch_hint());
+                    out.push(Outcome::Edit(text));
+                    out
+                }
                 None => one(Outcome::Error("no message to edit yet".into())),
             },
+            SlashCommand::Branches(None) => one(self.list_branches()),
+            SlashCommand::Branches(Some(n)) => self.switch_branch(n),
+            SlashCommand::Search(text) => one(self.search(&text)),
+            SlashCommand::Open(n) => self.open_hit(n),
             SlashCommand::Copy(n) => one(self.copy(n)),
             SlashCommand::Save(name) => {
                 if let Err(e) = SessionStore::check_name(&name) {
@@ -345,6 +382,128 @@ impl ChatSession {
                 None => "no reply yet".into(),
             })),
         }
+    }
+
+    /// Once per session, when the reply being replaced is stored: where to find it again.
+    fn branch_hint(&mut self) -> Option<Outcome> {
+        if self.told_branches || self.store.is_none() || self.sync.path.is_empty() {
+            return None;
+        }
+        self.told_branches = true;
+        Some(Outcome::Note("the previous reply is kept: /branches lists and switches".into()))
+    }
+
+    /// `/branches`: one line per branch, the active one marked with `*`: its number, its length in
+    /// messages, where it leaves the active path (1-based message index) and the first words of the
+    /// message there and of its last one.
+    fn list_branches(&self) -> Outcome {
+        let Some(store) = &self.store else { return Outcome::Error(NO_STORE.into()) };
+        let branches = match store.branches(&self.name) {
+            Ok(b) => b,
+            Err(SessionError::NotFound(_)) => {
+                return Outcome::Note(format!("session {} is not saved yet: it has one branch", self.name))
+            }
+            Err(e) => return Outcome::Error(e.to_string()),
+        };
+        let mut lines = vec![format!("branches of session {} (/branches N switches):", self.name)];
+        for b in &branches {
+            let mark = if b.active { '*' } else { ' ' };
+            let head = format!("{mark}{:>3}  {:>3} messages", b.n, b.messages);
+            // One line of at most 80 columns: what comes before the excerpts takes up to 37.
+            let line = if b.active {
+                format!("{head} · active: {}", excerpt(&b.last.content, 40))
+            } else if b.shared + 1 >= b.messages {
+                format!("{head} · differs at {}: {}", b.shared + 1, excerpt(&b.first.content, 40))
+            } else {
+                format!(
+                    "{head} · differs at {}: {} … {}",
+                    b.shared + 1,
+                    excerpt(&b.first.content, 16),
+                    excerpt(&b.last.content, 16)
+                )
+            };
+            lines.push(line);
+        }
+        Outcome::Note(lines.join("\n"))
+    }
+
+    /// `/branches N`: the conversation becomes branch `n`'s path, here and in the database.
+    fn switch_branch(&mut self, n: usize) -> Vec<Outcome> {
+        let Some(store) = &self.store else { return vec![Outcome::Error(NO_STORE.into())] };
+        match store.switch_branch(&self.name, n) {
+            Ok(s) => {
+                let count = s.messages.len();
+                self.sync = s.sync;
+                self.conversation = Conversation { messages: s.messages };
+                self.last_reply = self.last_reply_in_conversation();
+                vec![
+                    Outcome::Reset,
+                    Outcome::Note(format!("switched to branch {n} of session {} ({count} messages)", self.name)),
+                ]
+            }
+            Err(SessionError::NotFound(_)) => {
+                vec![Outcome::Error(format!("session {} is not saved yet: it has no other branch", self.name))]
+            }
+            Err(e) => vec![Outcome::Error(e.to_string())],
+        }
+    }
+
+    /// `/search WORDS`: the newest [`SEARCH_HITS`] matches over every session, kept for `/open`.
+    fn search(&mut self, text: &str) -> Outcome {
+        let Some(store) = &self.store else { return Outcome::Error(NO_STORE.into()) };
+        let q = SearchQuery { text: text.to_string(), limit: SEARCH_HITS, ..Default::default() };
+        let hits = match store.search(&q) {
+            Ok(h) => h,
+            Err(e) => return Outcome::Error(e.to_string()),
+        };
+        if hits.is_empty() {
+            return Outcome::Note(format!("no saved message matches {text}"));
+        }
+        let rows = hits
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| {
+                let head = format!("{:>3}  {} · {} · {}", i + 1, h.session, h.role.as_str(), h.created);
+                let mut snippet = vec![("     ".to_string(), false)];
+                snippet.extend(h.snippet.iter().cloned());
+                [vec![(head, false)], snippet]
+            })
+            .collect();
+        let head = format!("{} hit(s), newest first (/open N opens one):", hits.len());
+        self.hits = hits;
+        Outcome::Listing { head, rows }
+    }
+
+    /// `/open N`: the session that holds hit `n`, on the branch through it (like `/load`: the
+    /// conversation open now is already saved).
+    fn open_hit(&mut self, n: usize) -> Vec<Outcome> {
+        let Some(store) = &self.store else { return vec![Outcome::Error(NO_STORE.into())] };
+        let Some(hit) = self.hits.get(n.wrapping_sub(1)).cloned() else {
+            return vec![Outcome::Error(match self.hits.len() {
+                0 => "no search hits to open: /search WORDS first".to_string(),
+                k => format!("the last /search has {k} hit(s): /open 1 to /open {k}"),
+            })];
+        };
+        match store.open_message(hit.id) {
+            Ok((s, at)) => {
+                let count = s.messages.len();
+                self.resume(s);
+                vec![
+                    Outcome::Reset,
+                    Outcome::Note(format!(
+                        "opened session {} at message {} of {count} (the {} message of hit {n})",
+                        self.name,
+                        at + 1,
+                        hit.role.as_str()
+                    )),
+                ]
+            }
+            Err(e) => vec![Outcome::Error(e.to_string())],
+        }
+    }
+
+    fn last_reply_in_conversation(&self) -> Option<String> {
+        self.conversation.messages.iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.content.clone())
     }
 
     fn list_prompts(&self, tag: Option<&str>) -> String {
@@ -483,6 +642,23 @@ impl ChatSession {
     }
 }
 
+/// The start of `text` on one line (runs of white space become one space), sanitised, at most
+/// `cols` terminal columns (CJK characters take two), with `…` when cut, quoted.
+fn excerpt(text: &str, cols: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let flat = crate::render::sanitize(text).split_whitespace().collect::<Vec<_>>().join(" ");
+    let (mut out, mut used) = (String::new(), 0);
+    for c in flat.chars() {
+        used += c.width().unwrap_or(0);
+        if used > cols {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    format!("\"{out}\"")
+}
+
 /// The figures stored with a reply in the session database, as JSON: `model`, `prompt_tokens`,
 /// `gen_tokens`, `ttft_ms` (milliseconds), `gen_tok_s` (tokens per second) and `stop_reason` (the
 /// name `ask --json` uses). The chat, the REPL and logged `ask` runs store the same shape.
@@ -496,4 +672,134 @@ pub fn reply_stats_json(model: &str, stats: &GenStats, reason: StopReason) -> St
         "stop_reason": reason,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(dir: &std::path::Path) -> ChatSession {
+        let mut config = Config::default();
+        config.chat.system_prompt = "Be brief.".into();
+        ChatSession::new(&config, Some(SessionStore::open(dir).unwrap()))
+    }
+
+    fn reply(s: &mut ChatSession, text: &str) {
+        s.reply_done(text.into(), StopReason::EndOfGeneration, GenStats::default());
+    }
+
+    fn note(o: &[Outcome]) -> String {
+        o.iter()
+            .filter_map(|o| match o {
+                Outcome::Note(t) | Outcome::Error(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn texts(s: &ChatSession) -> Vec<&str> {
+        s.conversation.messages.iter().map(|m| m.content.as_str()).collect()
+    }
+
+    #[test]
+    fn regen_twice_makes_three_branches_and_branches_n_switches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        s.user_turn("Name a fruit.".into());
+        reply(&mut s, "Apple.");
+        let first = s.execute(SlashCommand::Regen, false);
+        assert!(matches!(first[0], Outcome::Reset), "{first:?}");
+        assert!(note(&first).contains("/branches"), "the hint comes with the first /regen: {first:?}");
+        assert!(matches!(first.last(), Some(Outcome::Send(_))));
+        reply(&mut s, "Banana,\n\tripe. 香蕉很好吃，又甜又软，而且便宜。");
+        let second = s.execute(SlashCommand::Regen, false);
+        assert_eq!(note(&second), "", "the hint comes once");
+        reply(&mut s, "Cherry.");
+
+        let listed = note(&s.execute(SlashCommand::Branches(None), false));
+        let lines: Vec<&str> = listed.lines().collect();
+        assert_eq!(lines.len(), 4, "{listed}");
+        assert_eq!(lines[1], "   1    3 messages · differs at 3: \"Apple.\"", "{listed}");
+        // White space flattened, cut to 40 columns (a CJK character takes two).
+        assert!(lines[2].ends_with("\"Banana, ripe. 香蕉很好吃，又甜又软，而且…\""), "{listed}");
+        assert!(listed.lines().all(|l| unicode_width::UnicodeWidthStr::width(l) <= 80), "{listed}");
+        assert!(lines[3].starts_with("*  3    3 messages · active: \"Cherry.\""), "{listed}");
+
+        assert!(note(&s.execute(SlashCommand::Branches(Some(1)), true)).contains("stop it first"));
+        let out = s.execute(SlashCommand::Branches(Some(1)), false);
+        assert!(matches!(out[0], Outcome::Reset), "{out:?}");
+        assert!(note(&out).contains("switched to branch 1"), "{out:?}");
+        assert_eq!(texts(&s), ["Be brief.", "Name a fruit.", "Apple."]);
+        assert_eq!(s.last_reply.as_deref(), Some("Apple."));
+        // The database's active path moved too, and the next turn continues branch 1.
+        let name = s.name.clone();
+        assert_eq!(s.store().unwrap().load(&name).unwrap().messages, s.conversation.messages);
+        s.user_turn("Another?".into());
+        reply(&mut s, "Pear.");
+        let reopened = SessionStore::open(dir.path()).unwrap().load(&name).unwrap();
+        let stored: Vec<&str> = reopened.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(stored, ["Be brief.", "Name a fruit.", "Apple.", "Another?", "Pear."]);
+        assert_eq!(s.store().unwrap().branches(&name).unwrap().len(), 3, "no new branch from continuing one");
+
+        s.execute(SlashCommand::Branches(Some(2)), false);
+        let listed = note(&s.execute(SlashCommand::Branches(None), false));
+        // Branch 1 grew (Pear.) and kept its number.
+        assert!(listed.contains("   1    5 messages · differs at 3: \"Apple.\" … \"Pear.\""), "{listed}");
+        assert!(listed.contains("*  2    3 messages · active"), "{listed}");
+        let err = note(&s.execute(SlashCommand::Branches(Some(9)), false));
+        assert!(err.contains("no branch 9"), "{err}");
+    }
+
+    #[test]
+    fn search_finds_english_and_chinese_and_open_loads_the_hit_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        s.user_turn("What about pricing?".into());
+        reply(&mut s, "Pricing depends on volume.");
+        s.execute(SlashCommand::Regen, false);
+        reply(&mut s, "It varies.");
+        let first = s.name.clone();
+        s.execute(SlashCommand::Clear, false);
+        s.user_turn("上海的市场营销策略是什么？".into());
+        reply(&mut s, "重点在于本地\x1b[31m渠道。");
+        let second = s.name.clone();
+
+        let out = s.execute(SlashCommand::Search("营销策略".into()), false);
+        let Some(Outcome::Listing { head, rows }) = out.first() else { panic!("{out:?}") };
+        assert!(head.starts_with("1 hit(s)"), "{head}");
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0][0].0.contains(&format!("{second} · user · ")), "{rows:?}");
+        assert!(rows[1].contains(&("营销策略".to_string(), true)), "{rows:?}");
+
+        let out = s.execute(SlashCommand::Search("volume".into()), false);
+        let Some(Outcome::Listing { rows, .. }) = out.first() else { panic!("{out:?}") };
+        assert!(rows[0][0].0.contains(&format!("{first} · assistant · ")), "{rows:?}");
+        assert!(note(&s.execute(SlashCommand::Open(1), true)).contains("stop it first"));
+        let out = s.execute(SlashCommand::Open(1), false);
+        assert!(matches!(out[0], Outcome::Reset), "{out:?}");
+        assert!(note(&out).contains(&format!("opened session {first} at message 3 of 3")), "{out:?}");
+        assert_eq!(s.name, first);
+        // The hit was on the branch /regen left behind: that branch is open now.
+        assert_eq!(texts(&s), ["Be brief.", "What about pricing?", "Pricing depends on volume."]);
+        assert_eq!(s.last_reply.as_deref(), Some("Pricing depends on volume."));
+
+        assert!(note(&s.execute(SlashCommand::Open(5), false)).contains("/open 1 to /open 1"));
+        assert!(
+            note(&s.execute(SlashCommand::Search("nowhere-to-be-found".into()), false)).contains("no saved message")
+        );
+    }
+
+    #[test]
+    fn without_a_store_the_commands_say_so_in_one_line() {
+        let mut s = ChatSession::new(&Config::default(), None);
+        for cmd in [SlashCommand::Branches(None), SlashCommand::Branches(Some(1)), SlashCommand::Search("x".into())] {
+            let out = note(&s.execute(cmd, false));
+            assert!(out.contains("--no-save") && !out.contains('\n'), "{out}");
+        }
+        // /regen without a store has no branch to mention.
+        s.user_turn("hi".into());
+        reply(&mut s, "hello");
+        assert_eq!(note(&s.execute(SlashCommand::Regen, false)), "");
+    }
 }

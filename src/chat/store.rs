@@ -543,9 +543,23 @@ fn branches_of(c: &Connection, conv: i64) -> rusqlite::Result<Vec<Branch>> {
             AND NOT EXISTS (SELECT 1 FROM messages k WHERE k.parent_id = m.id) ORDER BY id",
     )?;
     let leaves: Vec<(i64, String)> = st.query_map([conv], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut paths = Vec::with_capacity(leaves.len());
+    for (leaf, updated) in leaves {
+        paths.push((path_to(c, leaf)?, leaf, updated));
+    }
+    // A branch started with its first message on no other branch; ordering by that message (not
+    // by the leaf) keeps a branch's number when it grows.
+    let mut on = std::collections::HashMap::new();
+    for (path, _, _) in &paths {
+        for (id, _) in path {
+            *on.entry(*id).or_insert(0usize) += 1;
+        }
+    }
+    let start =
+        |path: &[(i64, Message)], leaf: i64| path.iter().find(|(id, _)| on[id] == 1).map_or(leaf, |(id, _)| *id);
+    paths.sort_by_key(|(path, leaf, _)| (start(path, *leaf), *leaf));
     let mut out = Vec::new();
-    for (i, (leaf, updated)) in leaves.into_iter().enumerate() {
-        let path = path_to(c, leaf)?;
+    for (i, (path, leaf, updated)) in paths.into_iter().enumerate() {
         let shared = path.iter().zip(&active).take_while(|((a, _), b)| a == *b).count();
         let first = path.get(shared).or(path.last()).map(|(_, m)| m.clone()).unwrap_or_else(|| Message::user(""));
         out.push(Branch {

@@ -20,6 +20,13 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("save", "NAME", "save the conversation under NAME"),
     ("load", "NAME", "open a saved conversation"),
     ("sessions", "", "list saved conversations"),
+    (
+        "branches",
+        "[N]",
+        "list this conversation's branches (/regen and /edit keep the old reply); N: switch to branch N",
+    ),
+    ("search", "WORDS", "search every saved conversation (newest 10 hits; CJK text too)"),
+    ("open", "N", "open hit N of the last /search: its session, on the branch that holds it"),
     ("stats", "[on|off]", "token counts and speed of the last reply; on/off: after every reply"),
     ("prompts", "[TAG]", "list the prompt library"),
     ("prompt", "ID [k=v…] [--last]", "run the next message (or the last reply) through a library prompt; off: stop"),

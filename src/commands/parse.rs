@@ -17,6 +17,12 @@ pub enum SlashCommand {
     Save(String),
     Load(String),
     Sessions,
+    /// List the branches of the current session; `Some(n)` switches to branch `n` (1-based).
+    Branches(Option<usize>),
+    /// Full-text search over every saved conversation (the words, as typed).
+    Search(String),
+    /// Open hit `n` (1-based) of the last `/search`.
+    Open(usize),
     /// Show the last reply's figures; `on`/`off` turns the per-reply line on or off (REPL).
     Stats(Option<bool>),
     /// List the prompt library (optionally one tag).
@@ -62,6 +68,8 @@ pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
             Ok(arg.to_string())
         }
     };
+    // 1-based numbers as lists show them.
+    let number = |n: &str| n.parse::<usize>().ok().filter(|n| *n > 0);
     let cmd = match name {
         "help" | "?" => Ok(SlashCommand::Help),
         "clear" | "new" => Ok(SlashCommand::Clear),
@@ -81,16 +89,26 @@ pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
         "edit" => Ok(SlashCommand::Edit),
         "copy" => match arg {
             "" => Ok(SlashCommand::Copy(None)),
-            n => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
+            n => number(n)
                 .map(|n| SlashCommand::Copy(Some(n)))
                 .ok_or_else(|| CommandError::Invalid(format!("/copy {n}: expected a code block number like 1"))),
         },
         "save" => need("save", "a name", "/save pricing-notes").map(SlashCommand::Save),
         "load" => need("load", "a name", "/load pricing-notes").map(SlashCommand::Load),
         "sessions" => Ok(SlashCommand::Sessions),
+        "branches" | "branch" => match arg {
+            "" => Ok(SlashCommand::Branches(None)),
+            n => number(n)
+                .map(|n| SlashCommand::Branches(Some(n)))
+                .ok_or_else(|| CommandError::Invalid(format!("/branches {n}: expected a branch number like 1"))),
+        },
+        "search" => need("search", "words to look for", "/search pricing 定价").map(SlashCommand::Search),
+        "open" => match arg {
+            "" => Err(CommandError::Missing { name: "open", what: "a hit number from /search", example: "/open 1" }),
+            n => number(n)
+                .map(SlashCommand::Open)
+                .ok_or_else(|| CommandError::Invalid(format!("/open {n}: expected a hit number from /search like 1"))),
+        },
         "stats" => match arg {
             "" => Ok(SlashCommand::Stats(None)),
             "on" => Ok(SlashCommand::Stats(Some(true))),

@@ -32,7 +32,7 @@ fn mistakes_say_what_to_type() {
 
 #[test]
 fn completes_names_and_settings() {
-    assert_eq!(complete("/se"), vec!["set", "sessions"]);
+    assert_eq!(complete("/se"), vec!["set", "sessions", "search"]);
     assert_eq!(complete("/set to"), vec!["top_k", "top_p"]);
     assert!(complete("hello").is_empty());
     assert_eq!(complete("/").len(), COMMANDS.len());
@@ -55,4 +55,19 @@ fn classify_and_chat_commands() {
     );
     assert!(parse("/classify solo").unwrap().unwrap_err().to_string().contains("two labels"));
     assert_eq!(parse("/chat"), Some(Ok(SlashCommand::Chat)));
+}
+
+#[test]
+fn branches_search_and_open() {
+    assert_eq!(parse("/branches"), Some(Ok(SlashCommand::Branches(None))));
+    assert_eq!(parse("/branches 2"), Some(Ok(SlashCommand::Branches(Some(2)))));
+    assert_eq!(parse("/search  营销 策略 "), Some(Ok(SlashCommand::Search("营销 策略".into()))));
+    assert_eq!(parse("/open 3"), Some(Ok(SlashCommand::Open(3))));
+    let err = |s: &str| parse(s).unwrap().unwrap_err().to_string();
+    assert!(err("/branches 0").contains("branch number"));
+    assert!(err("/branches two").contains("branch number"));
+    assert!(err("/search").contains("/search pricing"));
+    assert!(err("/open").contains("/open 1"));
+    assert!(err("/open -1").contains("hit number"));
+    assert_eq!(complete("/br"), vec!["branches"]);
 }

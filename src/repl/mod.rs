@@ -280,6 +280,12 @@ impl Repl {
                 }
                 Outcome::Reset => {}
                 Outcome::Edit(text) => self.edit = Some(text),
+                Outcome::Listing { head, rows } => {
+                    println!("{}", self.dim(&head));
+                    for row in rows {
+                        println!("{}", self.marked(&row));
+                    }
+                }
                 Outcome::StatsLine(on) => {
                     self.stats_line = on;
                     println!("{}", self.dim(&format!("figures after each reply: {}", if on { "on" } else { "off" })));
@@ -308,6 +314,19 @@ impl Repl {
     fn error(&mut self, msg: &str) {
         self.failed = true;
         warnln!("moat: {msg}");
+    }
+
+    /// A row of pieces, sanitised; the marked ones bold when colour is on.
+    fn marked(&self, row: &[(String, bool)]) -> String {
+        let mut out = String::new();
+        for (text, mark) in row {
+            let text = crate::render::sanitize(text);
+            match (mark, self.color) {
+                (true, true) => out.push_str(&format!("\x1b[1m{text}\x1b[0m")),
+                _ => out.push_str(&text),
+            }
+        }
+        out
     }
 
     /// Notes quote outside text (model names, file paths, labels): sanitised before styling.

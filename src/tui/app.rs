@@ -285,9 +285,31 @@ impl App {
         if let Some(w) = self.session.save_warning.take() {
             self.error(w);
         }
+        if self.session.joined > 0 {
+            self.show_joined();
+        }
         if let Some(n) = self.session.joined_note() {
             self.note(n);
         }
+    }
+
+    /// Another moat process's messages joined the conversation on a save, somewhere before this
+    /// one's newest: the transcript is drawn again from the conversation, and a reply or job
+    /// still streaming keeps its entry (moved to the end, where it belongs).
+    fn show_joined(&mut self) {
+        let streaming = match self.phase {
+            Phase::Replying { entry } | Phase::RunningJob { entry } => self.transcript.take(entry),
+            _ => None,
+        };
+        self.rebuild_transcript();
+        if let Some(e) = streaming {
+            self.transcript.push(e);
+            let at = self.transcript.entries().len() - 1;
+            if let Phase::Replying { entry } | Phase::RunningJob { entry } = &mut self.phase {
+                *entry = at;
+            }
+        }
+        self.dirty = true;
     }
 
     fn failed(&mut self, why: String) {
@@ -608,6 +630,10 @@ impl App {
                     self.status.ctx_used = 0;
                 }
                 Outcome::Edit(text) => self.editor.set(&text),
+                Outcome::Listing { head, rows } => {
+                    self.transcript.push(Entry::listing(head, rows));
+                    self.dirty = true;
+                }
                 Outcome::StatsLine(_) => {
                     self.note("the status line always shows the last reply's speed; /stats gives the details")
                 }

@@ -506,3 +506,86 @@ fn a_prompt_job_on_a_server_that_does_not_say_its_context_has_no_input_budget() 
     assert!(view.contains("robots"), "{view}");
     assert!(gen.requests[0].user.contains(input.trim_end()), "the whole input reached the model");
 }
+
+fn app_with_store(dir: &std::path::Path) -> App {
+    let mut config = Config::default();
+    config.model.name = "tiny-model".into();
+    let store = crate::chat::store::SessionStore::open(dir).unwrap();
+    let mut app = App::new(config, Some(store), History::load(None));
+    app.on_engine(Event::Loaded(Box::new(info())));
+    app
+}
+
+fn command(app: &mut App, line: &str) -> Vec<Effect> {
+    type_text(app, line);
+    app.on_key(key(KeyCode::Enter))
+}
+
+#[test]
+fn turns_from_another_process_are_drawn_when_they_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = app_with_store(dir.path());
+    let mut b = app_with_store(dir.path());
+    exchange(&mut a, "first question", &["first answer"], StopReason::EndOfGeneration);
+    let name = a.session.name.clone();
+    command(&mut b, &format!("/load {name}"));
+    exchange(&mut a, "question from a", &["answer to a"], StopReason::EndOfGeneration);
+
+    // b's next message is saved after a's turn, which joins b's conversation: b shows it.
+    type_text(&mut b, "question from b");
+    b.on_key(key(KeyCode::Enter));
+    let shown = screen(&mut b, 60, 30);
+    let at = |s: &str| shown.find(s).unwrap_or_else(|| panic!("{s:?} not shown:\n{shown}"));
+    assert!(at("first answer") < at("question from a"), "{shown}");
+    assert!(at("answer to a") < at("question from b"), "{shown}");
+    assert!(shown.contains("joined session"), "{shown}");
+
+    // While b's reply streams, a /save pulls in another turn of a's: the reply keeps streaming
+    // into its own entry, drawn last.
+    b.token("streaming ");
+    exchange(&mut a, "late question", &["late answer"], StopReason::EndOfGeneration);
+    command(&mut b, &format!("/save {name}"));
+    b.token("reply");
+    b.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
+    let shown = screen(&mut b, 60, 40);
+    let at = |s: &str| shown.find(s).unwrap_or_else(|| panic!("{s:?} not shown:\n{shown}"));
+    assert!(at("late answer") < at("streaming reply"), "{shown}");
+    let last = b.session.conversation.messages.last().unwrap();
+    assert_eq!(last.content, "streaming reply");
+}
+
+#[test]
+fn search_hits_are_listed_with_matches_styled_and_open_redraws() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app_with_store(dir.path());
+    exchange(&mut app, "上海的市场营销策略", &["Focus on \x1b[31mchannels."], StopReason::EndOfGeneration);
+    command(&mut app, "/regen");
+    app.token("Try pricing.");
+    app.request_ended(Ok(Finish { reason: StopReason::EndOfGeneration, stats: GenStats::default() }));
+    command(&mut app, "/clear");
+    command(&mut app, "/search channels");
+    let (w, h) = (60, 24);
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::draw(f, &mut app)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let rows: Vec<String> =
+        (0..h).map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>()).collect();
+    let shown = rows.join("\n");
+    assert!(shown.contains("1 hit(s)") && shown.contains("· assistant ·"), "{shown}");
+    assert!(!shown.contains("[31m"), "no escape residue: {shown}");
+    let y = rows.iter().position(|r| r.contains("channels")).expect("snippet shown") as u16;
+    let x = rows[y as usize].find("channels").map(|b| rows[y as usize][..b].chars().count()).unwrap() as u16;
+    let (hit, plain) = (&buf[(x, y)], &buf[(x - 2, y)]);
+    assert_ne!(hit.style(), plain.style(), "the match is styled apart from its surroundings");
+    assert!(hit.modifier.contains(ratatui::style::Modifier::BOLD));
+
+    // Opening the hit (on the branch /regen left behind) redraws that conversation.
+    command(&mut app, "/open 1");
+    let shown = screen(&mut app, 60, 24);
+    assert!(shown.contains("营销策略") && shown.contains("Focus on channels."), "{shown}");
+    assert!(!shown.contains("Try pricing."), "{shown}");
+    assert!(shown.contains("opened session"), "{shown}");
+    command(&mut app, "/branches");
+    let shown = screen(&mut app, 60, 24);
+    assert!(shown.contains("*  1    2 messages · active"), "{shown}");
+}

@@ -23,6 +23,8 @@ pub struct Entry {
     /// A reasoning model's thinking, shown dimmed above the reply, folded to one line unless
     /// the transcript shows reasoning (Ctrl+T).
     pub reasoning: String,
+    /// Lines after `text` in pieces, `true` marking text to emphasise (`/search` matches).
+    pub rows: Vec<Vec<(String, bool)>>,
     cache: Option<Cache>,
 }
 
@@ -35,7 +37,12 @@ struct Cache {
 
 impl Entry {
     pub fn new(kind: Kind, text: impl Into<String>) -> Entry {
-        Entry { kind, text: text.into(), tag: String::new(), reasoning: String::new(), cache: None }
+        Entry { kind, text: text.into(), tag: String::new(), reasoning: String::new(), rows: Vec::new(), cache: None }
+    }
+
+    /// A note with marked rows below its first line (see [`Entry::rows`]).
+    pub fn listing(head: impl Into<String>, rows: Vec<Vec<(String, bool)>>) -> Entry {
+        Entry { rows, ..Entry::new(Kind::Note, head) }
     }
 
     fn render(&mut self, width: u16, theme: &Theme, show_reasoning: bool) -> &Cache {
@@ -63,6 +70,16 @@ impl Entry {
                 Kind::User => lines.extend(render::render_plain(&self.text, width, theme.text)),
                 Kind::Note => lines.extend(render::render_plain(&self.text, width, theme.rule)),
                 Kind::Error => lines.extend(render::render_plain(&self.text, width, theme.error)),
+            }
+            let marked = theme.strong.fg(ratatui::style::Color::Yellow);
+            for row in &self.rows {
+                let spans = row
+                    .iter()
+                    .map(|(t, m)| {
+                        Span::styled(render::sanitize_expand_tabs(t).into_owned(), if *m { marked } else { theme.rule })
+                    })
+                    .collect();
+                lines.extend(render::wrap_spans(spans, width, Vec::new(), vec![Span::raw("     ")]));
             }
             lines.push(Line::default());
             self.cache = Some(Cache { width, show_reasoning, lines, code_blocks });
@@ -135,6 +152,11 @@ impl Transcript {
             e.tag = tag.to_string();
             e.invalidate();
         }
+    }
+
+    /// Takes entry `index` out (a streaming reply kept across a rebuild).
+    pub fn take(&mut self, index: usize) -> Option<Entry> {
+        (index < self.entries.len()).then(|| self.entries.remove(index))
     }
 
     /// Removes entry `index` (a reply that failed before it started).

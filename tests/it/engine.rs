@@ -124,3 +124,52 @@ fn overflow_error_policy_refuses_and_explains() {
     let ok = chat(&engine, vec![Message::user("Hi")], greedy(8), OverflowPolicy::Error).unwrap();
     assert!(ok.stats.gen_tokens > 0);
 }
+
+/// Runs what the chat layer asks for on `engine` and hands the reply back to it, as a front end does.
+fn answer(engine: &Engine, session: &mut moat::chat::session::ChatSession, task: Task) -> moat::engine::GenStats {
+    let reply = engine.submit(task).text(|_| {}).unwrap();
+    session.reply_done(reply.text, reply.reason, reply.stats.clone());
+    reply.stats
+}
+
+#[test]
+fn a_switched_branch_decodes_only_what_differs_from_the_cache() {
+    use moat::chat::session::{ChatSession, Outcome};
+    use moat::chat::store::SessionStore;
+    use moat::commands::{Setting, SlashCommand};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine(2048);
+    let mut config = moat::config::Config::default();
+    config.chat.system_prompt = "You are brief.".into();
+    config.sampling = greedy(40);
+    let mut session = ChatSession::new(&config, Some(SessionStore::open(dir.path()).unwrap()));
+
+    let task = session.user_turn("Name a fruit and say why you like it.".into());
+    let first = answer(&engine, &mut session, task);
+    let branch_1 = session.conversation.messages.clone();
+    // A shorter regenerated reply differs from the first one: a second branch.
+    session.execute(SlashCommand::Set(Setting::MaxTokens(6)), false);
+    let regen = session.execute(SlashCommand::Regen, false);
+    let Some(Outcome::Send(task)) = regen.into_iter().last() else { panic!("/regen sends") };
+    let second = answer(&engine, &mut session, task);
+    assert_ne!(session.conversation.messages, branch_1);
+
+    let switched = session.execute(SlashCommand::Branches(Some(1)), false);
+    assert!(matches!(switched[0], Outcome::Reset), "{switched:?}");
+    assert_eq!(session.conversation.messages, branch_1);
+    session.execute(SlashCommand::Set(Setting::MaxTokens(8)), false);
+    let task = session.user_turn("And another one?".into());
+    let after = answer(&engine, &mut session, task);
+    eprintln!(
+        "first turn: {} prompt / {} decoded; regen: {} prompt, {} reused, {} decoded; after /branches 1: {} prompt, {} reused, {} decoded",
+        first.prompt_tokens, first.decoded_tokens, second.prompt_tokens, second.reused_tokens, second.decoded_tokens,
+        after.prompt_tokens, after.reused_tokens, after.decoded_tokens
+    );
+    // The regenerated reply was asked for with the same prompt: nearly nothing to decode.
+    assert!(second.decoded_tokens <= 1, "{second:?}");
+    // After the switch the cached prefix (system prompt, question) is reused and only branch
+    // 1's reply (beyond what it shares with the cached one) and the new question are decoded.
+    assert!(after.reused_tokens >= first.prompt_tokens, "{after:?}");
+    assert_eq!(after.decoded_tokens, after.prompt_tokens - after.reused_tokens);
+    assert!(after.decoded_tokens <= first.gen_tokens + 20, "{after:?}");
+}

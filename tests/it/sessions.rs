@@ -13,7 +13,8 @@ use std::time::Duration;
 /// Answers `GET /v1/models` with one model and every completion with a short streamed reply
 /// (after `delay`, so that the processes' turns overlap). Returns its URL. A request whose text
 /// holds `HANG` gets `partial` and then nothing for a minute; one with `CUT` gets `partial` and
-/// a closed connection (the last message decides: the prompt as sent includes earlier turns).
+/// a closed connection (the last message decides: the prompt as sent includes earlier turns); one
+/// with `COUNT` gets `reply N`, N counting such requests from 1 (so a `/regen` differs).
 fn fake_server(delay: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -71,7 +72,13 @@ fn answer(mut stream: TcpStream, delay: Duration) {
         }
         return;
     }
-    let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": "noted"}, "finish_reason": "stop"}]});
+    let text = if last.contains("COUNT") {
+        static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        format!("reply {}", COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    } else {
+        "noted".to_string()
+    };
+    let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]});
     let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1}});
     let _ = write!(stream, "data: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
 }
@@ -378,4 +385,38 @@ fn kill_9_during_a_reply_keeps_every_earlier_turn_for_resume() {
     let saved = SessionStore::open(&s.path("data")).unwrap().load("x").unwrap();
     let texts: Vec<&str> = saved.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["first turn", "noted", "second turn", "noted", "HANG third turn", "fourth turn", "noted"]);
+}
+
+#[test]
+fn repl_lists_and_switches_branches_and_opens_a_search_hit() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["--remote", &url, "repl", "--session", "fruit"]);
+    let script = "Name a fruit COUNT\n/regen\n/regen\n/branches\n/branches 1\n/show\n/search reply\n/open 2\n/show\n";
+    let o = run(c, script.as_bytes());
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out.matches("the previous reply is kept: /branches").count(), 1, "{out}");
+    let listed: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("branches of session fruit")).take(4).collect();
+    assert_eq!(listed.len(), 4, "{out}");
+    assert_eq!(listed[1], "   1    2 messages · differs at 2: \"reply 1\"", "{out}");
+    assert!(listed[3].starts_with("*  3 ") && listed[3].contains("active: \"reply 3\""), "{out}");
+    assert!(out.contains("switched to branch 1 of session fruit"), "{out}");
+    // Newest first: reply 3, reply 2, reply 1; hit 2 is on branch 2.
+    let hits: Vec<&str> = out.lines().filter(|l| l.contains("fruit · assistant · ")).collect();
+    assert_eq!(hits.len(), 3, "{out}");
+    assert!(out.contains("opened session fruit at message 2 of 2"), "{out}");
+    let saved = SessionStore::open(&s.path("data")).unwrap().load("fruit").unwrap();
+    assert_eq!(saved.messages.last().unwrap().content, "reply 2", "the hit's branch is the active one now");
+}
+
+#[test]
+fn repl_branches_and_search_without_a_database_say_so() {
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["repl", "--no-save"]);
+    let o = run(c, b"/branches\n/search anything\n/open 1\n");
+    let err = stderr(&o);
+    assert_eq!(err.matches("no session database in this run").count(), 3, "{err}");
 }
