@@ -16,7 +16,7 @@
 //! - `conversations.head`: the message that ends the active path (`/branches` moves it); NULL
 //!   means the conversation's newest message.
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{params, Connection, ErrorCode};
 use std::path::Path;
 use std::time::Duration;
 
@@ -178,6 +178,71 @@ pub fn write_txn<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::
     }
 }
 
+/// How many input history entries are kept; older ones are deleted as new ones come.
+pub const INPUTS_KEPT: i64 = 10_000;
+
+/// Copies the input history files of earlier versions in `data_dir` (`history.jsonl` of the
+/// full-screen chat, `repl-history.txt` of the REPL) into `inputs` (in the
+/// caller's transaction, when the table is created); returns the line to show when any were.
+pub fn import_input_files(c: &Connection, data_dir: &Path, stamp: &str) -> rusqlite::Result<Vec<String>> {
+    let mut entries: Vec<String> = Vec::new();
+    let mut names = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(data_dir.join("history.jsonl")) {
+        entries.extend(text.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()));
+        names.push("history.jsonl");
+    }
+    if let Ok(text) = std::fs::read_to_string(data_dir.join("repl-history.txt")) {
+        entries.extend(rustyline_entries(&text));
+        names.push("repl-history.txt");
+    }
+    entries.retain(|e| !e.trim().is_empty());
+    let skip = entries.len().saturating_sub(INPUTS_KEPT as usize);
+    for e in &entries[skip..] {
+        c.execute("INSERT INTO inputs (text, created) VALUES (?1, ?2)", params![e, stamp])?;
+    }
+    Ok(if entries.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "imported {} input history entries from {} in {} (the files are left in place)",
+            entries.len() - skip,
+            names.join(" and "),
+            data_dir.display()
+        )]
+    })
+}
+
+/// The entries of a rustyline history file: after a `#V2` line, `\n` and `\\` are escapes;
+/// without it (version 1), each line is an entry as it is.
+fn rustyline_entries(text: &str) -> Vec<String> {
+    let mut lines = text.lines();
+    let v2 = text.starts_with("#V2");
+    if v2 {
+        lines.next();
+    }
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            if !v2 {
+                return l.to_string();
+            }
+            let mut out = String::with_capacity(l.len());
+            let mut chars = l.chars();
+            while let Some(ch) = chars.next() {
+                match (ch, ch == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(other) => out.push(other),
+                        None => out.push('\\'),
+                    },
+                    (ch, false) => out.push(ch),
+                }
+            }
+            out
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +306,11 @@ mod tests {
         assert!(line.contains("moat.db") && !line.contains('\n'), "{line}");
         assert_eq!(std::fs::read(&path).unwrap(), junk);
         assert_eq!(std::fs::read(&wal).unwrap(), b"whatever was in the write-ahead log", "the -wal is kept too");
+    }
+
+    #[test]
+    fn a_version_1_rustyline_file_is_read_as_it_is() {
+        assert_eq!(rustyline_entries("plain \\n text\nsecond\n"), ["plain \\n text", "second"]);
     }
 
     #[test]

@@ -4,11 +4,10 @@
 //! chat, `repl-history.txt` of the REPL) are imported when the table is created and left in place.
 
 use super::store::{now_stamp, SessionError, SessionStore};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use std::path::Path;
 
-/// How many entries are kept; older ones are deleted as new ones come.
-pub const KEEP: i64 = 10_000;
+pub use super::db::INPUTS_KEPT as KEEP;
 
 /// The input history of one process, on its own connection to the session database.
 pub struct InputLog {
@@ -56,68 +55,6 @@ impl crate::history::Persist for InputLog {
     }
 }
 
-/// Copies the input history files of earlier versions in `data_dir` into `inputs` (in the
-/// caller's transaction, when the table is created); returns the line to show when any were.
-pub(super) fn import_files(c: &Connection, data_dir: &Path) -> rusqlite::Result<Vec<String>> {
-    let mut entries: Vec<String> = Vec::new();
-    let mut names = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(data_dir.join("history.jsonl")) {
-        entries.extend(text.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()));
-        names.push("history.jsonl");
-    }
-    if let Ok(text) = std::fs::read_to_string(data_dir.join("repl-history.txt")) {
-        entries.extend(rustyline_entries(&text));
-        names.push("repl-history.txt");
-    }
-    entries.retain(|e| !e.trim().is_empty());
-    let skip = entries.len().saturating_sub(KEEP as usize);
-    let stamp = now_stamp();
-    for e in &entries[skip..] {
-        c.execute("INSERT INTO inputs (text, created) VALUES (?1, ?2)", params![e, stamp])?;
-    }
-    Ok(if entries.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!(
-            "imported {} input history entries from {} in {} (the files are left in place)",
-            entries.len() - skip,
-            names.join(" and "),
-            data_dir.display()
-        )]
-    })
-}
-
-/// The entries of a rustyline history file: after a `#V2` line, `\n` and `\\` are escapes;
-/// without it (version 1), each line is an entry as it is.
-fn rustyline_entries(text: &str) -> Vec<String> {
-    let mut lines = text.lines();
-    let v2 = text.starts_with("#V2");
-    if v2 {
-        lines.next();
-    }
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            if !v2 {
-                return l.to_string();
-            }
-            let mut out = String::with_capacity(l.len());
-            let mut chars = l.chars();
-            while let Some(ch) = chars.next() {
-                match (ch, ch == '\\') {
-                    (_, true) => match chars.next() {
-                        Some('n') => out.push('\n'),
-                        Some(other) => out.push(other),
-                        None => out.push('\\'),
-                    },
-                    (ch, false) => out.push(ch),
-                }
-            }
-            out
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,10 +88,5 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("history.jsonl")).unwrap(), jsonl);
         log.add("new").unwrap();
         assert_eq!(InputLog::open(dir.path()).unwrap().recent(10).len(), 5, "imported once");
-    }
-
-    #[test]
-    fn a_version_1_rustyline_file_is_read_as_it_is() {
-        assert_eq!(rustyline_entries("plain \\n text\nsecond\n"), ["plain \\n text", "second"]);
     }
 }

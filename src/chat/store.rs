@@ -153,7 +153,7 @@ impl SessionStore {
                 db::migrate(c, from, db::SCHEMA_VERSION)?;
                 let mut notes = if from == 0 { import_json(c, &dir)? } else { Vec::new() };
                 if from < 4 {
-                    notes.extend(super::inputs::import_files(c, dir.parent().unwrap_or(&dir))?);
+                    notes.extend(db::import_input_files(c, dir.parent().unwrap_or(&dir), &now_stamp())?);
                 }
                 Ok(notes)
             }))?;
