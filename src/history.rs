@@ -19,7 +19,8 @@ pub struct History {
     file: Option<PathBuf>,
     sink: Option<Box<dyn Persist>>,
     /// The first failure to store an entry, for the front end to show once.
-    pub warning: Option<String>,
+    warning: Option<String>,
+    warned: bool,
     /// Position while browsing with Up/Down; `None` = not browsing.
     pos: Option<usize>,
     /// What was being typed before browsing started.
@@ -34,12 +35,17 @@ impl History {
             .map(crate::text_input::normalize_newlines_owned)
             .map(|s| s.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()).collect())
             .unwrap_or_default();
-        History { entries, file, sink: None, warning: None, pos: None, draft: String::new() }
+        History { entries, file, sink: None, warning: None, warned: false, pos: None, draft: String::new() }
     }
 
     /// A history of `entries` (oldest first) whose new entries go to `sink`.
     pub fn with_sink(entries: Vec<String>, sink: Box<dyn Persist>) -> History {
-        History { entries, file: None, sink: Some(sink), warning: None, pos: None, draft: String::new() }
+        History { entries, file: None, sink: Some(sink), warning: None, warned: false, pos: None, draft: String::new() }
+    }
+
+    /// Why entries could not be stored, the first time only.
+    pub fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
     }
 
     pub fn entries(&self) -> &[String] {
@@ -55,7 +61,9 @@ impl History {
         self.entries.push(entry.to_string());
         if let Some(sink) = self.sink.as_mut() {
             if let Err(e) = sink.append(entry) {
-                self.warning.get_or_insert(e);
+                if !std::mem::replace(&mut self.warned, true) {
+                    self.warning = Some(format!("input history not saved: {e}"));
+                }
             }
             if self.entries.len() > LIMIT * 2 {
                 self.entries.drain(..self.entries.len() - LIMIT);
@@ -134,5 +142,24 @@ mod tests {
         assert_eq!(h.search("nothing", 3), None);
         let again = History::load(Some(file));
         assert_eq!(again.entries(), &["first", "second\nline", "第三"]);
+    }
+
+    struct Broken(usize);
+    impl Persist for Broken {
+        fn append(&mut self, _: &str) -> Result<(), String> {
+            self.0 += 1;
+            Err(format!("disk full ({})", self.0))
+        }
+    }
+
+    #[test]
+    fn a_sink_that_fails_is_reported_once_and_entries_stay_in_memory() {
+        let mut h = History::with_sink(vec!["old".into()], Box::new(Broken(0)));
+        h.add("one");
+        h.add("two");
+        assert_eq!(h.take_warning().as_deref(), Some("input history not saved: disk full (1)"));
+        h.add("three");
+        assert_eq!(h.take_warning(), None);
+        assert_eq!(h.entries(), &["old", "one", "two", "three"]);
     }
 }

@@ -67,10 +67,7 @@ impl SessionStore {
                 Ok(serde_json::to_string_pretty(&v).expect("a session serialises") + "\n")
             }
             Format::Markdown => {
-                let mut out = format!(
-                    "# Session {}\n\n- model: {}\n- created: {}\n- updated: {}\n",
-                    session.name, session.model, session.created, session.updated
-                );
+                let mut out = markdown_head(&session);
                 let branches = self.branches(name)?;
                 if let (true, Some(active)) = (branches.len() > 1, branches.iter().find(|b| b.active)) {
                     out.push_str(&format!("- branch {} of {}\n", active.n, branches.len()));
@@ -220,6 +217,31 @@ fn check_tree(tree: &[TreeMessage], head: Option<i64>) -> Result<(), String> {
     match head {
         Some(h) if !seen.contains(&h) => Err(format!("head {h} is not a message of the tree")),
         _ => Ok(()),
+    }
+}
+
+fn markdown_head(session: &SavedSession) -> String {
+    format!(
+        "# Session {}\n\n- model: {}\n- created: {}\n- updated: {}\n",
+        session.name, session.model, session.created, session.updated
+    )
+}
+
+/// `session` (its messages as held, e.g. in memory when the database is unavailable) as the text
+/// of a file named `path`: Markdown for `.md`/`.markdown`, otherwise the JSON session format,
+/// which `moat sessions import` and `/load FILE` read back.
+pub fn session_file(session: &SavedSession, path: &std::path::Path) -> String {
+    let md = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("md") || e.eq_ignore_ascii_case("markdown"));
+    if md {
+        let mut out = markdown_head(session);
+        out.push('\n');
+        push_messages(&mut out, &session.messages);
+        out
+    } else {
+        serde_json::to_string_pretty(session).expect("a session serialises") + "\n"
     }
 }
 

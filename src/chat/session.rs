@@ -326,6 +326,8 @@ impl ChatSession {
             SlashCommand::Search(text) => one(self.search(&text)),
             SlashCommand::Open(n) => self.open_hit(n),
             SlashCommand::Copy(n) => one(self.copy(n)),
+            SlashCommand::Save(name) if is_file_name(&name) => one(self.save_file(&name)),
+            SlashCommand::Load(name) if is_file_name(&name) => self.load_file(&name),
             SlashCommand::Save(name) => {
                 if let Err(e) = SessionStore::check_name(&name) {
                     return one(Outcome::Error(e.to_string()));
@@ -637,7 +639,63 @@ impl ChatSession {
             return;
         }
         if let Err(e) = self.save() {
-            self.save_warning = Some(e);
+            self.save_warning = Some(format!("{e}; `/save FILE.json` (or .md) writes this conversation to a file"));
+        }
+    }
+
+    /// The conversation as held in memory, written to the file `name` (`/save ./notes.json`):
+    /// what saves it when the database cannot. An existing file is never replaced.
+    fn save_file(&self, name: &str) -> Outcome {
+        let path = expand_home(name);
+        if path.exists() {
+            return Outcome::Error(format!("{} exists; pick another file name", path.display()));
+        }
+        let saved = SavedSession {
+            version: store::VERSION,
+            name: self.name.clone(),
+            model: self.model.clone(),
+            sampling: self.sampling.clone(),
+            messages: self.conversation.messages.clone(),
+            created: self.created.clone(),
+            updated: store::now_stamp(),
+            sync: store::SyncPoint::default(),
+        };
+        let text = super::export::session_file(&saved, &path);
+        match crate::atomic_write::write_atomic(&path, text.as_bytes()) {
+            Ok(()) => {
+                Outcome::Note(format!("wrote {} messages to {}", self.conversation.messages.len(), path.display()))
+            }
+            Err(e) => Outcome::Error(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+
+    /// `/load ./notes.json`: a session file (a JSON export, or one of an earlier version).
+    fn load_file(&mut self, name: &str) -> Vec<Outcome> {
+        let path = expand_home(name);
+        let bytes = match std::fs::metadata(&path) {
+            Ok(m) if m.len() > 64 << 20 => {
+                return vec![Outcome::Error(format!("{} is over 64 MiB; not a session file", path.display()))]
+            }
+            Ok(_) => std::fs::read(&path),
+            Err(e) => Err(e),
+        };
+        let parsed = bytes.map_err(|e| e.to_string()).and_then(|b| store::parse(&b));
+        match parsed {
+            Ok(mut s) => {
+                if SessionStore::check_name(&s.name).is_err() {
+                    s.name = store::fresh_name();
+                }
+                // A new copy in the database (under the file's name when that is free), never a
+                // merge into a stored session of the same name.
+                let taken = self.store.as_ref().is_some_and(|st| st.load(&s.name).is_ok());
+                if taken {
+                    s.name = store::fresh_name();
+                }
+                let note = self.resume(s);
+                self.autosave();
+                vec![Outcome::Reset, note]
+            }
+            Err(why) => vec![Outcome::Error(format!("{} is not a moat session file: {why}", path.display()))],
         }
     }
 }
@@ -657,6 +715,20 @@ fn excerpt(text: &str, cols: usize) -> String {
         out.push(c);
     }
     format!("\"{out}\"")
+}
+
+/// `/save` and `/load` take a file when the name has a path separator or a `.json`/`.md` ending
+/// (session names are plain words: see [`SessionStore::check_name`]).
+fn is_file_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.contains('/') || name.contains('\\') || [".json", ".md", ".markdown"].iter().any(|e| lower.ends_with(e))
+}
+
+fn expand_home(name: &str) -> std::path::PathBuf {
+    match (name.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(name),
+    }
 }
 
 /// The figures stored with a reply in the session database, as JSON: `model`, `prompt_tokens`,
@@ -801,5 +873,38 @@ mod tests {
         s.user_turn("hi".into());
         reply(&mut s, "hello");
         assert_eq!(note(&s.execute(SlashCommand::Regen, false)), "");
+    }
+
+    #[test]
+    fn with_the_database_unavailable_save_file_keeps_the_conversation_and_load_file_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A data dir that cannot be created: its parent is a file (root ignores permission bits).
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(SessionStore::open(&dir.path().join("file/data")).is_err());
+        let mut s = ChatSession::new(&Config::default(), None);
+        s.user_turn("营销策略 for the lighthouse?".into());
+        reply(&mut s, "Start with a freemium tier.");
+        let file = dir.path().join("kept.json");
+        let out = s.execute(SlashCommand::Save(file.display().to_string()), false);
+        assert!(note(&out).starts_with("wrote 2 messages to"), "{}", note(&out));
+        let again = s.execute(SlashCommand::Save(file.display().to_string()), false);
+        assert!(note(&again).contains("exists"), "never replaced: {}", note(&again));
+        let md = dir.path().join("kept.md");
+        s.execute(SlashCommand::Save(md.display().to_string()), false);
+        let text = std::fs::read_to_string(&md).unwrap();
+        assert!(text.contains("### Assistant\n\nStart with a freemium tier.\n"), "{text}");
+        // Read back in a run that has a database: a new stored session, the same messages.
+        let data = tempfile::tempdir().unwrap();
+        let mut t = session(data.path());
+        let out = t.execute(SlashCommand::Load(file.display().to_string()), false);
+        assert!(matches!(out[0], Outcome::Reset), "{}", note(&out));
+        assert_eq!(texts(&t), ["营销策略 for the lighthouse?", "Start with a freemium tier."]);
+        let stored = t.store().unwrap().load(&t.name).unwrap();
+        assert_eq!(stored.messages.len(), 2);
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, b"{ nope").unwrap();
+        let out = t.execute(SlashCommand::Load(bad.display().to_string()), false);
+        assert!(note(&out).contains("is not a moat session file") && !note(&out).contains('\n'), "{}", note(&out));
+        assert_eq!(texts(&t).len(), 2, "a bad file changes nothing");
     }
 }

@@ -17,8 +17,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("regen", "", "answer the last message again"),
     ("edit", "", "edit the last message and send it again"),
     ("copy", "[N]", "copy the last reply, or its code block N (OSC 52)"),
-    ("save", "NAME", "save the conversation under NAME"),
-    ("load", "NAME", "open a saved conversation"),
+    ("save", "NAME|FILE", "save the conversation under NAME, or to FILE (.json/.md, or a path)"),
+    ("load", "NAME|FILE", "open a saved conversation, or a session file"),
     ("sessions", "", "list saved conversations"),
     (
         "branches",

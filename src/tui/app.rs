@@ -285,6 +285,9 @@ impl App {
         if let Some(w) = self.session.save_warning.take() {
             self.error(w);
         }
+        if let Some(w) = self.history.take_warning() {
+            self.error(w);
+        }
         if self.session.joined > 0 {
             self.show_joined();
         }
