@@ -67,7 +67,8 @@ fn real_server_cancel_mid_stream_keeps_the_text_and_the_next_turn_runs() {
     assert!(!got.is_empty());
     // The server is free again: a second request runs to its end.
     let reply = engine.submit(chat("Say yes.", 4)).text(|_| {}).expect("the next turn");
-    assert_eq!(reply.reason, StopReason::MaxTokens);
+    // "Yes." can end before 4 tokens: either end means the turn ran, not a leftover cancel.
+    assert!(matches!(reply.reason, StopReason::MaxTokens | StopReason::EndOfGeneration), "{:?}", reply.reason);
     assert!(reply.stats.gen_tokens >= 1 && reply.stats.prompt_tokens > 0, "{:?}", reply.stats);
     assert!(reply.stats.server_gen_tok_s.is_some(), "llama-server reports its timings");
     assert_eq!(reply.stats.n_ctx, 1024);
