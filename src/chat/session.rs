@@ -146,10 +146,9 @@ impl ChatSession {
         Outcome::Note(format!("resumed session {} ({} messages)", self.name, self.conversation.messages.len()))
     }
 
-    /// A new user message; returns the request that answers it.
     /// What a message typed into the conversation turns into, by the mode the session is in: a
     /// pending `/prompt` takes it as input, classifier mode classifies its lines, otherwise it
-    /// is a user turn (saved) and the task answers it. Both front ends route input here.
+    /// is a user turn (saved with its reply) and the task answers it. Both front ends route input here.
     pub fn route(&mut self, text: String) -> Turn {
         if let Some(job) = self.take_prompt(&text) {
             return Turn::Job(job);
@@ -160,10 +159,27 @@ impl ChatSession {
         Turn::Reply(self.user_turn(text))
     }
 
+    /// A new user message; returns the request that answers it. The question is saved with its
+    /// reply, as one turn in one transaction ([`ChatSession::reply_done`]), so turns from several
+    /// processes never split a question from its answer; before it is sent, the turns other
+    /// processes saved meanwhile join the conversation, so the prompt holds them.
     pub fn user_turn(&mut self, text: String) -> Task {
         self.conversation.push(Message::user(text));
-        self.autosave();
+        self.refresh();
         self.request()
+    }
+
+    /// Takes in what other moat processes saved to this session (nothing is written).
+    fn refresh(&mut self) {
+        let Some(store) = &self.store else { return };
+        let saved = self.snapshot();
+        match store.refresh(&saved, &mut self.sync) {
+            Ok(merged) => {
+                self.joined += merged.len().saturating_sub(self.conversation.messages.len());
+                self.conversation.messages = merged;
+            }
+            Err(e) => self.save_warning = Some(e.to_string()),
+        }
     }
 
     /// The request that answers the conversation as it stands.
@@ -604,7 +620,17 @@ impl ChatSession {
     /// process added to this session meanwhile join the conversation (see [`store`]'s merge rule).
     pub fn save(&mut self) -> Result<bool, String> {
         let Some(store) = &self.store else { return Ok(false) };
-        let saved = SavedSession {
+        let saved = self.snapshot();
+        let merged = store.save(&saved, &mut self.sync, self.reply_stats.as_deref()).map_err(|e| e.to_string())?;
+        self.reply_stats = None;
+        self.joined += merged.len().saturating_sub(self.conversation.messages.len());
+        self.conversation.messages = merged;
+        Ok(true)
+    }
+
+    /// The conversation as a session to save.
+    fn snapshot(&self) -> SavedSession {
+        SavedSession {
             version: store::VERSION,
             name: self.name.clone(),
             model: self.model.clone(),
@@ -613,12 +639,7 @@ impl ChatSession {
             created: self.created.clone(),
             updated: store::now_stamp(),
             sync: store::SyncPoint::default(),
-        };
-        let merged = store.save(&saved, &mut self.sync, self.reply_stats.as_deref()).map_err(|e| e.to_string())?;
-        self.reply_stats = None;
-        self.joined += merged.len().saturating_sub(self.conversation.messages.len());
-        self.conversation.messages = merged;
-        Ok(true)
+        }
     }
 
     /// The note about messages other processes added, once: `None` when there were none.
@@ -650,17 +671,7 @@ impl ChatSession {
         if path.exists() {
             return Outcome::Error(format!("{} exists; pick another file name", path.display()));
         }
-        let saved = SavedSession {
-            version: store::VERSION,
-            name: self.name.clone(),
-            model: self.model.clone(),
-            sampling: self.sampling.clone(),
-            messages: self.conversation.messages.clone(),
-            created: self.created.clone(),
-            updated: store::now_stamp(),
-            sync: store::SyncPoint::default(),
-        };
-        let text = super::export::session_file(&saved, &path);
+        let text = super::export::session_file(&self.snapshot(), &path);
         match crate::atomic_write::write_atomic(&path, text.as_bytes()) {
             Ok(()) => {
                 Outcome::Note(format!("wrote {} messages to {}", self.conversation.messages.len(), path.display()))

@@ -224,21 +224,8 @@ impl SessionStore {
                 params![s.name, s.model, sampling, s.created, s.updated],
             )?;
             let conv: i64 = c.query_row("SELECT id FROM conversations WHERE name = ?1", [&s.name], |r| r.get(0))?;
-            // The copy's messages that are stored, in order (trimmed ones skipped).
-            let (mut kept, mut j) = (Vec::new(), 0);
-            for m in &s.messages {
-                match sync.path[j..].iter().position(|(_, p)| p == m) {
-                    Some(k) => {
-                        kept.push(sync.path[j + k].clone());
-                        j += k + 1;
-                    }
-                    None => break,
-                }
-            }
-            let (matched, last_j) = (kept.len(), j.checked_sub(1));
-            let linear = last_j.map_or(sync.path.is_empty(), |l| l + 1 == sync.path.len());
-            let mut tip = last_j.map(|l| sync.path[l].0);
-            let pulled = if linear { pull(c, conv, tip, sync.seen)? } else { Vec::new() };
+            let (kept, mut tip, pulled) = take_in(c, conv, s, sync)?;
+            let matched = kept.len();
             let mut path = kept;
             path.extend(pulled.iter().cloned());
             if let Some((id, _)) = pulled.last() {
@@ -272,6 +259,34 @@ impl SessionStore {
             Ok((merged, SyncPoint { name: s.name.clone(), path, seen }))
         }))?;
         *sync = next;
+        Ok(merged)
+    }
+
+    /// Takes in what other processes appended to `s`'s conversation since `sync` (the merge rule
+    /// of the module docs) without writing anything: returns the conversation as this process
+    /// should now hold it (its own unsaved messages last) and updates `sync`. Called before a
+    /// prompt is sent, so the prompt holds the other processes' turns; the turn itself is saved,
+    /// question and reply together, by [`SessionStore::save`] when the reply is done.
+    pub fn refresh(&self, s: &SavedSession, sync: &mut SyncPoint) -> Result<Vec<Message>, SessionError> {
+        if sync.name != s.name {
+            *sync = SyncPoint { name: s.name.clone(), path: Vec::new(), seen: 0 };
+        }
+        let conv: Option<i64> = self.sqlite(
+            self.conn.query_row("SELECT id FROM conversations WHERE name = ?1", [&s.name], |r| r.get(0)).optional(),
+        )?;
+        let Some(conv) = conv else { return Ok(s.messages.clone()) };
+        let (kept, _, pulled) = self.sqlite(take_in(&self.conn, conv, s, sync))?;
+        if pulled.is_empty() {
+            return Ok(s.messages.clone());
+        }
+        let matched = kept.len();
+        let mut merged = s.messages[..matched].to_vec();
+        merged.extend(pulled.iter().map(|(_, m)| m.clone()));
+        merged.extend_from_slice(&s.messages[matched..]);
+        let seen = pulled.iter().map(|(id, _)| *id).max().unwrap_or(0).max(sync.seen);
+        let mut path = kept;
+        path.extend(pulled);
+        *sync = SyncPoint { name: s.name.clone(), path, seen };
         Ok(merged)
     }
 
@@ -594,6 +609,32 @@ pub(super) fn path_to(c: &Connection, leaf: i64) -> rusqlite::Result<Vec<(i64, M
         .collect::<Result<_, _>>()?;
     path.reverse();
     Ok(path)
+}
+
+/// The stored messages of `s` (in its order, trimmed ones skipped), its last stored message's id,
+/// and what other processes appended after that on the active path (see [`pull`]).
+#[allow(clippy::type_complexity)]
+fn take_in(
+    c: &Connection,
+    conv: i64,
+    s: &SavedSession,
+    sync: &SyncPoint,
+) -> rusqlite::Result<(Vec<(i64, Message)>, Option<i64>, Vec<(i64, Message)>)> {
+    let (mut kept, mut j) = (Vec::new(), 0);
+    for m in &s.messages {
+        match sync.path[j..].iter().position(|(_, p)| p == m) {
+            Some(k) => {
+                kept.push(sync.path[j + k].clone());
+                j += k + 1;
+            }
+            None => break,
+        }
+    }
+    let last_j = j.checked_sub(1);
+    let linear = last_j.map_or(sync.path.is_empty(), |l| l + 1 == sync.path.len());
+    let tip = last_j.map(|l| sync.path[l].0);
+    let pulled = if linear { pull(c, conv, tip, sync.seen)? } else { Vec::new() };
+    Ok((kept, tip, pulled))
 }
 
 /// What other processes appended after `tip` on the active path of `conv` (oldest first): nothing
