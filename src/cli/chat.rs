@@ -36,7 +36,11 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let mut app = App::new(setup.config().clone(), sessions, history);
     app.session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;
     match resume {
-        Some(Ok(saved)) => app.resume(saved),
+        Some(Ok(saved)) => {
+            app.resume(saved);
+            // The session's own settings, except what this command line sets.
+            app.session.sampling = flags.sampling.apply_to(&app.session.sampling);
+        }
         Some(Err(new_name)) => app.session.name = new_name,
         None => {}
     }

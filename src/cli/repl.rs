@@ -25,7 +25,11 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;
     let mut greeting = None;
     match resume {
-        Some(Ok(saved)) => greeting = Some(session.resume(saved)),
+        Some(Ok(saved)) => {
+            greeting = Some(session.resume(saved));
+            // The session's own settings, except what this command line sets.
+            session.sampling = flags.sampling.apply_to(&session.sampling);
+        }
         Some(Err(new_name)) => session.name = new_name,
         None => {}
     }

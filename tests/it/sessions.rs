@@ -428,3 +428,18 @@ fn repl_branches_and_search_without_a_database_say_so() {
     let err = stderr(&o);
     assert_eq!(err.matches("no session database in this run").count(), 3, "{err}");
 }
+
+#[test]
+fn flags_on_the_command_line_override_what_a_resumed_session_stored() {
+    let url = fake_server(Duration::ZERO);
+    let s = Sandbox::new();
+    let mut c = s.moat();
+    c.args(["--remote", &url, "-n", "15", "--temp", "1", "repl", "--session", "x"]);
+    let o = run(c, b"hello\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut c = s.moat();
+    c.args(["--remote", &url, "-n", "5", "repl", "--resume"]);
+    let out = stdout(&run(c, b"/show\n"));
+    assert!(out.contains("max_tokens 5"), "the flag wins: {out}");
+    assert!(out.contains("temp 1"), "what the flags leave alone comes from the session: {out}");
+}
