@@ -389,9 +389,15 @@ pub enum HistoryCommand {
 
 #[derive(Debug, Args)]
 pub struct HistorySearchArgs {
-    /// Words that must all occur, in any order, case-insensitively.
-    #[arg(required = true, value_name = "QUERY")]
-    pub query: Vec<String>,
+    /// Words that must all occur, in any order, case-insensitively. The first may start with '-'
+    /// (`-horses`); a later one only after `--` (`lighthouse -- -keeper`).
+    #[arg(value_name = "QUERY", allow_hyphen_values = true)]
+    pub first: String,
+    // Split from `first` because clap gives a multi-valued positional that takes hyphen values
+    // every later argument too: options after the words (`lighthouse --limit 1`) must stay options.
+    /// More words of the query.
+    #[arg(value_name = "QUERY")]
+    pub rest: Vec<String>,
     /// Only messages of this role.
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
@@ -602,6 +608,13 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+impl HistorySearchArgs {
+    /// Every word of the query, in the order given.
+    pub fn words(&self) -> Vec<String> {
+        std::iter::once(self.first.clone()).chain(self.rest.iter().cloned()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,5 +630,27 @@ mod tests {
         }
         let help = <Cli as clap::CommandFactory>::command().render_help().to_string();
         assert!(help.contains("--ctx-size <CTX_SIZE>"), "{help}");
+    }
+
+    #[test]
+    fn a_search_may_start_with_a_hyphen_and_options_after_the_words_stay_options() {
+        let search = |argv: &[&str]| match Cli::try_parse_from(["moat", "history", "search"].iter().chain(argv)) {
+            Ok(Cli { command: Some(MoatCommand::History(HistoryCommand::Search(a))), .. }) => Ok(a),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        let a = search(&["-horses"]).unwrap();
+        assert_eq!(a.words(), ["-horses"]);
+        let a = search(&["--role", "user", "-horses", "keeper", "--limit", "3", "--json"]).unwrap();
+        assert_eq!(
+            (a.words(), a.role, a.limit, a.json),
+            (vec!["-horses".into(), "keeper".into()], Some(RoleArg::User), 3, true)
+        );
+        let a = search(&["lighthouse", "keeper", "--role", "assistant"]).unwrap();
+        assert_eq!((a.words(), a.role), (vec!["lighthouse".to_string(), "keeper".into()], Some(RoleArg::Assistant)));
+        let a = search(&["lighthouse", "--", "-keeper"]).unwrap();
+        assert_eq!(a.words(), ["lighthouse", "-keeper"]);
+        assert_eq!(search(&["-h"]).unwrap_err(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(search(&[]).unwrap_err(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 }

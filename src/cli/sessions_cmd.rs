@@ -31,6 +31,10 @@ const LOGGED_PREFIXES: [&str; 2] = ["ask-", "run-"];
 /// The widest model name `moat sessions list` shows, in terminal columns (longer ones end in `…`).
 const MODEL_COLUMNS: usize = 40;
 
+/// The most characters of a name or query that an error message repeats (longer ones end in `…`):
+/// a mistyped 5,000-character argument should not fill the screen.
+const ECHO_CHARS: usize = 80;
+
 pub fn run(cmd: SessionsCommand) -> Result<i32, Failure> {
     match cmd {
         SessionsCommand::List { json, all } => list(&open_store()?, json, all),
@@ -75,13 +79,24 @@ fn open_store() -> Result<SessionStore, Failure> {
 fn session_failure(e: SessionError) -> Failure {
     match e {
         SessionError::NotFound(name) => {
-            Failure::usage(format!("no saved session named {name:?}; `moat sessions list` lists them"))
+            Failure::usage(format!("no saved session named {:?}; `moat sessions list` lists them", echo(&name)))
         }
         SessionError::NoBranch { session, n } => {
             Failure::usage(format!("session {session:?} has no branch {n}; `moat sessions show {session}` lists them"))
         }
-        e @ (SessionError::BadName(_) | SessionError::Exists(_)) => Failure::usage(e.to_string()),
+        // The store's own wording, with the name cut to what a terminal line can hold.
+        SessionError::BadName(name) => Failure::usage(SessionError::BadName(echo(&name)).to_string()),
+        SessionError::Exists(name) => Failure::usage(SessionError::Exists(echo(&name)).to_string()),
         e @ SessionError::Db(_) => Failure::runtime(e.to_string()),
+    }
+}
+
+/// `text` as an error message repeats it: at most [`ECHO_CHARS`] characters, ending in `…` when
+/// cut (on a character boundary, so CJK text stays whole characters).
+fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
     }
 }
 
@@ -240,19 +255,60 @@ fn show(store: &SessionStore, name: &str, branch: Option<usize>) -> Result<i32, 
     Ok(0)
 }
 
+/// Removes every named session, or none: a mistyped name among several stops the command before
+/// anything is deleted, so that running it again once fixed does what was meant.
 fn rm(store: &SessionStore, names: &[String]) -> Result<i32, Failure> {
-    let mut code = 0;
+    let mut unique: Vec<&String> = Vec::new();
     for name in names {
-        match store.remove(name) {
-            Ok(()) => sayln!("removed {name}"),
-            Err(e) => {
-                let f = session_failure(e);
-                warnln!("moat: {}", f.message);
-                code = code.max(f.code);
-            }
+        if !unique.contains(&name) {
+            unique.push(name);
         }
     }
-    Ok(code)
+    let mut code = 0;
+    for name in &unique {
+        if let Err(e) = store.load(name) {
+            let f = session_failure(e);
+            warnln!("moat: {}", f.message);
+            code = code.max(f.code);
+        }
+    }
+    if code != 0 {
+        return Ok(code);
+    }
+    for name in unique {
+        store.remove(name).map_err(session_failure)?;
+        sayln!("removed {name}");
+    }
+    Ok(0)
+}
+
+/// Refuses an output file whose directory is missing or is not a directory, rather than letting
+/// [`crate::atomic_write::write_atomic`] create the directories (a typo in the path would
+/// silently make new ones) or fail with the bare "File exists (os error 17)".
+fn check_output_dir(path: &Path) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let not_a_directory = |d: &Path| Failure::usage(format!("{} is not a directory", d.display()));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(not_a_directory(dir)),
+        Err(_) => {
+            // `a-file/sub/x.json`: the file in the way is what to fix, not the missing `sub`.
+            if let Some(m) = dir
+                .ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m)))
+            {
+                if !m.1.is_dir() {
+                    return Err(not_a_directory(m.0));
+                }
+            }
+            Err(Failure::usage(format!("directory {} does not exist", dir.display())))
+        }
+    }
 }
 
 fn export(
@@ -278,6 +334,7 @@ fn export(
                 .map_err(|e| Failure::runtime(format!("cannot write the export: {e}")))?;
         }
         Some(path) => {
+            check_output_dir(path)?;
             if !force && std::fs::symlink_metadata(path).is_ok() {
                 return Err(Failure::usage(format!(
                     "{} already exists; --force replaces it, or pick another file",
@@ -449,7 +506,7 @@ fn hit_lines(hit: &SearchHit, color: bool) -> [String; 2] {
 
 fn search(store: &SessionStore, args: HistorySearchArgs) -> Result<i32, Failure> {
     let q = SearchQuery {
-        text: query_text(&args.query),
+        text: query_text(&args.words()),
         role: args.role.map(|r| match r {
             RoleArg::User => Role::User,
             RoleArg::Assistant => Role::Assistant,
@@ -460,8 +517,9 @@ fn search(store: &SessionStore, args: HistorySearchArgs) -> Result<i32, Failure>
         session: args.session,
         limit: args.limit as usize,
     };
+    // A session that does not exist is a mistyped name (exit 2), not a search with no hits.
     if let Some(name) = &q.session {
-        SessionStore::check_name(name).map_err(session_failure)?;
+        store.load(name).map_err(session_failure)?;
     }
     let hits = store.search(&q).map_err(|e| match e {
         SearchError::Empty => Failure::usage(e.to_string()),
@@ -492,7 +550,7 @@ fn search(store: &SessionStore, args: HistorySearchArgs) -> Result<i32, Failure>
         }
     }
     if hits.is_empty() {
-        warnln!("moat: no stored message matches {}", q.text);
+        warnln!("moat: no stored message matches {}", echo(&q.text));
         return Ok(exit::RUNTIME);
     }
     Ok(0)
@@ -553,5 +611,19 @@ mod tests {
         assert_eq!(query_text(&words(&["keeper of", "bees"])), "\"keeper of\" bees");
         assert_eq!(query_text(&words(&["\"keeper of\"", "bees"])), "\"keeper of\" bees");
         assert_eq!(query_text(&words(&["营销策略"])), "营销策略");
+    }
+
+    #[test]
+    fn echoed_input_is_cut_on_character_boundaries() {
+        assert_eq!(echo("plain"), "plain");
+        let exact = "a".repeat(ECHO_CHARS);
+        assert_eq!(echo(&exact), exact);
+        assert_eq!(echo(&"x".repeat(100_000)), format!("{}…", "x".repeat(ECHO_CHARS)));
+        let cjk = "营".repeat(5_000);
+        assert_eq!(echo(&cjk), format!("{}…", "营".repeat(ECHO_CHARS)));
+        let m = session_failure(SessionError::NotFound("名".repeat(5_000))).message;
+        assert!(m.chars().count() < 160 && m.contains('…') && m.contains("`moat sessions list`"), "{m}");
+        let m = session_failure(SessionError::BadName("/".repeat(5_000))).message;
+        assert!(m.chars().count() < 200 && m.contains("not usable"), "{m}");
     }
 }

@@ -132,13 +132,17 @@ fn show_prints_a_safe_transcript_and_the_branches() {
 fn rm_reports_each_missing_name_and_rename_refuses_a_taken_one() {
     let s = Sandbox::new();
     fill(&s);
+    // One missing name and nothing is removed: the fixed command line then does what was meant.
     let o = moat(&s, &["sessions", "rm", "plain", "nope", "../x"], "");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "removed plain\n");
+    assert_eq!(stdout(&o), "");
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 2, "{err}");
     assert!(err.lines().all(|l| l.starts_with("moat: ")), "{err}");
     assert!(err.contains("\"nope\"") && err.contains("\"../x\""), "{err}");
+    assert!(ok(&moat(&s, &["sessions", "list"], "")).contains("plain"), "kept");
+    // A name given twice is removed once.
+    assert_eq!(stdout(&moat(&s, &["sessions", "rm", "plain", "plain"], "")), "removed plain\n");
     let o = moat(&s, &["sessions", "list"], "");
     assert!(!ok(&o).contains("plain"));
 
@@ -153,6 +157,7 @@ fn rm_reports_each_missing_name_and_rename_refuses_a_taken_one() {
 fn export_and_import_round_trip_json_with_every_branch_and_markdown() {
     let s = Sandbox::new();
     fill(&s);
+    std::fs::create_dir(s.path("out")).unwrap();
     let file = s.path("out/cjk.json");
     let file_arg = file.to_str().unwrap();
     let o = moat(&s, &["sessions", "export", "市场营销", "--all", "-o", file_arg], "");
@@ -331,4 +336,88 @@ fn tab_completes_session_names_and_never_creates_the_database() {
     assert_eq!(complete(&["sessions", "rm", "plain", "p"]), ["plain"]);
     assert_eq!(complete(&["repl", "--session", "ask-"]), ["ask-2020-01-01-1000-00-abcd"]);
     assert_eq!(complete(&["history", "search", "x", "--session", "pl"]), ["plain"]);
+}
+
+#[test]
+fn export_refuses_a_missing_or_blocked_directory_and_writes_files_readable_as_usual() {
+    let s = Sandbox::new();
+    fill(&s);
+    let missing = s.path("no/such/dir");
+    let o = moat(&s, &["sessions", "export", "plain", "-o", missing.join("x.json").to_str().unwrap()], "");
+    assert_fails(&o, 2, &format!("directory {} does not exist", missing.display()));
+    assert!(!s.path("no").exists(), "no directories made");
+
+    let afile = s.path("afile");
+    std::fs::write(&afile, b"keep").unwrap();
+    for target in [afile.join("x.json"), afile.join("sub/x.json")] {
+        let o = moat(&s, &["sessions", "export", "plain", "-o", target.to_str().unwrap()], "");
+        assert_fails(&o, 2, &format!("{} is not a directory", afile.display()));
+    }
+    assert_eq!(std::fs::read(&afile).unwrap(), b"keep");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let out = s.path("plain.json");
+        let mut c = s.moat();
+        c.args(["sessions", "export", "plain", "-o", out.to_str().unwrap()]);
+        // umask 022 as a login shell has it; the file must not come out private (0600).
+        let o = crate::common::run(umask_022(c), b"");
+        ok(&o);
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644);
+    }
+}
+
+/// `c` run under umask 022 whatever the test runner's umask is.
+#[cfg(unix)]
+fn umask_022(mut c: std::process::Command) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    c
+}
+
+#[test]
+fn history_search_names_a_missing_session_and_takes_a_leading_hyphen() {
+    let s = Sandbox::new();
+    fill(&s);
+    assert_fails(&search(&s, &["lighthouse", "--session", "nope"]), 2, "no saved session named \"nope\"");
+    // `-horses` is a word to search for, not `-h` (help) and more.
+    let o = search(&s, &["-horses"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).starts_with("moat: no stored message matches -horses"), "{}", stderr(&o));
+    let o = search(&s, &["--role", "user", "-lighthouse", "keeper"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("matches -lighthouse keeper"), "{}", stderr(&o));
+}
+
+#[test]
+fn long_names_and_queries_are_cut_short_in_errors() {
+    let s = Sandbox::new();
+    fill(&s);
+    let query = "x".repeat(100_000);
+    let o = search(&s, &[&query]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{}", err.len());
+    assert!(err.len() < 200 && err.contains(&format!("matches {}…", "x".repeat(80))), "{} bytes", err.len());
+
+    for name in ["n".repeat(5_000), "名".repeat(5_000)] {
+        for args in [
+            vec!["sessions", "show", name.as_str()],
+            vec!["sessions", "rm", name.as_str()],
+            vec!["sessions", "rename", "plain", name.as_str()],
+        ] {
+            let o = moat(&s, &args, "");
+            let err = stderr(&o);
+            assert!(err.chars().count() < 200 && err.contains('…'), "{args:.20?}: {} chars", err.chars().count());
+            assert_fails(&o, 2, "…");
+        }
+    }
 }
