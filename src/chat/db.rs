@@ -13,6 +13,7 @@
 //! - `meta(key, value)`: `last` = the name of the conversation saved most recently (`--resume`);
 //! - `inputs(id, text, created)`: what was typed at the chat and REPL prompts (Up/Down, Ctrl+R),
 //!   newest last, shared by every process;
+//! - `conversations.logged`: 1 for a logged one-shot run (`ask --log`, `run --log`);
 //! - `conversations.head`: the message that ends the active path (`/branches` moves it); NULL
 //!   means the conversation's newest message.
 
@@ -65,9 +66,14 @@ pub fn connect(path: &Path) -> Result<Connection, DbError> {
     // A read-write open of a file that is not a database deletes the `-wal` beside it, so an
     // existing file is first read without touching anything: a damaged one stays as it was found.
     if path.exists() {
-        open_untouched(path)
-            .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())))
-            .map_err(err)?;
+        let probe = open_untouched(path).map_err(err)?;
+        let foreign = version(&probe).and_then(|v| Ok(v == 0 && has_tables(&probe)?)).map_err(err)?;
+        if foreign {
+            return Err(DbError::Damaged {
+                path: path.display().to_string(),
+                why: "a SQLite file with tables of another program".into(),
+            });
+        }
     }
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
@@ -100,6 +106,12 @@ pub fn open_untouched(path: &Path) -> rusqlite::Result<Connection> {
     uri.push_str("?mode=ro&immutable=1");
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(&uri, flags)
+}
+
+/// Whether the file holds any table: a file at schema version 0 that does is not a new moat
+/// database but another program's (migrating it would fail halfway, or worse, succeed).
+pub fn has_tables(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
 }
 
 /// The file's schema version (0 for a new, empty file).
@@ -155,6 +167,7 @@ pub fn migrate(conn: &Connection, from: i32, to: i32) -> rusqlite::Result<()> {
             )?,
             3 => conn.execute_batch(
                 "ALTER TABLE conversations ADD COLUMN head INTEGER;
+                 ALTER TABLE conversations ADD COLUMN logged INTEGER NOT NULL DEFAULT 0;
                  CREATE INDEX messages_by_parent ON messages(parent_id);
                  CREATE TABLE inputs (id INTEGER PRIMARY KEY, text TEXT NOT NULL, created TEXT NOT NULL);",
             )?,

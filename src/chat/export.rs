@@ -126,6 +126,13 @@ impl SessionStore {
     pub fn import(&self, path: &str, bytes: &[u8], name: Option<&str>) -> Result<String, ImportError> {
         let invalid = |why: String| ImportError::Invalid { path: path.into(), why };
         let session: SavedSession = super::store::parse(bytes).map_err(invalid)?;
+        if session.version > super::store::VERSION {
+            return Err(invalid(format!(
+                "version {} is newer than this moat reads ({}); export it again from the moat that wrote it",
+                session.version,
+                super::store::VERSION
+            )));
+        }
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         let extra: TreePart = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         let name = name.unwrap_or(&session.name).to_string();
@@ -216,6 +223,10 @@ fn check_tree(tree: &[TreeMessage], head: Option<i64>) -> Result<(), String> {
     }
     match head {
         Some(h) if !seen.contains(&h) => Err(format!("head {h} is not a message of the tree")),
+        // The head ends the active path: a message with replies below it would hide them.
+        Some(h) if tree.iter().any(|m| m.parent == Some(h)) => {
+            Err(format!("head {h} has messages below it; it must be the last message of a branch"))
+        }
         _ => Ok(()),
     }
 }
@@ -394,8 +405,16 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
         v["tree"][1]["parent"] = 99.into();
         let bad = serde_json::to_vec(&v).unwrap();
-        let cases: [(&[u8], &str); 4] = [
+        v["tree"][1]["parent"] = 1.into();
+        v["head"] = 1.into();
+        let inner_head = serde_json::to_vec(&v).unwrap();
+        v["head"] = serde_json::Value::Null;
+        v["version"] = 99.into();
+        let future = serde_json::to_vec(&v).unwrap();
+        let cases: [(&[u8], &str); 6] = [
             (&bad, "parent 99"),
+            (&inner_head, "head 1 has messages below it"),
+            (&future, "version 99 is newer"),
             (b"{\"name\": \"x\"", "not a moat session file"),
             (b"\xff\xfe garbage", "not a moat session file"),
             (b"", "not a moat session file"),

@@ -88,7 +88,8 @@ impl SessionStore {
     /// The messages that match `q`, newest first. Errors: [`SearchError::Empty`] for a query with
     /// no words, database errors.
     pub fn search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
-        let words = terms(&q.text);
+        // Control characters and escape sequences are never in stored text's words.
+        let words = terms(&crate::render::sanitize(&q.text));
         if words.is_empty() {
             return Err(SearchError::Empty);
         }
@@ -272,6 +273,7 @@ mod tests {
         assert!(found(&store, &query("100%")).is_empty(), "LIKE wildcards are text");
         assert!(store.search(&query("say \"hi")).is_ok(), "an unclosed quote is text");
         assert!(matches!(store.search(&query("  \" \" ")), Err(SearchError::Empty)));
+        assert!(matches!(store.search(&query("\x1b]0;PWN\x07\x1b[2J")), Err(SearchError::Empty)));
     }
 
     #[test]

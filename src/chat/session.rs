@@ -99,6 +99,9 @@ pub struct ChatSession {
 /// How many hits `/search` lists.
 pub const SEARCH_HITS: usize = 10;
 
+/// What `/save NAME` and `/load NAME` say when there is no session database.
+const NOT_SAVING: &str = "no session database in this run (--no-save, or it could not be opened); `/save FILE.json` (or .md) writes the conversation to a file";
+
 /// What `/branches`, `/search` and `/open` say when there is no session database.
 const NO_STORE: &str =
     "no session database in this run (--no-save, or it could not be opened): nothing to list or open";
@@ -359,7 +362,7 @@ impl ChatSession {
                 self.name = name;
                 match self.save() {
                     Ok(true) => one(Outcome::Note(format!("saved as {}", self.name))),
-                    Ok(false) => one(Outcome::Error("sessions are off in this run (--no-save)".into())),
+                    Ok(false) => one(Outcome::Error(NOT_SAVING.into())),
                     Err(e) => one(Outcome::Error(e)),
                 }
             }
@@ -369,7 +372,7 @@ impl ChatSession {
                     vec![Outcome::Reset, note]
                 }
                 Some(Err(e)) => one(Outcome::Error(e.to_string())),
-                None => one(Outcome::Error("sessions are off in this run (--no-save)".into())),
+                None => one(Outcome::Error(NOT_SAVING.into())),
             },
             SlashCommand::Sessions => {
                 let list = self.store.as_ref().map(|s| s.list()).unwrap_or_default();
@@ -468,6 +471,8 @@ impl ChatSession {
 
     /// `/search WORDS`: the newest [`SEARCH_HITS`] matches over every session, kept for `/open`.
     fn search(&mut self, text: &str) -> Outcome {
+        // Whatever this search gives, `/open N` never opens a hit of an earlier one.
+        self.hits.clear();
         let Some(store) = &self.store else { return Outcome::Error(NO_STORE.into()) };
         let q = SearchQuery { text: text.to_string(), limit: SEARCH_HITS, ..Default::default() };
         let hits = match store.search(&q) {
@@ -871,6 +876,9 @@ mod tests {
         assert!(
             note(&s.execute(SlashCommand::Search("nowhere-to-be-found".into()), false)).contains("no saved message")
         );
+        // A search with no hits leaves nothing to open, not the hits of the one before.
+        let out = note(&s.execute(SlashCommand::Open(1), false));
+        assert!(!out.starts_with("opened"), "{out}");
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct SessionSummary {
     pub stored: usize,
     /// Leaves of the tree: 1 for a conversation never regenerated or edited.
     pub branches: usize,
+    /// A logged one-shot run ([`SessionStore::insert_new`]), not a chat.
+    pub logged: bool,
 }
 
 /// One branch of a conversation: the path from the root to one leaf of the message tree.
@@ -300,7 +302,7 @@ impl SessionStore {
         let sampling = serde_json::to_string(&s.sampling).expect("sampling serialises");
         self.sqlite(db::write_txn(&self.conn, |c| {
             let inserted = c.execute(
-                "INSERT INTO conversations (name, model, sampling, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO conversations (name, model, sampling, created, updated, logged) VALUES (?1, ?2, ?3, ?4, ?5, 1)
                  ON CONFLICT(name) DO NOTHING",
                 params![s.name, s.model, sampling, s.created, s.updated],
             )?;
@@ -366,7 +368,7 @@ impl SessionStore {
     pub fn list(&self) -> Vec<SessionSummary> {
         let rows = || -> rusqlite::Result<Vec<SessionSummary>> {
             let mut st = self.conn.prepare(
-                "SELECT c.id, c.name, c.model, c.created, c.updated,
+                "SELECT c.id, c.name, c.model, c.created, c.updated, c.logged,
                     (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),
                     (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id
                         AND NOT EXISTS (SELECT 1 FROM messages k WHERE k.parent_id = m.id))
@@ -382,8 +384,9 @@ impl SessionStore {
                             created: r.get(3)?,
                             updated: r.get(4)?,
                             messages: 0,
-                            stored: r.get::<_, i64>(5)? as usize,
-                            branches: r.get::<_, i64>(6)? as usize,
+                            stored: r.get::<_, i64>(6)? as usize,
+                            branches: r.get::<_, i64>(7)? as usize,
+                            logged: r.get(5)?,
                         },
                     ))
                 })?
@@ -501,6 +504,9 @@ impl SessionStore {
         let version = db::version(&conn).map_err(err)?;
         if version > db::SCHEMA_VERSION {
             return Err(damaged(format!("schema version {version}: written by a newer moat")).into());
+        }
+        if version == 0 && db::has_tables(&conn).map_err(err)? {
+            return Err(damaged("a SQLite file with tables of another program".into()).into());
         }
         Ok(())
     }
@@ -864,6 +870,10 @@ mod tests {
             store.conn.query_row("SELECT stats FROM messages WHERE content = 'a'", [], |r| r.get(0)).unwrap();
         assert_eq!(stats.as_deref(), Some(r#"{"gen_tokens":1}"#));
         assert_eq!(store.last(), None);
+        // A chat the user named ask-… is a chat: what marks a logged run is how it was stored.
+        store.save(&sample("ask-mine", 1), &mut SyncPoint::default(), None).unwrap();
+        let logged: Vec<(String, bool)> = store.list().into_iter().map(|s| (s.name, s.logged)).collect();
+        assert!(logged.contains(&("ask-1".into(), true)) && logged.contains(&("ask-mine".into(), false)), "{logged:?}");
     }
 
     #[test]
@@ -932,6 +942,18 @@ mod tests {
         assert!(matches!(err, SessionError::Db(DbError::Damaged { .. })), "{err}");
         assert!(err.to_string().contains(DB_FILE) && !err.to_string().contains('\n'), "{err}");
         assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), junk);
+        // A SQLite file of another program: refused the same way, not migrated over.
+        let other = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(other.path().join(DB_FILE)).unwrap();
+            c.execute_batch("CREATE TABLE conversations (x); INSERT INTO conversations VALUES (1);").unwrap();
+        }
+        let before = std::fs::read(other.path().join(DB_FILE)).unwrap();
+        let Err(err) = SessionStore::open(other.path()) else { panic!("refused") };
+        assert!(matches!(err, SessionError::Db(DbError::Damaged { .. })), "{err}");
+        assert!(err.to_string().contains("another program") && err.to_string().contains("move-aside"), "{err}");
+        assert!(SessionStore::check_file(other.path()).is_err(), "move-aside moves it");
+        assert!(std::fs::read(other.path().join(DB_FILE)).unwrap() == before, "the file is left as it was");
         // A data dir that cannot be created (its parent is a file; root ignores permission bits).
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let Err(err) = SessionStore::open(&dir.path().join("file/data")) else { panic!("refused") };

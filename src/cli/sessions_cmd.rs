@@ -24,10 +24,6 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 /// small enough to hold in memory twice while it is parsed.
 pub const MAX_IMPORT_BYTES: u64 = 64 << 20;
 
-/// Name prefixes of the conversations `moat ask --log` and `moat run --log` store
-/// ([`super::run_log`]); `moat sessions list` leaves them out unless `--all`.
-const LOGGED_PREFIXES: [&str; 2] = ["ask-", "run-"];
-
 /// The widest model name `moat sessions list` shows, in terminal columns (longer ones end in `…`).
 const MODEL_COLUMNS: usize = 40;
 
@@ -105,10 +101,6 @@ fn color_on() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn is_logged(name: &str) -> bool {
-    LOGGED_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// `text` cut to at most `columns` terminal columns (ending in `…` when cut).
 fn fit(text: &str, columns: usize) -> String {
     if text.width() <= columns {
@@ -171,7 +163,7 @@ fn table(rows: &[SessionSummary]) -> Vec<String> {
 
 fn list(store: &SessionStore, json: bool, all: bool) -> Result<i32, Failure> {
     let (shown, hidden): (Vec<SessionSummary>, Vec<SessionSummary>) =
-        store.list().into_iter().partition(|s| all || !is_logged(&s.name));
+        store.list().into_iter().partition(|s| all || !s.logged);
     if json {
         let rows: Vec<serde_json::Value> = shown
             .iter()
@@ -593,6 +585,7 @@ mod tests {
             messages,
             stored: messages,
             branches,
+            logged: false,
         };
         let lines = table(&[row("市场营销", 12, 3), row("plain", 4, 1)]);
         assert_eq!(lines.len(), 3);
