@@ -264,7 +264,7 @@ impl ChatSession {
                 | SlashCommand::System(_)
                 | SlashCommand::Model(Some(_))
                 | SlashCommand::Regen
-                | SlashCommand::Edit
+                | SlashCommand::Edit(_)
                 | SlashCommand::Load(_)
                 | SlashCommand::Branches(Some(_))
                 | SlashCommand::Open(_)
@@ -331,11 +331,15 @@ impl ChatSession {
                 }
                 None => one(Outcome::Error("nothing to answer again yet".into())),
             },
-            SlashCommand::Edit => match self.unwind_to_last_user(true) {
+            SlashCommand::Edit(replacement) => match self.unwind_to_last_user(true) {
                 Some(text) => {
                     let mut out = vec![Outcome::Reset];
                     out.extend(self.branch_hint());
-                    out.push(Outcome::Edit(text));
+                    match replacement {
+                        // `/edit TEXT` (the form a pipe can type): TEXT is the new message.
+                        Some(new) => out.push(Outcome::Send(self.user_turn(new))),
+                        None => out.push(Outcome::Edit(text)),
+                    }
                     out
                 }
                 None => one(Outcome::Error("no message to edit yet".into())),
@@ -925,5 +929,23 @@ mod tests {
         let out = t.execute(SlashCommand::Load(bad.display().to_string()), false);
         assert!(note(&out).contains("is not a moat session file") && !note(&out).contains('\n'), "{}", note(&out));
         assert_eq!(texts(&t).len(), 2, "a bad file changes nothing");
+    }
+
+    #[test]
+    fn edit_with_text_sends_it_in_place_of_the_last_message_and_keeps_the_old_as_a_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        s.user_turn("Tell me about cats".into());
+        reply(&mut s, "Cats purr.");
+        let out = s.execute(SlashCommand::Edit(Some("Tell me about horses".into())), false);
+        assert!(matches!(out[0], Outcome::Reset), "{out:?}");
+        assert!(matches!(out.last(), Some(Outcome::Send(_))), "the new message is sent: {out:?}");
+        assert_eq!(texts(&s)[1..], ["Tell me about horses"]);
+        reply(&mut s, "Horses gallop.");
+        assert_eq!(texts(&s)[1..], ["Tell me about horses", "Horses gallop."]);
+        assert_eq!(s.store().unwrap().branches(&s.name).unwrap().len(), 2);
+        // Without text it goes to the input line, as before.
+        let out = s.execute(SlashCommand::Edit(None), false);
+        assert!(out.iter().any(|o| matches!(o, Outcome::Edit(t) if t == "Tell me about horses")), "{out:?}");
     }
 }

@@ -15,7 +15,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("set", "KEY VALUE", crate::sampling::SET_NAMES),
     ("show", "", "current model, settings and session"),
     ("regen", "", "answer the last message again"),
-    ("edit", "", "edit the last message and send it again"),
+    ("edit", "[TEXT]", "edit the last message and send it again; with TEXT: send TEXT in its place"),
     ("copy", "[N]", "copy the last reply, or its code block N (OSC 52)"),
     ("save", "NAME|FILE", "save the conversation under NAME, or to FILE (.json/.md, or a path)"),
     ("load", "NAME|FILE", "open a saved conversation, or a session file"),

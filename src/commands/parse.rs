@@ -12,7 +12,8 @@ pub enum SlashCommand {
     Set(Setting),
     Show,
     Regen,
-    Edit,
+    /// Rewrite the last message: put it in the input line, or (with text) replace it and send.
+    Edit(Option<String>),
     Copy(Option<usize>),
     Save(String),
     Load(String),
@@ -86,7 +87,7 @@ pub fn parse(line: &str) -> Option<Result<SlashCommand, CommandError>> {
         }
         "show" => Ok(SlashCommand::Show),
         "regen" | "retry" => Ok(SlashCommand::Regen),
-        "edit" => Ok(SlashCommand::Edit),
+        "edit" => Ok(SlashCommand::Edit((!arg.is_empty()).then(|| arg.to_string()))),
         "copy" => match arg {
             "" => Ok(SlashCommand::Copy(None)),
             n => number(n)

@@ -9,6 +9,11 @@ fn parses_commands_and_arguments() {
     assert_eq!(parse("/copy 2"), Some(Ok(SlashCommand::Copy(Some(2)))));
     assert_eq!(parse("/model ./m.gguf"), Some(Ok(SlashCommand::Model(Some("./m.gguf".into())))));
     assert_eq!(parse("/model  "), Some(Ok(SlashCommand::Model(None))));
+    assert_eq!(parse("/edit"), Some(Ok(SlashCommand::Edit(None))));
+    assert_eq!(
+        parse("/edit  Tell me about horses "),
+        Some(Ok(SlashCommand::Edit(Some("Tell me about horses".into()))))
+    );
 }
 
 #[test]
