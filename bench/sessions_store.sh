@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --lib -- --ignored --nocapture --test-threads 1 append_bench search_bench 2>&1 |
-    grep -E '^(append|[0-9]+ messages|[A-Za-z].* hits )'
+    sed -E 's/^test [^ ]+ \.\.\. //' | grep -E '(append a turn|messages written|hits  median)'
