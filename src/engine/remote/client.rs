@@ -181,6 +181,11 @@ impl Client {
             .timeout_read(Duration::from_secs(opts.idle_timeout_s.max(1)))
             .timeout_write(Duration::from_secs(opts.idle_timeout_s.max(1)))
             .user_agent(concat!("moat/", env!("CARGO_PKG_VERSION")))
+            // No pooled connections: llama-server may close an idle keep-alive connection just as
+            // the next request goes out on it, and ureq does not retry a POST, so the request
+            // failed as "connection broke (Unexpected EOF)" (the real-server bench test, 3 of 5
+            // runs under load); a fresh connection per request costs a TCP (or TLS) handshake.
+            .max_idle_connections(0)
             .build();
         Ok(Client {
             agent,
