@@ -76,6 +76,36 @@ pub struct InputSpec {
     pub max_chars: Option<usize>,
     #[serde(default)]
     pub truncate: Truncate,
+    /// What to do with input longer than fits (`long = "map-reduce" | "head" | "tail" | "error"`); when
+    /// absent, `truncate` decides (the older key).
+    #[serde(default)]
+    pub long: Option<Long>,
+    /// The prompt that extracts facts from each chunk in a map-reduce run (default
+    /// `market/extract-facts`).
+    #[serde(default)]
+    pub map: Option<String>,
+}
+
+impl InputSpec {
+    /// The policy for input over budget: `long` if the file sets it, else the one `truncate` names.
+    pub fn long_policy(&self) -> Long {
+        self.long.unwrap_or(match self.truncate {
+            Truncate::Error => Long::Error,
+            Truncate::Head => Long::Head,
+            Truncate::Tail => Long::Tail,
+        })
+    }
+}
+
+/// `[input] long`: input longer than the budget is refused, cut, or split into chunks whose extracted facts are
+/// merged (map-reduce) before the prompt itself runs.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Long {
+    Error,
+    Head,
+    Tail,
+    MapReduce,
 }
 
 /// What to do with input over budget. Silent truncation loses the end of an article without anyone noticing,

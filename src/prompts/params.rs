@@ -49,6 +49,29 @@ impl From<&str> for Reply {
 /// Anything that turns a request into text: the llama.cpp engine in moat, a mock in tests.
 pub trait Generator {
     fn generate(&mut self, req: &GenRequest) -> Result<Reply, String>;
+
+    /// Each text's length in tokens of the model in use (no BOS, no chat template), or `None` when
+    /// this generator cannot count; callers then estimate from characters.
+    fn count_tokens(&mut self, _texts: &[&str]) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Independent requests, run at once where the engine can (parallel sequences in one context
+    /// locally, concurrent requests on a server). `done(index, reply)` is called as each one
+    /// finishes, in any order; the result is in request order. The default runs them one by one.
+    fn generate_many(
+        &mut self,
+        reqs: &[GenRequest],
+        done: &mut dyn FnMut(usize, &Result<Reply, String>),
+    ) -> Vec<Result<Reply, String>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for (i, r) in reqs.iter().enumerate() {
+            let reply = self.generate(r);
+            done(i, &reply);
+            out.push(reply);
+        }
+        out
+    }
 }
 
 /// Replays canned replies in order; used by embedded tests and unit tests. Records what it was asked so tests can
