@@ -38,32 +38,107 @@ pub fn budget(n_ctx: usize, lang: Lang) -> Option<usize> {
 /// Runs `job` and returns its human view (or text), for showing in a conversation. `n_ctx` is
 /// the model's context in tokens, 0 when unknown (see [`budget`]).
 pub fn run(job: &PromptJob, lib: &Library, n_ctx: usize, gen: &mut dyn Generator) -> Result<String, String> {
+    run_with_progress(job, lib, n_ctx, gen, &mut |_| {})
+}
+
+/// [`run`], reporting map-reduce progress on long input. A long input's view ends with one line
+/// saying how it was condensed.
+pub fn run_with_progress(
+    job: &PromptJob,
+    lib: &Library,
+    n_ctx: usize,
+    gen: &mut dyn Generator,
+    progress: &mut dyn FnMut(&prompts::Progress),
+) -> Result<String, String> {
     let lang = Lang::detect(&job.input);
-    let r =
-        prompts::run_script(lib, &job.id, &job.vars, &job.input, lang, &Params::default(), budget(n_ctx, lang), gen)
-            .map_err(|e| e.to_string())?;
-    Ok(r.format(OutputFormat::View))
+    let mut opts = prompts::RunOptions {
+        long: prompts::LongOptions { n_ctx, ..Default::default() },
+        progress: Some(Box::new(|p: &prompts::Progress| progress(p))),
+    };
+    let r = prompts::run_script_opts(
+        lib,
+        &job.id,
+        &job.vars,
+        &job.input,
+        lang,
+        &Params::default(),
+        budget(n_ctx, lang),
+        gen,
+        &mut opts,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut view = r.format(OutputFormat::View);
+    if let Some(long) = &r.long {
+        view.push_str(&format!(
+            "\n\n({} characters in {} chunks → {} facts, {} after merging; --as trace in `moat run` shows each chunk)",
+            long.doc_chars,
+            long.chunks.len(),
+            long.facts_extracted,
+            long.facts_merged
+        ));
+        for note in &long.notes {
+            view.push_str(&format!("\n({note})"));
+        }
+    }
+    Ok(view)
+}
+
+/// A one-line progress report for front ends without a progress bar.
+pub fn progress_line(p: &prompts::Progress) -> String {
+    match p.stage {
+        prompts::Stage::Map => format!("map: {}/{} chunks", p.done, p.total),
+        prompts::Stage::Reduce(n) => format!("reduce round {n}: {}/{} fact groups", p.done, p.total),
+    }
 }
 
 /// Variables given as `key=value`.
 pub type Vars = Vec<(String, String)>;
 
-/// Splits `/prompt ID k=v "k2=two words"` arguments; `last` is set by a trailing `--last`.
-pub fn parse_args(args: &str) -> Result<(String, Vars, bool), String> {
+/// What `/prompt` and `/run` were given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobArgs {
+    pub id: String,
+    pub vars: Vars,
+    /// `--last`: run on the last reply.
+    pub last: bool,
+    /// `--file PATH`: run on this file.
+    pub file: Option<String>,
+}
+
+/// Splits `/prompt ID k=v "k2=two words" [--last | --file PATH]` arguments.
+pub fn parse_args(args: &str) -> Result<JobArgs, String> {
     let words = shlex::split(args).ok_or_else(|| "unbalanced quotes".to_string())?;
     let mut it = words.into_iter();
     let id = it.next().ok_or_else(|| "which prompt? e.g. /prompt market/swot subject=Acme".to_string())?;
-    let (mut vars, mut last) = (Vec::new(), false);
-    for w in it {
+    let mut out = JobArgs { id, ..Default::default() };
+    while let Some(w) = it.next() {
         if w == "--last" {
-            last = true;
+            out.last = true;
+        } else if w == "--file" {
+            out.file = Some(it.next().ok_or_else(|| "--file needs a path, e.g. --file report.md".to_string())?);
         } else if let Some((k, v)) = w.split_once('=') {
-            vars.push((k.to_string(), v.to_string()));
+            out.vars.push((k.to_string(), v.to_string()));
         } else {
-            return Err(format!("{w:?}: expected key=value (or --last)"));
+            return Err(format!("{w:?}: expected key=value (or --last, --file PATH)"));
         }
     }
-    Ok((id, vars, last))
+    if out.last && out.file.is_some() {
+        return Err("--last and --file both name the input; give one".into());
+    }
+    Ok(out)
+}
+
+/// The text of `path` for a prompt job: the same decoding as `moat run --input` (BOM, CRLF;
+/// UTF-16, NUL and invalid UTF-8 refused), at most 64 MiB.
+pub fn read_input_file(path: &str) -> Result<String, String> {
+    const MAX: u64 = 64 << 20;
+    let shown = crate::render::for_terminal(path, true);
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if meta.len() > MAX {
+        return Err(format!("{shown} is {} MiB; the limit is 64 MiB", meta.len() >> 20));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    crate::text_input::decode(&shown, bytes).map_err(|e| e.to_string())
 }
 
 fn sampling_for(base: &SamplingConfig, p: &Params) -> SamplingConfig {
@@ -123,12 +198,16 @@ mod tests {
 
     #[test]
     fn arguments_keep_quoted_values_and_spot_mistakes() {
-        let (id, vars, last) = parse_args(r#"market/swot subject="Acme AI" max_per_quadrant=2 --last"#).unwrap();
-        assert_eq!(id, "market/swot");
-        assert_eq!(vars, vec![("subject".into(), "Acme AI".into()), ("max_per_quadrant".into(), "2".into())]);
-        assert!(last);
+        let a = parse_args(r#"market/swot subject="Acme AI" max_per_quadrant=2 --last"#).unwrap();
+        assert_eq!(a.id, "market/swot");
+        assert_eq!(a.vars, vec![("subject".into(), "Acme AI".into()), ("max_per_quadrant".into(), "2".into())]);
+        assert!(a.last && a.file.is_none());
         assert!(parse_args("market/swot oops").unwrap_err().contains("key=value"));
         assert!(parse_args("").is_err());
+        let a = parse_args(r#"market/swot --file "my report.md" subject=X"#).unwrap();
+        assert_eq!(a.file.as_deref(), Some("my report.md"));
+        assert!(parse_args("market/swot --file").unwrap_err().contains("needs a path"));
+        assert!(parse_args("market/swot --file a --last").unwrap_err().contains("give one"));
     }
 
     #[test]

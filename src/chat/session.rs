@@ -547,14 +547,21 @@ impl ChatSession {
         lines.join("\n")
     }
 
-    /// `/prompt ID k=v [--last]`: runs now on the last reply, or waits for the next message.
+    /// `/prompt ID k=v [--last | --file PATH]`: runs now on the last reply or the file, or waits
+    /// for the next message.
     fn arm_prompt(&mut self, args: &str) -> Outcome {
-        let (id, vars, last) = match prompt_job::parse_args(args) {
+        let prompt_job::JobArgs { id, vars, last, file } = match prompt_job::parse_args(args) {
             Ok(x) => x,
             Err(e) => return Outcome::Error(e),
         };
         if let Err(e) = self.library.resolve(&id) {
             return Outcome::Error(e.to_string());
+        }
+        if let Some(path) = file {
+            return match prompt_job::read_input_file(&path) {
+                Ok(input) => Outcome::RunPrompt(PromptJob { id, vars, input }),
+                Err(e) => Outcome::Error(e),
+            };
         }
         if last {
             return match &self.last_reply {

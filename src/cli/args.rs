@@ -303,6 +303,13 @@ pub struct RunArgs {
     /// the session database (named run-DATE-TIME-XXXX).
     #[arg(long)]
     pub log: bool,
+    /// Input longer than the prompt takes is split into chunks of at most N tokens for map-reduce
+    /// (default: as large as the context allows, at most 1024).
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<usize>,
+    /// Refuse input that makes more than N chunks, before generating anything.
+    #[arg(long, value_name = "N")]
+    pub max_chunks: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

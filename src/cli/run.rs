@@ -47,17 +47,38 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
     }
     let (engine, info) = setup::start(opts)?;
     let mut gen = EngineGenerator::new(engine.submitter(), setup.config().sampling.clone());
-    if std::io::stderr().is_terminal() {
-        gen.on_request = Box::new(|n| eprint!("\rmoat: generating, request {n} …\x1b[K"));
+    let on_terminal = std::io::stderr().is_terminal();
+    let bar = LongBar::new(on_terminal);
+    if on_terminal {
+        let busy = bar.active.clone();
+        gen.on_request = Box::new(move |n| {
+            if !busy.load(std::sync::atomic::Ordering::Relaxed) {
+                eprint!("\rmoat: generating, request {n} …\x1b[K")
+            }
+        });
     }
     let budget = prompt_job::budget(info.n_ctx as usize, lang);
     let id = entry.id_or(&args.id);
-    let result = prompts::run_script(&lib, &id, &vars, &input, lang, &cli_params, budget, &mut gen);
-    if std::io::stderr().is_terminal() {
+    let mut run_opts = prompts::RunOptions {
+        long: prompts::LongOptions {
+            n_ctx: info.n_ctx as usize,
+            chunk_tokens: args.chunk_tokens,
+            max_chunks: args.max_chunks,
+        },
+        progress: Some(Box::new(|p: &prompts::Progress| bar.update(p))),
+    };
+    let result = prompts::run_script_opts(&lib, &id, &vars, &input, lang, &cli_params, budget, &mut gen, &mut run_opts);
+    drop(run_opts);
+    bar.finish();
+    if on_terminal {
         eprint!("\r\x1b[K");
     }
     let result = match result {
         Ok(r) => r,
+        Err(e @ prompts::PromptError::Interrupted { .. }) => {
+            warnln!("moat: {e}");
+            return Ok(super::exit::INTERRUPTED);
+        }
         Err(e) => {
             if crate::interrupt::interrupted() {
                 warnln!("moat: interrupted");
@@ -66,6 +87,22 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
             return Err(prompt_failure(e));
         }
     };
+    if let Some(long) = &result.long {
+        let ratio = if long.doc_chars > 0 { long.material_chars * 100 / long.doc_chars } else { 0 };
+        warnln!(
+            "moat: long input: {} chunks of up to {} tokens → {} facts ({} after merging, {} reduce round(s)) → {} \
+             characters ({ratio}% of the input)",
+            long.chunks.len(),
+            long.chunk_tokens,
+            long.facts_extracted,
+            long.facts_merged,
+            long.rounds.len(),
+            long.material_chars
+        );
+        for note in &long.notes {
+            warnln!("moat: note: {note}");
+        }
+    }
     if let Some(dir) = &args.out_dir {
         let written = prompts::write_outputs(dir, &result).map_err(prompt_failure)?;
         warnln!("moat: wrote {} file(s) to {}", written.len(), dir.display());
@@ -121,6 +158,62 @@ fn context_for_input(setup: &Setup, flags: &ModelArgs, path: &std::path::Path, i
     let n_ctx_train = crate::models::gguf::inspect(path).ok()?.context_length? as u32;
     let want = need.div_ceil(256) * 256;
     (want > configured).then(|| want.min(n_ctx_train)).filter(|&n| n > configured)
+}
+
+/// The map-reduce progress bar on stderr (a terminal only): chunks done of total, rate and ETA, then
+/// each reduce round. Hidden otherwise, so pipes and logs stay clean.
+struct LongBar {
+    bar: std::cell::RefCell<Option<(prompts::Stage, indicatif::ProgressBar)>>,
+    on_terminal: bool,
+    /// Set while the bar is drawn, so the per-request line stays quiet.
+    active: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LongBar {
+    fn new(on_terminal: bool) -> Self {
+        LongBar { bar: Default::default(), on_terminal, active: Default::default() }
+    }
+
+    fn update(&self, p: &prompts::Progress) {
+        if !self.on_terminal {
+            return;
+        }
+        let mut slot = self.bar.borrow_mut();
+        if slot.as_ref().is_none_or(|(stage, _)| *stage != p.stage) {
+            if let Some((_, old)) = slot.take() {
+                old.finish_and_clear();
+            }
+            eprint!("\r\x1b[K");
+            let what = match p.stage {
+                prompts::Stage::Map => "moat: map: chunks".to_string(),
+                prompts::Stage::Reduce(n) => format!("moat: reduce round {n}: fact groups"),
+            };
+            let bar =
+                indicatif::ProgressBar::with_draw_target(Some(p.total as u64), indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} elapsed {elapsed} eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_message(what);
+            self.active.store(true, std::sync::atomic::Ordering::Relaxed);
+            *slot = Some((p.stage, bar));
+        }
+        if let Some((_, bar)) = slot.as_ref() {
+            bar.set_position(p.done as u64);
+            if p.done >= p.total {
+                bar.finish_and_clear();
+                self.active.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bar)) = self.bar.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+        self.active.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 trait EntryId {

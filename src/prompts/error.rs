@@ -42,7 +42,7 @@ pub enum PromptError {
     #[error("{file}: template `{template}`: {message}")]
     Template { file: String, template: String, message: String },
 
-    #[error("input is {chars} characters but the limit is {max}; shorten it, use a model with a larger context, or set `[input] truncate = \"head\"` in the prompt")]
+    #[error("input is {chars} characters but the limit is {max}; shorten it, use a model with a larger context, or set `[input] long = \"map-reduce\"` (or \"head\") in the prompt")]
     InputTooLarge { chars: usize, max: usize },
 
     #[error("`{id}` needs input; pipe text on stdin or pass --input FILE")]
@@ -65,6 +65,13 @@ pub enum PromptError {
 
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+
+    #[error("interrupted after {done} of {total} {what}")]
+    Interrupted { done: usize, total: usize, what: String },
+
+    /// Long input that cannot be split as asked (chunk size, chunk count, context).
+    #[error("{message}")]
+    LongInput { message: String },
 }
 
 impl PromptError {
@@ -72,6 +79,7 @@ impl PromptError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PromptError::OutputInvalid { .. } | PromptError::OutputCut { .. } => crate::exit::OUTPUT_INVALID,
+            PromptError::Interrupted { .. } => crate::exit::INTERRUPTED,
             PromptError::Generation { .. } | PromptError::Io { .. } | PromptError::StepInputEmpty { .. } => {
                 crate::exit::RUNTIME
             }

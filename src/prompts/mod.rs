@@ -5,12 +5,15 @@
 //! (schema + view + computed values) and embedded tests. A script is the same kind of file with `[[steps]]`.
 //! Nothing here depends on llama.cpp: generation goes through the [`Generator`] trait.
 
+pub mod chunk;
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod format;
 pub mod library;
 pub mod lint;
 pub mod locale;
+pub mod longdoc;
 pub mod output;
 pub mod params;
 pub mod parse;
@@ -18,6 +21,7 @@ pub mod partial;
 pub mod run;
 pub mod schema;
 pub mod script;
+pub mod step;
 pub mod template;
 pub mod testing;
 pub mod vars;
@@ -28,11 +32,12 @@ pub use format::PromptFile;
 pub use library::{Entry, Library, Source};
 pub use lint::{lint, lint_all};
 pub use locale::Lang;
+pub use longdoc::{LongOptions, Progress, Stage};
 pub use output::{write_outputs, OutputFormat};
 pub use params::{Cut, GenRequest, Generator, MockGenerator, Params, Reply};
 pub use parse::Prompt;
 pub use run::{render_request, run_prompt, RunResult};
 pub use schema::validate;
-pub use script::{run_script, ScriptResult, StepResult};
+pub use script::{run_script, run_script_opts, RunOptions, ScriptResult, StepResult, TokenFigures};
 pub use testing::{run_all_tests, run_file_tests, TestOutcome, TestStatus};
 pub use vars::usage_line;

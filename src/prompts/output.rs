@@ -51,7 +51,11 @@ impl RunResult {
         match f {
             OutputFormat::Text => text_of(&self.output, self.json.as_ref()),
             OutputFormat::Json => pretty(&json_of(&self.output, self.json.as_ref())),
-            OutputFormat::View => self.view.clone().unwrap_or_else(|| self.format(OutputFormat::Text)),
+            OutputFormat::View => with_sources(
+                self.view.clone().unwrap_or_else(|| self.format(OutputFormat::Text)),
+                &self.sources,
+                self.lang,
+            ),
             OutputFormat::Trace => pretty(&self.trace()),
         }
     }
@@ -70,6 +74,7 @@ impl RunResult {
             "attempts": self.attempts,
             "ms": self.ms as u64,
             "input_truncated": self.input_truncated,
+            "sources": self.sources,
         })
     }
 }
@@ -88,6 +93,7 @@ fn step_trace(s: &StepResult) -> Value {
         "computed": s.computed,
         "attempts": s.attempts,
         "ms": s.ms as u64,
+        "cited": s.cited,
     })
 }
 
@@ -96,17 +102,26 @@ impl ScriptResult {
         let result = self.result();
         match f {
             OutputFormat::Text => result.map(|r| text_of(&r.output, r.json.as_ref())).unwrap_or_default(),
-            OutputFormat::Json => pretty(&json!({
-                "script": self.id,
-                "result_step": self.result_step,
-                "result": result.map(|r| json_of(&r.output, r.json.as_ref())),
-                "computed": self.computed,
-            })),
-            OutputFormat::View => self
-                .view
-                .clone()
-                .or_else(|| result.and_then(|r| r.view.clone()))
-                .unwrap_or_else(|| self.format(OutputFormat::Text)),
+            OutputFormat::Json => {
+                let mut out = json!({
+                    "script": self.id,
+                    "result_step": self.result_step,
+                    "result": result.map(|r| json_of(&r.output, r.json.as_ref())),
+                    "computed": self.computed,
+                });
+                if !self.sources.is_empty() {
+                    out["sources"] = json!(self.sources);
+                }
+                pretty(&out)
+            }
+            OutputFormat::View => with_sources(
+                self.view
+                    .clone()
+                    .or_else(|| result.and_then(|r| r.view.clone()))
+                    .unwrap_or_else(|| self.format(OutputFormat::Text)),
+                &self.sources,
+                self.lang,
+            ),
             OutputFormat::Trace => pretty(&self.trace()),
         }
     }
@@ -121,7 +136,20 @@ impl ScriptResult {
             "computed": self.computed,
             "ms": self.ms as u64,
             "steps": self.steps.iter().map(step_trace).collect::<Vec<_>>(),
+            "sources": self.sources,
+            "long_input": self.long,
+            "tokens": self.tokens,
         })
+    }
+}
+
+/// A view followed by the table of the sources it cites (nothing is added when it cites none).
+fn with_sources(view: String, sources: &[super::evidence::Passage], lang: super::locale::Lang) -> String {
+    let table = super::evidence::sources_view(sources, lang);
+    if table.is_empty() {
+        view
+    } else {
+        format!("{}\n\n{}", view.trim_end(), table.trim_end())
     }
 }
 

@@ -1,22 +1,18 @@
 //! Running one prompt: variables → input budget → rendered messages → generation → JSON check with one retry →
 //! computed values → view.
 
-use crate::sampling::Layers;
 use std::time::Instant;
 
-use minijinja::Environment;
 use serde_json::{Map, Value};
 
 use super::error::{Problem, PromptError};
-use super::extract::{extract_object, strip_think, ExtractError};
-use super::format::{Example, Format, InputSpec, OutputSpec, PromptFile, PromptText, Truncate};
+use super::format::Format;
 use super::library::{Library, Source};
 use super::locale::Lang;
-use super::params::{GenRequest, Generator, Params, Reply};
-use super::parse::{check_pin, Prompt};
-use super::schema::{parse_schema, validate};
-use super::template::{environment, eval, render, to_json};
-use super::vars::{from_cli, resolve_vars};
+use super::params::{GenRequest, Generator, Params};
+use super::step::{constrained, generate_checked, load_checked, prepare, request, StepGen, Whole};
+use super::template::environment;
+use super::vars::from_cli;
 
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -38,30 +34,10 @@ pub struct RunResult {
     pub attempts: u32,
     pub ms: u128,
     pub input_truncated: bool,
+    /// The passages of the input replies could cite, marked when one did.
+    pub sources: Vec<super::evidence::Passage>,
 }
 
-/// What a generation produced once checked; shared by prompts and script steps.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Outcome {
-    pub output: String,
-    pub json: Option<Value>,
-    pub computed: Map<String, Value>,
-    pub view: Option<String>,
-    pub attempts: u32,
-}
-
-/// A prompt file made ready to send: vars resolved, input budgeted, messages rendered.
-pub(crate) struct Prepared {
-    pub file: PromptFile,
-    pub ctx: Value,
-    pub system: Option<String>,
-    pub user: String,
-    pub truncated: bool,
-}
-
-pub(crate) type StepGen<'a> = dyn FnMut(&str, &GenRequest) -> Result<Reply, String> + 'a;
-
-// The signature is the one moat's CLI and REPL call; bundling it into a struct would hide the precedence order.
 #[allow(clippy::too_many_arguments)]
 pub fn run_prompt(
     lib: &Library,
@@ -74,7 +50,7 @@ pub fn run_prompt(
     gen: &mut dyn Generator,
 ) -> Result<RunResult, PromptError> {
     let given = from_cli(vars);
-    run_prompt_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
+    run_prompt_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut Whole(gen))
 }
 
 /// The request that would be sent, without generating (`--dry-run`, `prompts show --render`, render tests).
@@ -103,7 +79,7 @@ pub(crate) fn run_prompt_with(
     lang: Lang,
     cli_params: &Params,
     max_input_chars: Option<usize>,
-    gen: &mut StepGen<'_>,
+    gen: &mut dyn StepGen,
 ) -> Result<RunResult, PromptError> {
     let started = Instant::now();
     let prompt = load_checked(lib, id_or_path)?;
@@ -117,11 +93,32 @@ pub(crate) fn run_prompt_with(
         });
     }
     let env = environment(lib.partials());
-    let p = prepare(&env, &prompt, lang, given, input, max_input_chars)?;
-    let req = request(&p, cli_params);
-    let out = generate_checked(&env, &prompt.path, &prompt.id, &p.file.output, req.clone(), &p.ctx, lang, &mut |r| {
-        gen(&prompt.id, r)
+    let file = prompt.variant(lang)?;
+    let run_input = super::longdoc::prepare_input(
+        &super::longdoc::InputJob {
+            lib,
+            env: &env,
+            owner: &prompt.id,
+            spec: &file.input,
+            lang,
+            cli: cli_params,
+            caller_max: max_input_chars,
+            cites: super::evidence::cites(file.output.schema.as_deref()),
+            opts: &super::longdoc::LongOptions::default(),
+        },
+        input,
+        gen,
+        &mut |_| {},
+    )?;
+    let mut sources = run_input.sources;
+    let p = prepare(&env, &prompt, lang, given, &run_input.text, max_input_chars)?;
+    let mut req = request(&p, cli_params);
+    let spec = constrained(&p.file.output, &mut req, &sources);
+    let mut out = generate_checked(&env, &prompt.path, &prompt.id, &spec, req.clone(), &p.ctx, lang, &mut |r| {
+        gen.generate(&prompt.id, r)
     })?;
+    let ids = super::evidence::cited(p.file.output.schema.as_deref(), out.json.as_mut());
+    super::evidence::mark_cited(&mut sources, &ids);
     Ok(RunResult {
         id: prompt.id.clone(),
         version: p.file.version.clone(),
@@ -137,213 +134,18 @@ pub(crate) fn run_prompt_with(
         view: out.view,
         attempts: out.attempts,
         ms: started.elapsed().as_millis(),
-        input_truncated: p.truncated,
+        input_truncated: p.truncated || run_input.truncated,
+        sources,
     })
-}
-
-/// Resolves, parses and lints one file, so a broken file fails before any tokens are spent.
-pub(crate) fn load_checked(lib: &Library, id_or_path: &str) -> Result<Prompt, PromptError> {
-    let prompt = lib.prompt(id_or_path)?;
-    check_pin(&prompt, id_or_path)?;
-    let problems = super::lint::lint_prompt(lib, &prompt);
-    if !problems.is_empty() {
-        return Err(PromptError::Invalid { problems });
-    }
-    Ok(prompt)
-}
-
-pub(crate) fn prepare(
-    env: &Environment<'_>,
-    prompt: &Prompt,
-    lang: Lang,
-    given: &[(String, Value)],
-    input: &str,
-    max_input_chars: Option<usize>,
-) -> Result<Prepared, PromptError> {
-    let file = prompt.variant(lang)?;
-    let vars = resolve_vars(&prompt.id, &file, given)?;
-    let (input, truncated) = budget_input(&prompt.id, &file.input, input, max_input_chars)?;
-    let ctx = base_ctx(&vars, &input, lang);
-    let text = file.prompt.clone().unwrap_or_default();
-    let (system, user) = render_messages(env, &prompt.path, &text, &file.examples, &ctx, lang, true)?;
-    Ok(Prepared { file, ctx, system, user, truncated })
-}
-
-pub(crate) fn request(p: &Prepared, cli: &Params) -> GenRequest {
-    GenRequest {
-        system: p.system.clone(),
-        user: p.user.clone(),
-        params: Layers { prompt_file: Some(&p.file.model), flags: Some(cli), ..Layers::default() }.merged(),
-        json_schema: p.file.output.schema.clone(),
-    }
-}
-
-/// Declared vars are visible both bare (`{{ subject }}`) and as `vars.subject`.
-pub(crate) fn base_ctx(vars: &Map<String, Value>, input: &str, lang: Lang) -> Value {
-    let mut ctx = vars.clone();
-    ctx.insert("vars".into(), Value::Object(vars.clone()));
-    ctx.insert("input".into(), Value::String(input.to_string()));
-    ctx.insert("lang".into(), Value::String(lang.code().into()));
-    ctx.insert("lang_name".into(), Value::String(lang.name().into()));
-    Value::Object(ctx)
-}
-
-pub(crate) fn budget_input(
-    id: &str,
-    spec: &InputSpec,
-    input: &str,
-    caller_max: Option<usize>,
-) -> Result<(String, bool), PromptError> {
-    if spec.required && input.trim().is_empty() {
-        return Err(PromptError::InputRequired { id: id.to_string() });
-    }
-    let max = match (spec.max_chars, caller_max) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => match a.or(b) {
-            Some(m) => m,
-            None => return Ok((input.to_string(), false)),
-        },
-    };
-    let chars = input.chars().count();
-    if chars <= max {
-        return Ok((input.to_string(), false));
-    }
-    match spec.truncate {
-        Truncate::Error => Err(PromptError::InputTooLarge { chars, max }),
-        Truncate::Head => Ok((input.chars().take(max).collect(), true)),
-        Truncate::Tail => Ok((input.chars().skip(chars - max).collect(), true)),
-    }
-}
-
-/// Renders system and user. Few-shot examples are folded into the user message because the engine request has
-/// no turn list; with `append_input`, input the template never placed is added after a blank line (fabric's
-/// rule), and a missing user template makes the input itself the user message.
-pub(crate) fn render_messages(
-    env: &Environment<'_>,
-    path: &str,
-    text: &PromptText,
-    examples: &[Example],
-    ctx: &Value,
-    lang: Lang,
-    append_input: bool,
-) -> Result<(Option<String>, String), PromptError> {
-    let system = match &text.system {
-        Some(s) => Some(render(env, path, "system", s, ctx)?.trim().to_string()),
-        None => None,
-    };
-    let input = ctx.get("input").and_then(Value::as_str).unwrap_or("");
-    let mut user = match &text.user {
-        Some(u) => {
-            let mut out = render(env, path, "user", u, ctx)?.trim().to_string();
-            let uses_input = super::template::names_used(env, u, false).map(|n| n.contains("input")).unwrap_or(true);
-            if append_input && !uses_input && !input.trim().is_empty() {
-                out.push_str("\n\n");
-                out.push_str(input);
-            }
-            out
-        }
-        None => input.to_string(),
-    };
-    if !examples.is_empty() {
-        let (qi, qo) = match lang {
-            Lang::Zh => ("示例输入：", "示例输出："),
-            Lang::En => ("Example input:", "Example output:"),
-        };
-        let mut block = String::new();
-        for ex in examples {
-            block.push_str(&format!("{qi}\n{}\n{qo}\n{}\n\n", ex.input.trim(), ex.output.trim()));
-        }
-        user = format!("{block}{user}");
-    }
-    Ok((system, user))
-}
-
-/// Generates, and for JSON outputs extracts, validates and retries with the validator's message appended, then
-/// runs `compute` and the `view`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn generate_checked(
-    env: &Environment<'_>,
-    path: &str,
-    id: &str,
-    spec: &OutputSpec,
-    req: GenRequest,
-    ctx: &Value,
-    lang: Lang,
-    gen: &mut dyn FnMut(&GenRequest) -> Result<Reply, String>,
-) -> Result<Outcome, PromptError> {
-    let schema = match &spec.schema {
-        Some(s) => Some(parse_schema(s).map_err(|errs| PromptError::Invalid {
-            problems: errs.into_iter().map(|m| Problem { file: path.to_string(), pos: None, message: m }).collect(),
-        })?),
-        None => None,
-    };
-    let is_json = spec.format == Format::Json;
-    let max_attempts = if is_json { 1 + spec.retries() } else { 1 };
-    let mut current = req.clone();
-    let mut attempts = 0;
-    let (output, json) = loop {
-        attempts += 1;
-        let reply = gen(&current).map_err(|message| PromptError::Generation { id: id.to_string(), message })?;
-        let text = strip_think(&reply.text).trim().to_string();
-        if !is_json {
-            break (text, None);
-        }
-        let extracted = extract_object(&text);
-        // A reply cut off before its JSON closed is the budget's fault, not the model's: a retry with the same
-        // budget (and a longer prompt) would be cut again, and the schema errors of a fragment only mislead.
-        if let (Err(ExtractError::Unclosed | ExtractError::NoObject), Some(cut)) = (&extracted, reply.cut) {
-            return Err(PromptError::OutputCut { id: id.to_string(), cut, raw: text });
-        }
-        let checked = extracted.map_err(|e| e.to_string()).and_then(|v| match &schema {
-            Some(s) => validate(s, &v).map(|_| v).map_err(|errs| errs.join("; ")),
-            None => Ok(v),
-        });
-        match checked {
-            Ok(v) => break (text, Some(v)),
-            Err(message) if attempts >= max_attempts => {
-                return Err(PromptError::OutputInvalid { id: id.to_string(), attempts, message, raw: text });
-            }
-            Err(message) => current = retry_request(&req, &message, lang),
-        }
-    };
-    let mut full = ctx.as_object().cloned().unwrap_or_default();
-    full.insert("output".into(), Value::String(output.clone()));
-    let mut json = json;
-    let mut computed = Map::new();
-    for c in &spec.compute {
-        full.insert("json".into(), json.clone().unwrap_or(Value::Null));
-        full.insert("computed".into(), Value::Object(computed.clone()));
-        let v = eval(env, path, &format!("compute.{}", c.name), &c.expr, &Value::Object(full.clone()))?;
-        let v = to_json(&v);
-        if let Some(Value::Object(obj)) = json.as_mut() {
-            obj.insert(c.name.clone(), v.clone());
-        }
-        computed.insert(c.name.clone(), v);
-    }
-    full.insert("json".into(), json.clone().unwrap_or(Value::Null));
-    full.insert("computed".into(), Value::Object(computed.clone()));
-    let view = match &spec.view {
-        Some(v) => Some(render(env, path, "view", v, &Value::Object(full))?.trim().to_string()),
-        None => None,
-    };
-    Ok(Outcome { output, json, computed, view, attempts })
-}
-
-/// Small models fix a concrete complaint better than a restated instruction, so the retry quotes the validator.
-fn retry_request(req: &GenRequest, message: &str, lang: Lang) -> GenRequest {
-    let note = match lang {
-        Lang::Zh => format!("\n\n你上一次的回答未通过校验：{message}\n请只输出一个修正后的 JSON 对象。"),
-        Lang::En => {
-            format!("\n\nYour previous answer was rejected: {message}\nReply with one corrected JSON object only.")
-        }
-    };
-    GenRequest { user: format!("{}{note}", req.user), ..req.clone() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompts::format::{InputSpec, Truncate};
     use crate::prompts::params::MockGenerator;
+    use crate::prompts::params::Reply;
+    use crate::prompts::step::budget_input;
 
     fn lib_with(id: &str, text: &str) -> (tempfile::TempDir, Library) {
         let dir = tempfile::tempdir().unwrap();

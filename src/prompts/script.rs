@@ -10,12 +10,17 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::error::PromptError;
+use super::evidence::{self, Passage};
 use super::format::{OutputSpec, PromptFile, Step};
 use super::library::{Library, Source};
 use super::locale::Lang;
+use super::longdoc::{self, LongOptions, LongTrace, Progress};
 use super::params::{Generator, Params};
 use super::parse::{check_pin, Prompt};
-use super::run::{base_ctx, budget_input, generate_checked, load_checked, prepare, render_messages, request, StepGen};
+use super::step::{
+    base_ctx, budget_input, constrained, generate_checked, load_checked, prepare, render_messages, request, Recording,
+    StepGen, Whole,
+};
 use super::template::{environment, eval, render};
 use super::vars::{from_cli, resolve_vars, toml_to_json};
 
@@ -34,6 +39,19 @@ pub struct StepResult {
     pub view: Option<String>,
     pub attempts: u32,
     pub ms: u128,
+    /// Source ids the reply cited (see [`super::evidence`]).
+    pub cited: Vec<String>,
+}
+
+/// Tokens a run read and wrote, for comparing its time with the model's speed.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TokenFigures {
+    /// The input as given (before chunking or tagging).
+    pub document: usize,
+    /// Every reply of the run: map, reduce, steps and retries.
+    pub generated: usize,
+    /// Counted by the engine's tokenizer; `false` = estimated from characters.
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +69,11 @@ pub struct ScriptResult {
     /// `[result] view` rendered over all steps, if the script has one.
     pub view: Option<String>,
     pub ms: u128,
+    /// The passages of the input replies could cite, marked when one did.
+    pub sources: Vec<Passage>,
+    /// What map-reduce did, when the input was too long to pass whole.
+    pub long: Option<LongTrace>,
+    pub tokens: TokenFigures,
 }
 
 impl ScriptResult {
@@ -77,7 +100,33 @@ pub fn run_script(
     gen: &mut dyn Generator,
 ) -> Result<ScriptResult, PromptError> {
     let given = from_cli(vars);
-    run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut |_, r| gen.generate(r))
+    let mut opts = RunOptions::default();
+    run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut Whole(gen), &mut opts)
+}
+
+/// How a run treats long input and reports progress.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    pub long: LongOptions,
+    /// Called after each finished map or reduce request.
+    pub progress: Option<Box<dyn FnMut(&Progress) + 'a>>,
+}
+
+/// [`run_script`] with control over long input and a progress callback.
+#[allow(clippy::too_many_arguments)]
+pub fn run_script_opts(
+    lib: &Library,
+    id_or_path: &str,
+    vars: &[(String, String)],
+    input: &str,
+    lang: Lang,
+    cli_params: &Params,
+    max_input_chars: Option<usize>,
+    gen: &mut dyn Generator,
+    opts: &mut RunOptions<'_>,
+) -> Result<ScriptResult, PromptError> {
+    let given = from_cli(vars);
+    run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut Whole(gen), opts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -89,7 +138,8 @@ pub(crate) fn run_script_with(
     lang: Lang,
     cli_params: &Params,
     max_input_chars: Option<usize>,
-    gen: &mut StepGen<'_>,
+    gen: &mut dyn StepGen,
+    opts: &mut RunOptions<'_>,
 ) -> Result<ScriptResult, PromptError> {
     let started = Instant::now();
     let script = load_checked(lib, id_or_path)?;
@@ -99,7 +149,26 @@ pub(crate) fn run_script_with(
     }
     let env = environment(lib.partials());
     let vars = resolve_vars(&script.id, &file, given)?;
-    let (input, _) = budget_input(&script.id, &file.input, input, max_input_chars)?;
+    let cites = cites_anywhere(lib, &script, &file, lang);
+    let mut gen = Recording { inner: gen, texts: Vec::new() };
+    let gen = &mut gen;
+    let job = longdoc::InputJob {
+        lib,
+        env: &env,
+        owner: &script.id,
+        spec: &file.input,
+        lang,
+        cli: cli_params,
+        caller_max: max_input_chars,
+        cites,
+        opts: &opts.long,
+    };
+    let mut progress = opts.progress.take();
+    let run_input = longdoc::prepare_input(&job, input, gen, &mut |p| progress.as_mut().map_or((), |f| f(p)))?;
+    opts.progress = progress;
+    let input_given = input;
+    let input = run_input.text.clone();
+    let mut sources = run_input.sources;
     let mut steps_ctx = Map::new();
     let mut results = Vec::new();
     for step in &file.steps {
@@ -119,10 +188,24 @@ pub(crate) fn run_script_with(
                 ..Default::default()
             }
         } else if let Some(uses) = &step.uses {
-            run_uses_step(lib, &env, &script, &file, step, uses, &ctx, lang, cli_params, max_input_chars, gen)?
+            run_uses_step(
+                lib,
+                &env,
+                &script,
+                &file,
+                step,
+                uses,
+                &ctx,
+                lang,
+                cli_params,
+                max_input_chars,
+                &sources,
+                gen,
+            )?
         } else {
-            run_inline_step(&env, &script, &file, step, &ctx, lang, cli_params, max_input_chars, gen)?
+            run_inline_step(&env, &script, &file, step, &ctx, lang, cli_params, max_input_chars, &sources, gen)?
         };
+        evidence::mark_cited(&mut sources, &r.cited);
         r.ms = t0.elapsed().as_millis();
         steps_ctx.insert(step.id.clone(), step_value(&r));
         results.push(r);
@@ -149,6 +232,18 @@ pub(crate) fn run_script_with(
         }
         None => None,
     };
+    let generated = std::mem::take(&mut gen.texts);
+    let texts: Vec<&str> = std::iter::once(input_given).chain(generated.iter().map(String::as_str)).collect();
+    let tokens = match gen.count_tokens(&texts) {
+        Some(n) if n.len() == texts.len() => {
+            TokenFigures { document: n[0], generated: n[1..].iter().sum(), exact: true }
+        }
+        _ => TokenFigures {
+            document: super::chunk::estimate_tokens(input_given),
+            generated: texts[1..].iter().map(|t| super::chunk::estimate_tokens(t)).sum(),
+            exact: false,
+        },
+    };
     Ok(ScriptResult {
         id: script.id.clone(),
         version: file.version.clone(),
@@ -160,6 +255,20 @@ pub(crate) fn run_script_with(
         computed,
         view,
         ms: started.elapsed().as_millis(),
+        sources,
+        long: run_input.long,
+        tokens,
+    })
+}
+
+/// Whether any step that may run has an output schema with source-id fields.
+fn cites_anywhere(lib: &Library, script: &Prompt, file: &PromptFile, lang: Lang) -> bool {
+    file.steps.iter().any(|step| match &step.uses {
+        Some(uses) => {
+            let used = if *uses == script.id { Ok(script.clone()) } else { lib.prompt(uses) };
+            used.and_then(|p| p.variant(lang)).is_ok_and(|f| evidence::cites(f.output.schema.as_deref()))
+        }
+        None => evidence::cites(step.output.as_ref().and_then(|o| o.schema.as_deref())),
     })
 }
 
@@ -194,7 +303,8 @@ fn run_uses_step(
     lang: Lang,
     cli: &Params,
     max_input_chars: Option<usize>,
-    gen: &mut StepGen<'_>,
+    sources: &[Passage],
+    gen: &mut dyn StepGen,
 ) -> Result<StepResult, PromptError> {
     let used = if uses == script.id { script.clone() } else { lib.prompt(uses)? };
     check_pin(&used, uses)?;
@@ -234,9 +344,11 @@ fn run_uses_step(
     // A plain prompt run as a one-step script is named by its own id in messages.
     let label =
         if step.id == "main" && uses == script.id { script.id.clone() } else { format!("{}/{}", script.id, step.id) };
-    let out = generate_checked(env, &used.path, &label, &p.file.output, req.clone(), &p.ctx, lang, &mut |r| {
-        gen(&step.id, r)
+    let spec = constrained(&p.file.output, &mut req, sources);
+    let mut out = generate_checked(env, &used.path, &label, &spec, req.clone(), &p.ctx, lang, &mut |r| {
+        gen.generate(&step.id, r)
     })?;
+    let cited = evidence::cited(p.file.output.schema.as_deref(), out.json.as_mut());
     Ok(StepResult {
         id: step.id.clone(),
         title: step.title.clone().or(p.file.title.clone()),
@@ -251,6 +363,7 @@ fn run_uses_step(
         view: out.view,
         attempts: out.attempts,
         ms: 0,
+        cited,
     })
 }
 
@@ -264,7 +377,8 @@ fn run_inline_step(
     lang: Lang,
     cli: &Params,
     max_input_chars: Option<usize>,
-    gen: &mut StepGen<'_>,
+    sources: &[Passage],
+    gen: &mut dyn StepGen,
 ) -> Result<StepResult, PromptError> {
     let mut ctx = ctx.clone();
     // An inline step sees the script's input unless it builds its own; only an explicit input is appended.
@@ -279,16 +393,17 @@ fn run_inline_step(
     let spec: OutputSpec = step.output.clone().unwrap_or_default();
     let params =
         Layers { script: Some(&file.model), step: Some(&step.model), flags: Some(cli), ..Layers::default() }.merged();
-    let req = super::params::GenRequest {
+    let mut req = super::params::GenRequest {
         system: system.clone(),
         user: user.clone(),
         params: params.clone(),
         json_schema: spec.schema.clone(),
     };
-    let out =
-        generate_checked(env, &script.path, &format!("{}/{}", script.id, step.id), &spec, req, &ctx, lang, &mut |r| {
-            gen(&step.id, r)
-        })?;
+    let narrowed = constrained(&spec, &mut req, sources);
+    let label = format!("{}/{}", script.id, step.id);
+    let mut out =
+        generate_checked(env, &script.path, &label, &narrowed, req, &ctx, lang, &mut |r| gen.generate(&step.id, r))?;
+    let cited = evidence::cited(spec.schema.as_deref(), out.json.as_mut());
     Ok(StepResult {
         id: step.id.clone(),
         title: step.title.clone(),
@@ -303,5 +418,6 @@ fn run_inline_step(
         view: out.view,
         attempts: out.attempts,
         ms: 0,
+        cited,
     })
 }

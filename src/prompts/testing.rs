@@ -10,8 +10,9 @@ use super::format::{Assert, AssertKind, OneOrMany, TestCase};
 use super::library::Library;
 use super::locale::{cjk_share, Lang};
 use super::params::{GenRequest, Params, Reply};
-use super::run::{load_checked, prepare, run_prompt_with};
+use super::run::run_prompt_with;
 use super::script::{run_script_with, step_value};
+use super::step::{load_checked, prepare};
 use super::template::{environment, eval};
 use super::vars::toml_to_json;
 
@@ -167,7 +168,17 @@ fn observe_script(
             _ => Err(format!("no mock reply for step `{step}`")),
         }
     };
-    let run = run_script_with(lib, id, given, &t.input, lang, &Params::default(), None, &mut gen);
+    let run = run_script_with(
+        lib,
+        id,
+        given,
+        &t.input,
+        lang,
+        &Params::default(),
+        None,
+        &mut gen,
+        &mut super::script::RunOptions::default(),
+    );
     let rendered_all = seen.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n\n");
     let r = match run {
         Err(PromptError::Generation { message, .. }) if message == RENDER_ONLY => {

@@ -461,7 +461,18 @@ impl Repl {
         println!("{}", self.dim(&format!("running {} …", job.id)));
         let result = {
             let mut gen = EngineGenerator::new(self.engine.submitter(), self.session.sampling.clone());
-            prompt_job::run(&job, &self.session.library, self.n_ctx, &mut gen)
+            let on_terminal = std::io::stderr().is_terminal();
+            let mut shown = false;
+            let result = prompt_job::run_with_progress(&job, &self.session.library, self.n_ctx, &mut gen, &mut |p| {
+                if on_terminal {
+                    eprint!("\r{}\x1b[K", prompt_job::progress_line(p));
+                    shown = true;
+                }
+            });
+            if shown {
+                eprint!("\r\x1b[K");
+            }
+            result
         };
         match result {
             Ok(view) => {
