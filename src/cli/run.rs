@@ -160,8 +160,8 @@ fn context_for_input(setup: &Setup, flags: &ModelArgs, path: &std::path::Path, i
     (want > configured).then(|| want.min(n_ctx_train)).filter(|&n| n > configured)
 }
 
-/// The map-reduce progress bar on stderr (a terminal only): chunks done of total, rate and ETA, then
-/// each reduce round. Hidden otherwise, so pipes and logs stay clean.
+/// The map-reduce progress bar on stderr: chunks done of total, elapsed time and ETA, then each
+/// reduce round. Not on a terminal, one line as each stage starts.
 struct LongBar {
     bar: std::cell::RefCell<Option<(prompts::Stage, indicatif::ProgressBar)>>,
     on_terminal: bool,
@@ -176,6 +176,10 @@ impl LongBar {
 
     fn update(&self, p: &prompts::Progress) {
         if !self.on_terminal {
+            // A log gets one line per stage, as it starts.
+            if p.done == 0 {
+                warnln!("moat: {}", prompt_job::progress_line(p));
+            }
             return;
         }
         let mut slot = self.bar.borrow_mut();

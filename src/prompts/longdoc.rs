@@ -36,6 +36,9 @@ pub const DEFAULT_CHUNK_TOKENS: usize = 1024;
 pub const PASSAGE_TOKENS: usize = 160;
 /// Overlap between chunks: about a sentence, so a fact split by a chunk boundary is whole in one of them.
 pub const OVERLAP_TOKENS: usize = 48;
+/// Facts asked of each chunk when the map prompt has a `max_items` variable: a thousand tokens of a report hold
+/// about this many worth keeping, and every extra fact is generated tokens on every chunk.
+pub const MAP_ITEMS: i64 = 5;
 /// Reduce rounds before what is left is cut to fit.
 const MAX_ROUNDS: usize = 4;
 /// Chat-template tokens around the map prompt, beyond its text.
@@ -61,7 +64,7 @@ pub enum Stage {
     Reduce(usize),
 }
 
-/// How far a map-reduce run got, reported after every finished request.
+/// How far a map-reduce run got: reported as each stage starts (`done` 0) and after every finished request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub stage: Stage,
@@ -385,8 +388,12 @@ fn run_pass(
     let total = jobs.len();
     let mut reqs = Vec::with_capacity(total);
     let mut specs = Vec::with_capacity(total);
+    let given: Vec<(String, Value)> = match stage {
+        Stage::Map if file.vars.contains_key("max_items") => vec![("max_items".into(), Value::from(MAP_ITEMS))],
+        _ => Vec::new(),
+    };
     for j in jobs.iter() {
-        let p = prepare_with(job.env, &map.prompt, job.lang, &[], &j.input, None)?;
+        let p = prepare_with(job.env, &map.prompt, job.lang, &given, &j.input, None)?;
         let mut req = request(&p, job.cli);
         req.params.max_tokens = Some(map.max_tokens);
         let sources: Vec<Passage> = j.ids.iter().map(|id| bare_source(id)).collect();
@@ -407,6 +414,7 @@ fn run_pass(
     }
     let mut pending: Vec<usize> = (0..total).collect();
     let mut done = 0;
+    progress(&Progress { stage, done, total });
     for attempt in 0..=file.output.retries() {
         if pending.is_empty() {
             break;

@@ -17,6 +17,7 @@ mod prompts_api;
 mod prompts_grammar;
 mod prompts_json;
 mod prompts_library;
+mod prompts_long;
 mod prompts_run;
 mod remote;
 mod repl;
