@@ -29,8 +29,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("open", "N", "open hit N of the last /search: its session, on the branch that holds it"),
     ("stats", "[on|off]", "token counts and speed of the last reply; on/off: after every reply"),
     ("prompts", "[TAG]", "list the prompt library"),
-    ("prompt", "ID [k=v…] [--last]", "run the next message (or the last reply) through a library prompt; off: stop"),
-    ("run", "SCRIPT [k=v…] [--last]", "run a prompt script on the next message (or the last reply)"),
+    (
+        "prompt",
+        "ID [k=v…] [--last|--file PATH]",
+        "run the next message (or the last reply, or a file) through a library prompt; off: stop",
+    ),
+    (
+        "run",
+        "SCRIPT [k=v…] [--last|--file PATH]",
+        "run a prompt script on the next message (or the last reply, or a file)",
+    ),
     ("classify", "[LABELS]", "classifier mode: classify each line (labels a,b,c; default positive,negative)"),
     ("chat", "", "leave classifier mode"),
     ("quit", "", "leave (also /exit, Ctrl+D)"),
