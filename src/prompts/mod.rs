@@ -5,6 +5,7 @@
 //! (schema + view + computed values) and embedded tests. A script is the same kind of file with `[[steps]]`.
 //! Nothing here depends on llama.cpp: generation goes through the [`Generator`] trait.
 
+pub mod chunk;
 pub mod error;
 pub mod extract;
 pub mod format;
