@@ -115,6 +115,13 @@ impl Generator for EngineGenerator<'_> {
             reason => Ok(Reply { cut: cut_of(reason, max_tokens, &reply.stats), text: reply.text }),
         }
     }
+
+    /// One `Tokenize` task for all of `texts`; `None` when the engine cannot count (the caller
+    /// estimates) or the count was interrupted.
+    fn count_tokens(&mut self, texts: &[&str]) -> Option<Vec<usize>> {
+        let task = Task::Tokenize { texts: texts.iter().map(|t| t.to_string()).collect() };
+        self.submitter.submit(task).counts().ok().filter(|c| c.len() == texts.len())
+    }
 }
 
 #[cfg(test)]

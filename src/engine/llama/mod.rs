@@ -117,8 +117,11 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
     let classifier_labels = header.as_ref().map(|h| h.classifier_labels.clone()).unwrap_or_default();
     // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
     let encoder = !classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
-    let capabilities =
-        if encoder { Capabilities { embed: true, ..Capabilities::default() } } else { Capabilities::ALL };
+    let capabilities = if encoder {
+        Capabilities { embed: true, tokenize: true, ..Capabilities::default() }
+    } else {
+        Capabilities::ALL
+    };
     let info = ModelInfo {
         name: opts.model_name.clone(),
         path: opts.model_path.clone(),
@@ -186,11 +189,25 @@ impl Backend for LlamaCpp<'_> {
             Task::Structured { messages, sampling, json_schema } => {
                 structured(env, session, out, &messages, &sampling, json_schema.as_deref())
             }
+            Task::StructuredMany { .. } => Err(self.refuse(TaskKind::StructuredMany)),
+            Task::Tokenize { texts } => Ok(count_tokens(env.model, &texts, out)),
             Task::Bench(req) => bench::run(env, session, out, &req),
             Task::Score(req) => classify::score(env, &mut self.classify_ctx, out, &req),
             Task::Embed(req) => classify::embed(env, &mut self.classify_ctx, out, &req),
         }
     }
+}
+
+/// Each text's tokens as the model reads it inside a prompt: no BOS, special-token text kept as
+/// text (what user input costs). Cancellation is checked between texts.
+fn count_tokens(model: &LlamaModel, texts: &[String], out: &Responder<'_>) -> Finish {
+    for (index, text) in texts.iter().enumerate() {
+        if out.cancelled() {
+            return Finish { reason: StopReason::Cancelled, stats: GenStats::default() };
+        }
+        out.counted(index, model.vocab().tokenize(text.as_bytes(), false, false).len(), true);
+    }
+    Finish { reason: StopReason::Finished, stats: GenStats::default() }
 }
 
 fn tokenize(model: &LlamaModel, text: &str, add_special: bool) -> Vec<LlamaToken> {

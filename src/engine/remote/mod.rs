@@ -41,8 +41,15 @@ const POLL: Duration = Duration::from_millis(50);
 /// What a remote server can do for moat: generate, be measured, and score labels from its
 /// logprobs (`score.rs`). Embeddings for a trained head would come from another model than the
 /// one the head was trained on, so they stay local.
-const CAPABILITIES: Capabilities =
-    Capabilities { chat: true, structured: true, complete: true, bench: true, score: true, embed: false };
+const CAPABILITIES: Capabilities = Capabilities {
+    chat: true,
+    structured: true,
+    complete: true,
+    bench: true,
+    score: true,
+    embed: false,
+    tokenize: true,
+};
 
 /// Connects to the server `opts.remote` names and serves tasks on it until the inbox asks for
 /// another model or a shutdown. A failed connection is reported as `LoadFailed`, and the thread
@@ -244,6 +251,17 @@ impl Backend for Remote {
                     Ok(None) => Ok(cancelled()),
                     Err(e) => Err(self.refused(&e, false)),
                 }
+            }
+            Task::StructuredMany { .. } => Err(self.refuse(TaskKind::StructuredMany)),
+            Task::Tokenize { texts } => {
+                for (index, text) in texts.iter().enumerate() {
+                    if out.cancelled() {
+                        return Ok(cancelled());
+                    }
+                    let c = self.counter.count(&self.client, &self.model, Prompt::Text(text));
+                    out.counted(index, c.tokens, c.exact);
+                }
+                Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() })
             }
             Task::Bench(req) => self.bench(&req, out),
             Task::Score(req) => score::score(self, &req, out),
