@@ -6,9 +6,14 @@ use crate::common;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use moat::chat::prompt_job::EngineGenerator;
+use moat::chat::Message;
 use moat::config::SamplingConfig;
-use moat::engine::Task;
-use moat::prompts::Generator;
+use moat::engine::{Engine, EngineError, Generated, Sink, StopReason, StructuredRequest, Task};
+use moat::prompts::{validate, GenRequest, Generator, Params, Reply};
+use serde_json::Value;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Texts of many shapes: ASCII, CJK, emoji, special-token text a user might paste, whitespace.
 fn texts() -> Vec<String> {
@@ -51,4 +56,103 @@ fn counts_match_the_vocabulary_and_two_thousand_texts_are_one_task() {
     assert_eq!(counts[5], model.vocab().tokenize(b"", false, false).len());
     // One text alone counts the same as inside the batch.
     assert_eq!(gen.count_tokens(&[refs[2]]), Some(vec![counts[2]]));
+}
+
+const SCHEMA: &str = r#"{"type":"object","properties":{"summary":{"type":"string"},"topics":{"type":"array","items":{"type":"string"}}},"required":["summary","topics"]}"#;
+
+/// Six map-step requests over different chunks, two of them with a budget so small that steering
+/// has to close the JSON.
+fn requests() -> Vec<GenRequest> {
+    let chunks = [
+        "Acme sells hammers and saws to builders in Ohio. Sales rose 12% last year.",
+        "The river flooded the town twice in March; the council voted to raise the levee.",
+        "Our new phone has a larger battery, a brighter screen and costs less than the old one.",
+        "Bees pollinate most fruit crops. Farmers rent hives each spring.",
+        "The library will close on Mondays from June to save money on heating.",
+        "A chess club meets every Thursday at the school; beginners are welcome.",
+    ];
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| GenRequest {
+            system: Some("You summarise text as JSON.".into()),
+            user: format!("Summarise this text and list its topics.\n\n{chunk}"),
+            params: Params {
+                temperature: Some(0.0),
+                seed: Some(7),
+                max_tokens: Some(if i % 3 == 2 { 24 } else { 120 }),
+                ..Params::default()
+            },
+            json_schema: Some(SCHEMA.into()),
+        })
+        .collect()
+}
+
+fn parallel_engine(n_parallel: u32) -> Engine {
+    let mut opts = common::options(2048);
+    opts.n_parallel = n_parallel;
+    Engine::start(opts, Arc::new(AtomicBool::new(false)), |_| {}).expect("the model loads").0
+}
+
+#[test]
+fn six_structured_requests_three_at_a_time_give_the_replies_each_gives_alone() {
+    let engine = parallel_engine(3);
+    let mut gen = EngineGenerator::new(engine.submitter(), SamplingConfig::default());
+    let reqs = requests();
+    let alone: Vec<Reply> = reqs.iter().map(|r| gen.generate(r).expect("a reply")).collect();
+    let mut order = Vec::new();
+    let before = engine.submit(Task::Tokenize { texts: vec![] }).id();
+    let together = gen.generate_many(&reqs, &mut |i, r| order.push((i, r.is_ok())));
+    let after = engine.submit(Task::Tokenize { texts: vec![] }).id();
+    assert_eq!(after, before + 2, "the six requests ran as one task");
+    assert_eq!(order.len(), reqs.len(), "done is called once per request: {order:?}");
+    let mut seen: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+    seen.sort();
+    assert_eq!(seen, (0..reqs.len()).collect::<Vec<_>>());
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        let t = t.as_ref().expect("a reply");
+        assert_eq!(t.text, a.text, "request {i}: the same text as alone");
+        assert_eq!(t.cut, a.cut, "request {i}");
+        let v: Value = serde_json::from_str(&t.text).unwrap_or_else(|e| panic!("request {i}: {e}: {}", t.text));
+        validate(&schema, &v).unwrap_or_else(|e| panic!("request {i}: {e:?}: {}", t.text));
+    }
+    // The small budgets were reached and steering closed the JSON inside them.
+    assert!(together.iter().any(|t| t.as_ref().unwrap().cut.is_some()), "{together:?}");
+}
+
+#[test]
+fn a_cancel_ends_every_request_at_once() {
+    let engine = parallel_engine(3);
+    let sampling = SamplingConfig { temperature: 0.0, seed: 7, max_tokens: 2000, ..SamplingConfig::default() };
+    let requests: Vec<StructuredRequest> = (0..6)
+        .map(|i| StructuredRequest {
+            messages: vec![Message::user(format!("Count from {i} to 5000, one number per line."))],
+            sampling: sampling.clone(),
+            json_schema: None,
+        })
+        .collect();
+    let ticket = engine.submit(Task::StructuredMany { requests });
+    std::thread::sleep(Duration::from_millis(500));
+    ticket.cancel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        struct Ends(Vec<(usize, StopReason)>);
+        impl Sink for Ends {
+            fn generated(&mut self, index: usize, result: Result<Generated, EngineError>) {
+                self.0.push((index, result.expect("no request fails").reason));
+            }
+        }
+        let mut ends = Ends(Vec::new());
+        let end = ticket.wait(&mut ends);
+        let _ = tx.send((end.map(|f| f.reason), ends.0));
+    });
+    let (end, mut ends) = rx.recv_timeout(Duration::from_secs(30)).expect("the task ends soon after the cancel");
+    assert_eq!(end.unwrap(), StopReason::Cancelled);
+    ends.sort_by_key(|e| e.0);
+    assert_eq!(ends.iter().map(|e| e.0).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>(), "{ends:?}");
+    assert!(ends.iter().any(|e| e.1 == StopReason::Cancelled), "{ends:?}");
+    // The engine is free again at once.
+    let counts = engine.submit(Task::Tokenize { texts: vec!["hello".into()] }).counts().unwrap();
+    assert_eq!(counts.len(), 1);
 }

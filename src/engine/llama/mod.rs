@@ -7,6 +7,7 @@ pub(super) mod classify;
 pub mod gpu;
 pub(super) mod init;
 mod model;
+mod parallel;
 mod sampling;
 mod session;
 mod template;
@@ -95,7 +96,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
     };
     let n_ctx_train = model.n_ctx_train();
-    let ctx = match model.new_context(backend, cparams) {
+    let ctx = match model.new_context(backend, cparams.clone()) {
         Ok(c) => c,
         Err(e) if gpu_layers > 0 => {
             // Out of device memory for the KV cache: load again, all on the CPU.
@@ -148,9 +149,23 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         remote: None,
     };
     let _ = events.send(Event::Loaded(Box::new(info.clone())));
-    let env = LoadedModel { model: &model, format, max_piece, backend, threads_batch: threads_batch as i32, encoder };
-    let mut llama =
-        LlamaCpp { env, session: KvSession::new(ctx), classify_ctx: classify::ClassifyContext::default(), info };
+    let env = LoadedModel {
+        model: &model,
+        format,
+        max_piece,
+        backend,
+        threads_batch: threads_batch as i32,
+        encoder,
+        ctx_params: cparams,
+        n_parallel: opts.n_parallel.max(1) as usize,
+    };
+    let mut llama = LlamaCpp {
+        env,
+        session: KvSession::new(ctx),
+        classify_ctx: classify::ClassifyContext::default(),
+        parallel_ctx: parallel::ParallelContext::default(),
+        info,
+    };
     serve::serve(&mut llama, inbox)
 }
 
@@ -160,6 +175,8 @@ struct LlamaCpp<'m> {
     env: LoadedModel<'m>,
     session: KvSession<'m>,
     classify_ctx: classify::ClassifyContext<'m>,
+    /// The many-sequence context of `StructuredMany` tasks, once one ran.
+    parallel_ctx: parallel::ParallelContext<'m>,
     info: ModelInfo,
 }
 
@@ -189,7 +206,10 @@ impl Backend for LlamaCpp<'_> {
             Task::Structured { messages, sampling, json_schema } => {
                 structured(env, session, out, &messages, &sampling, json_schema.as_deref())
             }
-            Task::StructuredMany { .. } => Err(self.refuse(TaskKind::StructuredMany)),
+            Task::StructuredMany { requests } => {
+                let (n_ctx, n_batch) = (session.n_ctx(), self.info.n_batch as usize);
+                parallel::run(env, &mut self.parallel_ctx, out, requests, n_ctx, n_batch)
+            }
             Task::Tokenize { texts } => Ok(count_tokens(env.model, &texts, out)),
             Task::Bench(req) => bench::run(env, session, out, &req),
             Task::Score(req) => classify::score(env, &mut self.classify_ctx, out, &req),
