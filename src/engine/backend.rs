@@ -115,3 +115,16 @@ pub fn split_think(text: &str) -> (String, String) {
     }
     (answer, reasoning)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_collected_reply_loses_its_think_block_as_a_streamed_one_does() {
+        assert_eq!(
+            super::split_think("  <think>plan the JSON</think>\n\n{\"a\":1}"),
+            ("{\"a\":1}".to_string(), "plan the JSON".to_string())
+        );
+        assert_eq!(super::split_think("{\"a\":\"<think>\"}"), ("{\"a\":\"<think>\"}".to_string(), String::new()));
+        assert_eq!(super::split_think("<think>cut off"), (String::new(), "cut off".to_string()));
+    }
+}

@@ -156,3 +156,53 @@ fn a_cancel_ends_every_request_at_once() {
     let counts = engine.submit(Task::Tokenize { texts: vec!["hello".into()] }).counts().unwrap();
     assert_eq!(counts.len(), 1);
 }
+
+/// Eight map-step requests of about 1,000 prompt tokens each (`max_tokens` 200): one after another
+/// (`Task::Structured` each) and as one `StructuredMany` with `n_parallel` 4, three runs each, on
+/// one generation and one prompt thread. Prints wall times and their medians.
+/// `cargo test --release --test it engine_parallel::bench -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: about 5 minutes on 2 cores; prints sequential vs parallel wall times"]
+fn bench_eight_structured_requests_sequential_vs_four_parallel() {
+    let engine = parallel_engine(4);
+    let mut gen = EngineGenerator::new(engine.submitter(), SamplingConfig::default());
+    let words = ["river", "budget", "council", "harvest", "engine", "library", "storm", "market", "school", "bridge"];
+    let reqs: Vec<GenRequest> = (0..8)
+        .map(|k| {
+            let text: Vec<String> = (0..150)
+                .map(|i| format!("The {} report {} noted item {i}.", words[(i + k) % 10], words[(i * 7 + k) % 10]))
+                .collect();
+            GenRequest {
+                system: Some("You summarise text as JSON.".into()),
+                user: format!("Summarise this text and list its topics.\n\n{}", text.join(" ")),
+                params: Params { temperature: Some(0.0), seed: Some(7), max_tokens: Some(200), ..Params::default() },
+                json_schema: Some(SCHEMA.into()),
+            }
+        })
+        .collect();
+    let prompt_tokens = gen.count_tokens(&[reqs[0].user.as_str()]).unwrap()[0];
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut seq, mut par) = (Vec::new(), Vec::new());
+    for run in 0..3 {
+        let t = std::time::Instant::now();
+        let a: Vec<Reply> = reqs.iter().map(|r| gen.generate(r).unwrap()).collect();
+        seq.push(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let b: Vec<Reply> = gen.generate_many(&reqs, &mut |_, _| {}).into_iter().map(Result::unwrap).collect();
+        par.push(t.elapsed().as_secs_f64());
+        let same = a.iter().zip(&b).filter(|(x, y)| x.text == y.text).count();
+        let chars: usize = b.iter().map(|r| r.text.len()).sum();
+        println!(
+            "run {run}: sequential {:.1} s, parallel {:.1} s; {same}/8 replies identical; {chars} reply chars",
+            seq[run], par[run]
+        );
+    }
+    println!(
+        "user message {prompt_tokens} tokens; median sequential {:.1} s, parallel (n_parallel 4) {:.1} s",
+        median(seq),
+        median(par)
+    );
+}

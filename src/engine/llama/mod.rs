@@ -1,6 +1,7 @@
 //! The llama.cpp backend: loads a GGUF (placing layers on a GPU where one fits), then serves
 //! tasks on one context whose KV cache is kept across requests (see `session.rs`). Label scoring
-//! and embeddings run on a second, many-sequence context (`classify.rs`).
+//! and embeddings run on a second, many-sequence context (`classify.rs`); many structured replies
+//! at once on a third (`parallel.rs`).
 
 pub(super) mod bench;
 pub(super) mod classify;
