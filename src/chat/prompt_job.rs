@@ -3,7 +3,7 @@
 
 use super::Message;
 use crate::config::SamplingConfig;
-use crate::engine::{GenStats, StopReason, Submitter, Task};
+use crate::engine::{EngineError, GenStats, Generated, Sink, StopReason, StructuredRequest, Submitter, Task};
 use crate::prompts::{self, Cut, GenRequest, Generator, Lang, Library, OutputFormat, Params, Reply};
 
 /// A prompt or script to run on some input, as asked for in a conversation.
@@ -146,12 +146,28 @@ fn sampling_for(base: &SamplingConfig, p: &Params) -> SamplingConfig {
 }
 
 fn task(base: &SamplingConfig, req: &GenRequest) -> Task {
+    let StructuredRequest { messages, sampling, json_schema } = request(base, req);
+    Task::Structured { messages, sampling, json_schema }
+}
+
+/// A prompt step's request as the engine takes it: the system message (when there is one), the
+/// user message, the sampling settings and the schema.
+fn request(base: &SamplingConfig, req: &GenRequest) -> StructuredRequest {
     let mut messages = Vec::new();
     if let Some(system) = req.system.as_ref().filter(|s| !s.trim().is_empty()) {
         messages.push(Message::system(system.clone()));
     }
     messages.push(Message::user(req.user.clone()));
-    Task::Structured { messages, sampling: sampling_for(base, &req.params), json_schema: req.json_schema.clone() }
+    StructuredRequest { messages, sampling: sampling_for(base, &req.params), json_schema: req.json_schema.clone() }
+}
+
+/// A finished engine reply as the prompt runner takes it: cancelled = interrupted, else the text
+/// and whether it was cut off.
+fn reply_of(text: String, reason: StopReason, max_tokens: u32, stats: &GenStats) -> Result<Reply, String> {
+    match reason {
+        StopReason::Cancelled => Err("interrupted".into()),
+        reason => Ok(Reply { cut: cut_of(reason, max_tokens, stats), text }),
+    }
 }
 
 /// Why a finished reply stopped early, for the prompt runner's cut-off message.
@@ -185,10 +201,65 @@ impl Generator for EngineGenerator<'_> {
         (self.on_request)(self.calls);
         let max_tokens = sampling_for(&self.base, &req.params).max_tokens;
         let reply = self.submitter.submit(task(&self.base, req)).text(|_| {}).map_err(|e| e.to_string())?;
-        match reply.reason {
-            StopReason::Cancelled => Err("interrupted".into()),
-            reason => Ok(Reply { cut: cut_of(reason, max_tokens, &reply.stats), text: reply.text }),
+        reply_of(reply.text, reply.reason, max_tokens, &reply.stats)
+    }
+
+    /// One `StructuredMany` task for all of `reqs`; `on_request` is called once per request as
+    /// they are handed over. A request the engine never answered (the task failed or was
+    /// interrupted before it) gets the task's error.
+    fn generate_many(
+        &mut self,
+        reqs: &[GenRequest],
+        done: &mut dyn FnMut(usize, &Result<Reply, String>),
+    ) -> Vec<Result<Reply, String>> {
+        for _ in reqs {
+            self.calls += 1;
+            (self.on_request)(self.calls);
         }
+        let requests: Vec<StructuredRequest> = reqs.iter().map(|r| request(&self.base, r)).collect();
+        let max_tokens: Vec<u32> = requests.iter().map(|r| r.sampling.max_tokens).collect();
+        struct Collect<'d> {
+            max_tokens: Vec<u32>,
+            results: Vec<Option<Result<Reply, String>>>,
+            done: &'d mut dyn FnMut(usize, &Result<Reply, String>),
+        }
+        impl Sink for Collect<'_> {
+            fn generated(&mut self, index: usize, result: Result<Generated, EngineError>) {
+                let (Some(&max_tokens), Some(slot)) = (self.max_tokens.get(index), self.results.get_mut(index)) else {
+                    return;
+                };
+                let reply =
+                    result.map_err(|e| e.to_string()).and_then(|g| reply_of(g.text, g.reason, max_tokens, &g.stats));
+                (self.done)(index, &reply);
+                *slot = Some(reply);
+            }
+        }
+        let mut sink = Collect { max_tokens, results: vec![None; reqs.len()], done };
+        let end = self.submitter.submit(Task::StructuredMany { requests }).wait(&mut sink);
+        let missing = match end {
+            Ok(f) if f.reason == StopReason::Cancelled => "interrupted".to_string(),
+            Ok(_) => "the engine gave no reply to this request".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let Collect { results, done, .. } = sink;
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| {
+                    let reply = Err(missing.clone());
+                    done(i, &reply);
+                    reply
+                })
+            })
+            .collect()
+    }
+
+    /// One `Tokenize` task for all of `texts`; `None` when the engine cannot count (the caller
+    /// estimates) or the count was interrupted.
+    fn count_tokens(&mut self, texts: &[&str]) -> Option<Vec<usize>> {
+        let task = Task::Tokenize { texts: texts.iter().map(|t| t.to_string()).collect() };
+        self.submitter.submit(task).counts().ok().filter(|c| c.len() == texts.len())
     }
 }
 

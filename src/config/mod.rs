@@ -66,6 +66,8 @@ section!(
         threads: u32,
         threads_batch: u32,
         batch: u32,
+        /// Requests decoded at once by parallel structured generation (a prompt's map step).
+        n_parallel: u32,
         gpu_layers: GpuLayers,
         flash_attn: FlashAttn,
         cache_type_k: String,
@@ -126,6 +128,10 @@ impl Default for OverflowPolicy {
         builtin().chat.overflow
     }
 }
+
+/// The most sequences `model.n_parallel` may ask for (llama.cpp allows 256; each costs a share
+/// of the KV cache).
+pub const MAX_PARALLEL: u32 = 64;
 
 /// The embedded defaults, parsed once.
 struct BuiltinDefaults {
@@ -290,6 +296,9 @@ impl Config {
         }
         if self.model.batch == 0 {
             return bad("model.batch", "must be at least 1");
+        }
+        if !(1..=MAX_PARALLEL).contains(&self.model.n_parallel) {
+            return bad("model.n_parallel", "must be between 1 and 64");
         }
         if self.model.n_ctx != 0 && self.model.n_ctx < 64 {
             return bad("model.context", "must be 0 (the model's own) or at least 64");

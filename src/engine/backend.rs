@@ -2,7 +2,7 @@
 //! and reports through a [`Responder`]. llama.cpp in this process ([`super::llama`]) is one
 //! backend; front ends never learn which one answers.
 
-use super::protocol::{Capabilities, EngineError, Finish, TaskKind, Update};
+use super::protocol::{Capabilities, EngineError, Finish, Generated, TaskKind, Update};
 use super::text::{Piece, ThinkSplitter};
 use super::ticket::Cancel;
 use super::{BenchSample, ItemResult, Task};
@@ -77,6 +77,16 @@ impl<'a> Responder<'a> {
         let _ = self.tx.send(Update::Item { index, result });
     }
 
+    pub fn counted(&self, index: usize, tokens: usize, exact: bool) {
+        let _ = self.tx.send(Update::Counted { index, tokens, exact });
+    }
+
+    /// Request `index` of a `StructuredMany` task ended; its text must already have been through
+    /// its own [`ThinkSplitter`] (see [`split_think`]).
+    pub fn generated(&self, index: usize, result: Result<Generated, EngineError>) {
+        let _ = self.tx.send(Update::Generated { index, result });
+    }
+
     pub fn bench(&self, sample: BenchSample) {
         let _ = self.tx.send(Update::Bench(sample));
     }
@@ -87,5 +97,34 @@ impl<'a> Responder<'a> {
 
     pub fn cancelled(&self) -> bool {
         self.cancel.is_set()
+    }
+}
+
+/// `text` with a leading `<think>` block moved out: (answer, reasoning), as a [`Responder`] splits
+/// a streamed reply. For replies collected apart from the request's stream (`StructuredMany`).
+pub fn split_think(text: &str) -> (String, String) {
+    let mut splitter = ThinkSplitter::default();
+    let mut pieces = splitter.push(text);
+    pieces.extend(splitter.finish());
+    let (mut answer, mut reasoning) = (String::new(), String::new());
+    for p in pieces {
+        match p {
+            Piece::Answer(t) => answer.push_str(&t),
+            Piece::Reasoning(t) => reasoning.push_str(&t),
+        }
+    }
+    (answer, reasoning)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_collected_reply_loses_its_think_block_as_a_streamed_one_does() {
+        assert_eq!(
+            super::split_think("  <think>plan the JSON</think>\n\n{\"a\":1}"),
+            ("{\"a\":1}".to_string(), "plan the JSON".to_string())
+        );
+        assert_eq!(super::split_think("{\"a\":\"<think>\"}"), ("{\"a\":\"<think>\"}".to_string(), String::new()));
+        assert_eq!(super::split_think("<think>cut off"), (String::new(), "cut off".to_string()));
     }
 }

@@ -27,8 +27,8 @@ pub use llama::init::backend;
 pub use llama::{gpu, BenchRequest, BenchSample, EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
 pub use protocol::{short_model_name, url_authority};
 pub use protocol::{
-    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, RequestId, StopReason,
-    Task, TaskKind, Update,
+    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, Generated, ModelInfo, RemoteOptions, RequestId,
+    StopReason, StructuredRequest, Task, TaskKind, Update,
 };
 pub use remote::{list_models, RemoteModel, SCORE_IN_FLIGHT};
 pub use ticket::{Cancel, OnText, Reply, Sink, Ticket};

@@ -10,13 +10,16 @@
 //! | [`Task::Structured`], [`Task::Complete`] | `Reasoning`*, `Token`*, then `Done` or `Failed` |
 //! | [`Task::Bench`] | per repetition: `Token`* then `Bench`; then `Done` or `Failed` |
 //! | [`Task::Score`], [`Task::Embed`] | one `Item` per input line, in input order, then `Done` or `Failed` |
+//! | [`Task::Tokenize`] | one `Counted` per text, in input order, then `Done` or `Failed` |
+//! | [`Task::StructuredMany`] | one `Generated` per request as each finishes (any order; a request's own failure is its `Err`), then `Done` or `Failed` |
 //!
 //! **Cancellation is the same for every task**: a cancelled request (its ticket cancelled or
 //! dropped, [`Engine::cancel`](super::Engine::cancel), or the shared interrupt flag) stops at the
 //! next check — between decodes, between batches of lines, between bench repetitions — and ends
 //! with `Done { reason: StopReason::Cancelled }`, keeping every update already sent (the text so
 //! far, the lines already scored). It is never an error. A request cancelled while still queued
-//! ends the same way without running.
+//! ends the same way without running. In a `StructuredMany` task every reply not yet finished
+//! is sent as a `Generated` with reason `Cancelled` (its text so far) before the `Done`.
 //!
 //! Units: token counts are tokens of the model in use; times are milliseconds of wall clock
 //! measured in the inference thread; rates are tokens per second.
@@ -44,6 +47,16 @@ pub enum Task {
     /// [`EngineError::PromptTooLong`]), and with `json_schema` decoding is constrained by the
     /// grammar derived from the schema and steered to close the JSON within `max_tokens`.
     Structured { messages: Vec<Message>, sampling: SamplingConfig, json_schema: Option<String> },
+    /// Many independent [`Task::Structured`] requests, run at once: locally as up to
+    /// `model.n_parallel` sequences decoded together in a context of their own, on a remote
+    /// server as that many concurrent requests. One `Generated` per request as it finishes.
+    StructuredMany { requests: Vec<StructuredRequest> },
+    /// Each text's length in tokens of the model in use: locally the vocabulary's tokenizer with
+    /// no BOS and special-token text left as text (exact); on a remote server its `/tokenize`
+    /// (llama-server, vLLM, SGLang; exact, though llama-server adds a BOS where the model has one),
+    /// else an estimate from `remote.tokenizer` or the characters ([`Update::Counted`] says
+    /// which). One `Counted` per text.
+    Tokenize { texts: Vec<String> },
     /// Continue raw text (no chat template, BOS added when the model wants one).
     Complete { prompt: String, sampling: SamplingConfig },
     /// llama-bench style measurements; one `Bench` update per repetition.
@@ -60,6 +73,8 @@ impl Task {
         match self {
             Task::Chat { .. } => TaskKind::Chat,
             Task::Structured { .. } => TaskKind::Structured,
+            Task::StructuredMany { .. } => TaskKind::StructuredMany,
+            Task::Tokenize { .. } => TaskKind::Tokenize,
             Task::Complete { .. } => TaskKind::Complete,
             Task::Bench(_) => TaskKind::Bench,
             Task::Score(_) => TaskKind::Score,
@@ -68,12 +83,32 @@ impl Task {
     }
 }
 
+/// One request of a [`Task::StructuredMany`]: what a [`Task::Structured`] holds.
+#[derive(Debug, Clone)]
+pub struct StructuredRequest {
+    pub messages: Vec<Message>,
+    pub sampling: SamplingConfig,
+    pub json_schema: Option<String>,
+}
+
+/// A finished request of a [`Task::StructuredMany`]: its reply text (a leading `<think>` block
+/// moved to `reasoning`), why it ended and its figures.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    pub text: String,
+    pub reasoning: String,
+    pub reason: StopReason,
+    pub stats: GenStats,
+}
+
 /// The kinds of [`Task`], without their data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     Chat,
     Structured,
+    StructuredMany,
+    Tokenize,
     Complete,
     Bench,
     Score,
@@ -86,6 +121,8 @@ impl TaskKind {
         match self {
             TaskKind::Chat => "chat",
             TaskKind::Structured => "structured (JSON) output",
+            TaskKind::StructuredMany => "parallel structured (JSON) output",
+            TaskKind::Tokenize => "token counting",
             TaskKind::Complete => "text completion",
             TaskKind::Bench => "benchmarking",
             TaskKind::Score => "label scoring",
@@ -104,17 +141,27 @@ pub struct Capabilities {
     pub bench: bool,
     pub score: bool,
     pub embed: bool,
+    /// Token counting ([`Task::Tokenize`]); encoders count too.
+    pub tokenize: bool,
 }
 
 impl Capabilities {
     /// Everything a local generative model does.
-    pub const ALL: Capabilities =
-        Capabilities { chat: true, structured: true, complete: true, bench: true, score: true, embed: true };
+    pub const ALL: Capabilities = Capabilities {
+        chat: true,
+        structured: true,
+        complete: true,
+        bench: true,
+        score: true,
+        embed: true,
+        tokenize: true,
+    };
 
     pub fn supports(&self, kind: TaskKind) -> bool {
         match kind {
             TaskKind::Chat => self.chat,
-            TaskKind::Structured => self.structured,
+            TaskKind::Structured | TaskKind::StructuredMany => self.structured,
+            TaskKind::Tokenize => self.tokenize,
             TaskKind::Complete => self.complete,
             TaskKind::Bench => self.bench,
             TaskKind::Score => self.score,
@@ -138,6 +185,12 @@ pub enum Update {
     /// label, in the request's order) or a pooled vector; an `Err` is that line's own one-line
     /// error (the rest go on).
     Item { index: usize, result: ItemResult },
+    /// Text `index` of a `Tokenize` task is `tokens` long; `exact` = counted with the model's own
+    /// tokenizer (always locally), else estimated (a remote server that cannot count).
+    Counted { index: usize, tokens: usize, exact: bool },
+    /// Request `index` of a `StructuredMany` task finished (or failed on its own: a prompt too
+    /// long, a server error; the other requests go on).
+    Generated { index: usize, result: Result<Generated, EngineError> },
     /// One benchmark repetition.
     Bench(BenchSample),
     /// The request ended (finished, hit a limit, or was cancelled).
@@ -229,6 +282,9 @@ pub struct EngineOptions {
     pub threads: u32,
     /// Prompt-processing threads; 0 = logical cores.
     pub threads_batch: u32,
+    /// Sequences decoded together for a [`Task::StructuredMany`] (concurrent requests on a
+    /// remote server); at least 1.
+    pub n_parallel: u32,
     /// Tokens per decode call for prompts.
     pub n_batch: u32,
     pub gpu_layers: GpuLayers,
@@ -299,6 +355,7 @@ impl EngineOptions {
             n_ctx: config.model.n_ctx,
             threads: config.model.threads,
             threads_batch: config.model.threads_batch,
+            n_parallel: config.model.n_parallel.max(1),
             n_batch: config.model.batch,
             gpu_layers: config.model.gpu_layers,
             flash_attn: config.model.flash_attn,

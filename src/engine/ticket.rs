@@ -2,7 +2,7 @@
 //! [`Ticket::wait`] / [`Ticket::poll`] are the one reader that turns [`Update`]s into calls on a
 //! front end's [`Sink`]. Nothing else in moat reads a request's updates.
 
-use super::protocol::{EngineError, Finish, RequestId, StopReason, Update};
+use super::protocol::{EngineError, Finish, Generated, RequestId, StopReason, Update};
 use super::{BenchSample, GenStats, ItemResult};
 use crossbeam_channel::{Receiver, RecvError, TryRecvError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +19,10 @@ pub trait Sink {
     fn trimmed(&mut self, _dropped_messages: usize, _prompt_tokens: usize) {}
     /// The result for input line `index` (score and embed tasks, in input order).
     fn item(&mut self, _index: usize, _result: ItemResult) {}
+    /// Text `index` of a `Tokenize` task is `tokens` long (`exact`: see [`Update::Counted`]).
+    fn counted(&mut self, _index: usize, _tokens: usize, _exact: bool) {}
+    /// Request `index` of a `StructuredMany` task ended (any order).
+    fn generated(&mut self, _index: usize, _result: Result<Generated, EngineError>) {}
     /// One benchmark repetition.
     fn bench(&mut self, _sample: BenchSample) {}
 }
@@ -201,6 +205,28 @@ impl Ticket {
         })
     }
 
+    /// Blocks until a `Tokenize` task ends and returns each text's count, in input order.
+    ///
+    /// Errors: the request's failure; [`EngineError::Cancelled`] when it was cancelled (some
+    /// counts would be missing).
+    pub fn counts(self) -> Result<Vec<usize>, EngineError> {
+        struct Counts(Vec<Option<usize>>);
+        impl Sink for Counts {
+            fn counted(&mut self, index: usize, tokens: usize, _: bool) {
+                if index >= self.0.len() {
+                    self.0.resize(index + 1, None);
+                }
+                self.0[index] = Some(tokens);
+            }
+        }
+        let mut sink = Counts(Vec::new());
+        let end = self.wait(&mut sink)?;
+        if end.reason == StopReason::Cancelled {
+            return Err(EngineError::Cancelled);
+        }
+        sink.0.into_iter().map(|c| c.ok_or(EngineError::Gone)).collect()
+    }
+
     /// The one place an update is interpreted.
     fn deliver(&mut self, update: Update, sink: &mut dyn Sink) -> Option<Result<Finish, EngineError>> {
         match update {
@@ -208,6 +234,8 @@ impl Ticket {
             Update::Reasoning(t) => sink.reasoning(&t),
             Update::Trimmed { dropped_messages, prompt_tokens } => sink.trimmed(dropped_messages, prompt_tokens),
             Update::Item { index, result } => sink.item(index, result),
+            Update::Counted { index, tokens, exact } => sink.counted(index, tokens, exact),
+            Update::Generated { index, result } => sink.generated(index, result),
             Update::Bench(sample) => sink.bench(sample),
             Update::Done(finish) => {
                 self.open = false;

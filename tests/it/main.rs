@@ -13,6 +13,7 @@ mod classify;
 mod classify_native;
 mod cli;
 mod engine;
+mod engine_parallel;
 mod prompts_api;
 mod prompts_grammar;
 mod prompts_json;

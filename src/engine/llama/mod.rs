@@ -1,12 +1,14 @@
 //! The llama.cpp backend: loads a GGUF (placing layers on a GPU where one fits), then serves
 //! tasks on one context whose KV cache is kept across requests (see `session.rs`). Label scoring
-//! and embeddings run on a second, many-sequence context (`classify.rs`).
+//! and embeddings run on a second, many-sequence context (`classify.rs`); many structured replies
+//! at once on a third (`parallel.rs`).
 
 pub(super) mod bench;
 pub(super) mod classify;
 pub mod gpu;
 pub(super) mod init;
 mod model;
+mod parallel;
 mod sampling;
 mod session;
 mod template;
@@ -95,7 +97,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         Err(e) => return fail(EngineError::Load { path, why: e.to_string() }),
     };
     let n_ctx_train = model.n_ctx_train();
-    let ctx = match model.new_context(backend, cparams) {
+    let ctx = match model.new_context(backend, cparams.clone()) {
         Ok(c) => c,
         Err(e) if gpu_layers > 0 => {
             // Out of device memory for the KV cache: load again, all on the CPU.
@@ -117,8 +119,11 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
     let classifier_labels = header.as_ref().map(|h| h.classifier_labels.clone()).unwrap_or_default();
     // Encoders (BERT and kin, classifiers among them) have no next-token logits to sample or score.
     let encoder = !classifier_labels.is_empty() || header.as_ref().and_then(|h| h.causal) == Some(false);
-    let capabilities =
-        if encoder { Capabilities { embed: true, ..Capabilities::default() } } else { Capabilities::ALL };
+    let capabilities = if encoder {
+        Capabilities { embed: true, tokenize: true, ..Capabilities::default() }
+    } else {
+        Capabilities::ALL
+    };
     let info = ModelInfo {
         name: opts.model_name.clone(),
         path: opts.model_path.clone(),
@@ -145,9 +150,23 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         remote: None,
     };
     let _ = events.send(Event::Loaded(Box::new(info.clone())));
-    let env = LoadedModel { model: &model, format, max_piece, backend, threads_batch: threads_batch as i32, encoder };
-    let mut llama =
-        LlamaCpp { env, session: KvSession::new(ctx), classify_ctx: classify::ClassifyContext::default(), info };
+    let env = LoadedModel {
+        model: &model,
+        format,
+        max_piece,
+        backend,
+        threads_batch: threads_batch as i32,
+        encoder,
+        ctx_params: cparams,
+        n_parallel: opts.n_parallel.max(1) as usize,
+    };
+    let mut llama = LlamaCpp {
+        env,
+        session: KvSession::new(ctx),
+        classify_ctx: classify::ClassifyContext::default(),
+        parallel_ctx: parallel::ParallelContext::default(),
+        info,
+    };
     serve::serve(&mut llama, inbox)
 }
 
@@ -157,6 +176,8 @@ struct LlamaCpp<'m> {
     env: LoadedModel<'m>,
     session: KvSession<'m>,
     classify_ctx: classify::ClassifyContext<'m>,
+    /// The many-sequence context of `StructuredMany` tasks, once one ran.
+    parallel_ctx: parallel::ParallelContext<'m>,
     info: ModelInfo,
 }
 
@@ -186,11 +207,28 @@ impl Backend for LlamaCpp<'_> {
             Task::Structured { messages, sampling, json_schema } => {
                 structured(env, session, out, &messages, &sampling, json_schema.as_deref())
             }
+            Task::StructuredMany { requests } => {
+                let (n_ctx, n_batch) = (session.n_ctx(), self.info.n_batch as usize);
+                parallel::run(env, &mut self.parallel_ctx, out, requests, n_ctx, n_batch)
+            }
+            Task::Tokenize { texts } => Ok(count_tokens(env.model, &texts, out)),
             Task::Bench(req) => bench::run(env, session, out, &req),
             Task::Score(req) => classify::score(env, &mut self.classify_ctx, out, &req),
             Task::Embed(req) => classify::embed(env, &mut self.classify_ctx, out, &req),
         }
     }
+}
+
+/// Each text's tokens as the model reads it inside a prompt: no BOS, special-token text kept as
+/// text (what user input costs). Cancellation is checked between texts.
+fn count_tokens(model: &LlamaModel, texts: &[String], out: &Responder<'_>) -> Finish {
+    for (index, text) in texts.iter().enumerate() {
+        if out.cancelled() {
+            return Finish { reason: StopReason::Cancelled, stats: GenStats::default() };
+        }
+        out.counted(index, model.vocab().tokenize(text.as_bytes(), false, false).len(), true);
+    }
+    Finish { reason: StopReason::Finished, stats: GenStats::default() }
 }
 
 fn tokenize(model: &LlamaModel, text: &str, add_special: bool) -> Vec<LlamaToken> {

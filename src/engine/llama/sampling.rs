@@ -30,15 +30,22 @@ pub enum Sampler<'m> {
 }
 
 impl Sampler<'_> {
+    /// The next token from the logits of the last decode's last output.
     pub fn sample(&mut self, ctx: &LlamaContext) -> LlamaToken {
+        self.sample_at(ctx, -1)
+    }
+
+    /// The next token from the logits of output `idx` of the last decode (its index in the
+    /// batch; negative counts from the last output), for many sequences decoded together.
+    pub fn sample_at(&mut self, ctx: &LlamaContext, idx: i32) -> LlamaToken {
         match self {
-            Sampler::Greedy => LlamaToken(argmax(ctx.get_logits_ith(-1)) as i32),
+            Sampler::Greedy => LlamaToken(argmax(ctx.get_logits_ith(idx)) as i32),
             // `sample` also accepts the token into the chain's state (repeat penalties).
-            Sampler::Chain(s) => s.sample(ctx, -1),
+            Sampler::Chain(s) => s.sample(ctx, idx),
             Sampler::Constrained { grammar, inner, steer } => {
                 let steer = steer.as_deref_mut().filter(|s| s.active);
                 let Some(steer) = steer else {
-                    let tok = choose(grammar, inner, ctx);
+                    let tok = choose(grammar, inner, ctx, idx);
                     grammar.accept(tok);
                     return tok;
                 };
@@ -47,11 +54,11 @@ impl Sampler<'_> {
                         return steer.take(grammar, tok);
                     }
                     steer.give_up();
-                    let tok = choose(grammar, inner, ctx);
+                    let tok = choose(grammar, inner, ctx, idx);
                     grammar.accept(tok);
                     return tok;
                 }
-                let tok = choose(grammar, inner, ctx);
+                let tok = choose(grammar, inner, ctx, idx);
                 if steer.leaves_room(tok) {
                     return steer.take(grammar, tok);
                 }
@@ -77,12 +84,12 @@ impl Sampler<'_> {
 /// by the grammar. Checking every token of the vocabulary against the grammar costs far more than a
 /// decode on small models, so the unconstrained choice is checked first, then the top candidates,
 /// and the whole vocabulary only if none of them is allowed.
-fn choose(grammar: &mut LlamaSampler, inner: &mut Sampler<'_>, ctx: &LlamaContext) -> LlamaToken {
-    let tok = inner.sample(ctx);
+fn choose(grammar: &mut LlamaSampler, inner: &mut Sampler<'_>, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+    let tok = inner.sample_at(ctx, idx);
     if allows(grammar, tok) {
         return tok;
     }
-    let logits = ctx.get_logits_ith(-1);
+    let logits = ctx.get_logits_ith(idx);
     let mut allowed = top_candidates(logits, TOP_CANDIDATES);
     grammar.apply(&mut allowed);
     if !allowed.data.iter().any(|d| d.logit() > f32::NEG_INFINITY) {

@@ -94,10 +94,7 @@ impl<'m> KvSession<'m> {
     }
 
     fn decode(&mut self, batch: &mut LlamaBatch) -> Result<(), EngineError> {
-        self.ctx.decode(batch).map_err(|e| match e {
-            DecodeError::NoKvCacheSlot => EngineError::Decode("the context is full".into()),
-            other => EngineError::Decode(other.to_string()),
-        })
+        decode(&mut self.ctx, batch)
     }
 
     /// Samples and decodes one token at a time, passing finished text to `on_text`. Stops at an
@@ -109,54 +106,21 @@ impl<'m> KvSession<'m> {
         limits: GenLimits<'_>,
         mut on_text: impl FnMut(&str),
     ) -> Result<GenOutcome, EngineError> {
-        let vocab = model.vocab();
-        let mut utf8 = Utf8Stream::default();
-        let mut scanner = StopScanner::new(limits.stops);
+        let mut reply = ReplyText::new(limits.max_tokens, limits.stops, limits.ignore_eog);
         let mut batch = LlamaBatch::new(1, 1);
-        let mut piece = Vec::with_capacity(32);
-        let mut chunk = String::new();
-        let mut out = GenOutcome {
-            reason: StopReason::MaxTokens,
-            tokens: 0,
-            samples: 0,
-            first_token_at: None,
-            last_token_at: None,
-        };
-        while out.tokens < limits.max_tokens {
+        let mut reason = StopReason::MaxTokens;
+        while reply.has_room() {
             if limits.cancel.is_set() {
-                out.reason = StopReason::Cancelled;
+                reason = StopReason::Cancelled;
                 break;
             }
             let tok = sampler.sample(&self.ctx);
-            let now = Instant::now();
-            out.samples += 1;
-            out.first_token_at.get_or_insert(now);
-            out.last_token_at = Some(now);
-            if vocab.is_eog(tok) && !limits.ignore_eog {
-                out.reason = StopReason::EndOfGeneration;
+            if let Some(end) = reply.push(model, tok, &mut on_text) {
+                reason = end;
                 break;
             }
-            out.tokens += 1;
-            piece.clear();
-            vocab.token_to_piece_into(tok, &mut piece, false, None);
-            chunk.clear();
-            utf8.push(&piece, &mut chunk);
-            match scanner.push(&chunk) {
-                Scan::Emit(t) => {
-                    if !t.is_empty() {
-                        on_text(&t);
-                    }
-                }
-                Scan::Stop(t) => {
-                    if !t.is_empty() {
-                        on_text(&t);
-                    }
-                    out.reason = StopReason::StopString;
-                    return Ok(out);
-                }
-            }
             if self.cached.len() >= self.n_ctx() {
-                out.reason = StopReason::ContextFull;
+                reason = StopReason::ContextFull;
                 break;
             }
             batch.clear();
@@ -164,11 +128,98 @@ impl<'m> KvSession<'m> {
             self.decode(&mut batch)?;
             self.cached.push(tok);
         }
-        utf8.finish();
-        let tail = scanner.finish();
-        if !tail.is_empty() {
-            on_text(&tail);
+        Ok(reply.finish(reason, &mut on_text))
+    }
+}
+
+/// One `llama_decode`, its errors as one line.
+pub fn decode(ctx: &mut LlamaContext<'_>, batch: &mut LlamaBatch) -> Result<(), EngineError> {
+    ctx.decode(batch).map_err(|e| match e {
+        DecodeError::NoKvCacheSlot => EngineError::Decode("the context is full".into()),
+        other => EngineError::Decode(other.to_string()),
+    })
+}
+
+/// Turns one reply's sampled tokens into text: whole UTF-8 characters, stop strings cut off and
+/// never shown, counted against `max_tokens`. Shared by the one-sequence loop
+/// ([`KvSession::generate`]) and the many-sequence one (`parallel.rs`), so both end replies alike.
+pub struct ReplyText {
+    utf8: Utf8Stream,
+    scanner: StopScanner,
+    piece: Vec<u8>,
+    chunk: String,
+    out: GenOutcome,
+    max_tokens: usize,
+    ignore_eog: bool,
+}
+
+impl ReplyText {
+    pub fn new(max_tokens: usize, stops: Vec<String>, ignore_eog: bool) -> Self {
+        ReplyText {
+            utf8: Utf8Stream::default(),
+            scanner: StopScanner::new(stops),
+            piece: Vec::with_capacity(32),
+            chunk: String::new(),
+            out: GenOutcome {
+                reason: StopReason::MaxTokens,
+                tokens: 0,
+                samples: 0,
+                first_token_at: None,
+                last_token_at: None,
+            },
+            max_tokens,
+            ignore_eog,
         }
-        Ok(out)
+    }
+
+    /// Whether another token may be sampled (`max_tokens` not reached).
+    pub fn has_room(&self) -> bool {
+        self.out.tokens < self.max_tokens
+    }
+
+    /// Takes one sampled token, passing the text it completes to `on_text`; `Some` when the reply
+    /// ends with it (end of generation, or a stop string, whose text is not passed on).
+    pub fn push(&mut self, model: &LlamaModel, tok: LlamaToken, on_text: &mut impl FnMut(&str)) -> Option<StopReason> {
+        let vocab = model.vocab();
+        let now = Instant::now();
+        self.out.samples += 1;
+        self.out.first_token_at.get_or_insert(now);
+        self.out.last_token_at = Some(now);
+        if vocab.is_eog(tok) && !self.ignore_eog {
+            return Some(StopReason::EndOfGeneration);
+        }
+        self.out.tokens += 1;
+        self.piece.clear();
+        vocab.token_to_piece_into(tok, &mut self.piece, false, None);
+        self.chunk.clear();
+        self.utf8.push(&self.piece, &mut self.chunk);
+        match self.scanner.push(&self.chunk) {
+            Scan::Emit(t) => {
+                if !t.is_empty() {
+                    on_text(&t);
+                }
+                None
+            }
+            Scan::Stop(t) => {
+                if !t.is_empty() {
+                    on_text(&t);
+                }
+                Some(StopReason::StopString)
+            }
+        }
+    }
+
+    /// Ends the reply with `reason`, passing on the text held back in case it began a stop string
+    /// (nothing after a stop string: the rest was the stop string's).
+    pub fn finish(mut self, reason: StopReason, on_text: &mut impl FnMut(&str)) -> GenOutcome {
+        self.out.reason = reason;
+        if reason != StopReason::StopString {
+            self.utf8.finish();
+            let tail = self.scanner.finish();
+            if !tail.is_empty() {
+                on_text(&tail);
+            }
+        }
+        self.out
     }
 }

@@ -19,18 +19,21 @@ mod sse;
 mod tokens;
 mod wire;
 
-use super::backend::{Backend, Responder};
+use super::backend::{split_think, Backend, Responder};
 use super::protocol::{
-    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, ModelInfo, RemoteOptions, StopReason, Task,
-    TaskKind,
+    Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, Generated, ModelInfo, RemoteOptions, StopReason,
+    StructuredRequest, Task, TaskKind,
 };
 use super::serve::{self, Inbound, Next, NoModel};
+use super::Cancel;
 use super::{BenchRequest, BenchSample};
 use crate::config::{OverflowPolicy, SamplingConfig};
 use crate::message::{drop_oldest_turn, Message};
 use client::{Client, HttpError, Piece};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokens::{Count, Counter, Prompt};
 use wire::{Chunk, ModelCard, ModelList, Props, ServerError, Timings, Usage};
@@ -41,8 +44,15 @@ const POLL: Duration = Duration::from_millis(50);
 /// What a remote server can do for moat: generate, be measured, and score labels from its
 /// logprobs (`score.rs`). Embeddings for a trained head would come from another model than the
 /// one the head was trained on, so they stay local.
-const CAPABILITIES: Capabilities =
-    Capabilities { chat: true, structured: true, complete: true, bench: true, score: true, embed: false };
+const CAPABILITIES: Capabilities = Capabilities {
+    chat: true,
+    structured: true,
+    complete: true,
+    bench: true,
+    score: true,
+    embed: false,
+    tokenize: true,
+};
 
 /// Connects to the server `opts.remote` names and serves tasks on it until the inbox asks for
 /// another model or a shutdown. A failed connection is reported as `LoadFailed`, and the thread
@@ -88,7 +98,14 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
     };
     let _ = events.send(Event::Loaded(Box::new(info)));
     let counter = Counter::new(tokenizer);
-    let mut backend = Remote { client, model: card.id, n_ctx: n_ctx as usize, stream_options: true, counter };
+    let mut backend = Remote {
+        client,
+        model: card.id,
+        n_ctx: n_ctx as usize,
+        stream_options: AtomicBool::new(true),
+        counter,
+        n_parallel: opts.n_parallel.max(1) as usize,
+    };
     serve::serve(&mut backend, inbox)
 }
 
@@ -200,9 +217,50 @@ struct Remote {
     /// The server's context in tokens; 0 = it did not say.
     n_ctx: usize,
     /// Ask for a usage chunk (`stream_options.include_usage`); off once the server rejected it.
-    stream_options: bool,
+    stream_options: AtomicBool,
     /// Prompt sizes for replies that come without usage.
     counter: Counter,
+    /// Requests of a `StructuredMany` task in flight at once (`model.n_parallel`).
+    n_parallel: usize,
+}
+
+/// Where a streamed reply's pieces go: the request's [`Responder`], or a reply that a request
+/// thread of a `StructuredMany` task collects.
+trait Listener {
+    fn cancelled(&self) -> bool;
+    fn token(&self, text: &str);
+    fn reasoning(&self, text: &str);
+}
+
+impl Listener for Responder<'_> {
+    fn cancelled(&self) -> bool {
+        Responder::cancelled(self)
+    }
+    fn token(&self, text: &str) {
+        Responder::token(self, text)
+    }
+    fn reasoning(&self, text: &str) {
+        Responder::reasoning(self, text)
+    }
+}
+
+/// One reply of a `StructuredMany` task, collected on its request thread.
+struct Collected<'a> {
+    cancel: &'a Cancel,
+    text: RefCell<String>,
+    reasoning: RefCell<String>,
+}
+
+impl Listener for Collected<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_set()
+    }
+    fn token(&self, text: &str) {
+        self.text.borrow_mut().push_str(text);
+    }
+    fn reasoning(&self, text: &str) {
+        self.reasoning.borrow_mut().push_str(text);
+    }
 }
 
 impl Backend for Remote {
@@ -244,6 +302,17 @@ impl Backend for Remote {
                     Ok(None) => Ok(cancelled()),
                     Err(e) => Err(self.refused(&e, false)),
                 }
+            }
+            Task::StructuredMany { requests } => self.structured_many(&requests, out),
+            Task::Tokenize { texts } => {
+                for (index, text) in texts.iter().enumerate() {
+                    if out.cancelled() {
+                        return Ok(cancelled());
+                    }
+                    let c = self.counter.count(&self.client, &self.model, Prompt::Text(text));
+                    out.counted(index, c.tokens, c.exact);
+                }
+                Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() })
             }
             Task::Bench(req) => self.bench(&req, out),
             Task::Score(req) => score::score(self, &req, out),
@@ -356,14 +425,14 @@ impl Remote {
     /// while asking for a usage chunk is retried once without it (some servers reject
     /// `stream_options`), and later requests leave it out.
     fn open(
-        &mut self,
+        &self,
         path: &str,
         mut body: Map<String, Value>,
-        out: &Responder<'_>,
+        out: &dyn Listener,
     ) -> Result<Option<Receiver<Piece>>, HttpError> {
         let url = self.client.endpoint.api(path);
         loop {
-            let asked_usage = self.stream_options;
+            let asked_usage = self.stream_options.load(Ordering::Relaxed);
             if asked_usage {
                 body.insert("stream_options".into(), json!({ "include_usage": true }));
             } else {
@@ -390,7 +459,7 @@ impl Remote {
                 Piece::Failed(HttpError::Status { code: 400, error })
                     if asked_usage && error.as_ref().is_none_or(|e| e.context_exceeded().is_none()) =>
                 {
-                    self.stream_options = false;
+                    self.stream_options.store(false, Ordering::Relaxed);
                 }
                 Piece::Failed(e) => return Err(e),
                 Piece::Event(..) | Piece::End => {
@@ -401,6 +470,63 @@ impl Remote {
                 }
             }
         }
+    }
+
+    /// `requests` as that many structured chat requests, `n_parallel` in flight at once (request
+    /// threads sharing the client), one `Generated` each as it ends. A request the server refuses
+    /// is that request's `Err`; the others go on. A cancel ends each reply at its next read.
+    fn structured_many(&self, requests: &[StructuredRequest], out: &Responder<'_>) -> Result<Finish, EngineError> {
+        let next = AtomicUsize::new(0);
+        let cancel = out.cancel();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let spawned = std::thread::scope(|scope| {
+            let mut spawned = 0;
+            for _ in 0..self.n_parallel.clamp(1, requests.len().max(1)) {
+                let (tx, next) = (tx.clone(), &next);
+                let worker =
+                    std::thread::Builder::new().name("moat-request".into()).spawn_scoped(scope, move || loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(req) = requests.get(index) else { break };
+                        if tx.send((index, self.structured_one(req, cancel))).is_err() {
+                            break;
+                        }
+                    });
+                if worker.is_err() {
+                    break;
+                }
+                spawned += 1;
+            }
+            drop(tx);
+            for (index, result) in rx.iter() {
+                out.generated(index, result);
+            }
+            spawned
+        });
+        if spawned == 0 && !requests.is_empty() {
+            return Err(EngineError::Remote("cannot start a request thread; the system is out of threads".into()));
+        }
+        let reason = if out.cancelled() { StopReason::Cancelled } else { StopReason::Finished };
+        Ok(Finish { reason, stats: GenStats::default() })
+    }
+
+    /// One request of a `StructuredMany` task, collected rather than streamed.
+    fn structured_one(&self, req: &StructuredRequest, cancel: &Cancel) -> Result<Generated, EngineError> {
+        let format = match &req.json_schema {
+            Some(schema) => Some(response_format(schema)?),
+            None => None,
+        };
+        let (body, seed) = self.chat_body(&req.messages, &req.sampling, format);
+        let got = Collected { cancel, text: RefCell::default(), reasoning: RefCell::default() };
+        let start = Instant::now();
+        let end = match self.open("chat/completions", body, &got) {
+            Ok(Some(rx)) => self.reply(rx, &got, start, seed, Prompt::Chat(&req.messages), None)?,
+            Ok(None) => cancelled(),
+            Err(e) => return Err(self.refused(&e, false)),
+        };
+        let (text, think) = split_think(&got.text.into_inner());
+        let mut reasoning = got.reasoning.into_inner();
+        reasoning.push_str(&think);
+        Ok(Generated { text, reasoning, reason: end.reason, stats: end.stats })
     }
 
     /// The one-line error for a request the server refused before replying.
@@ -420,7 +546,7 @@ impl Remote {
     fn reply(
         &self,
         rx: Receiver<Piece>,
-        out: &Responder<'_>,
+        out: &dyn Listener,
         start: Instant,
         seed: u32,
         prompt: Prompt<'_>,
@@ -453,7 +579,7 @@ impl Remote {
     fn read(
         &self,
         rx: Receiver<Piece>,
-        out: &Responder<'_>,
+        out: &dyn Listener,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Streamed, EngineError> {
         let mut s = Streamed::default();

@@ -16,8 +16,8 @@ use super::client::Client;
 use crate::engine::protocol::EngineError;
 use crate::message::Message;
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The longest wait for a count: it runs before the reply's figures are shown, so a server that
@@ -58,17 +58,18 @@ enum Way {
 }
 
 /// Counts prompts for one connection. The way is probed on the first count and kept (a probe
-/// costs up to three round trips, a count one or two).
+/// costs up to three round trips, a count one or two). Shared by the request threads of a
+/// `StructuredMany` task.
 #[derive(Debug)]
 pub struct Counter {
-    way: RefCell<Option<Way>>,
+    way: Mutex<Option<Way>>,
     tokenizer: Option<tokenizers::Tokenizer>,
 }
 
 impl Counter {
     /// A counter that counts here with `tokenizer` when the server cannot count.
     pub fn new(tokenizer: Option<tokenizers::Tokenizer>) -> Counter {
-        Counter { way: RefCell::new(None), tokenizer }
+        Counter { way: Mutex::new(None), tokenizer }
     }
 
     /// Reads a Hugging Face `tokenizer.json` (the `remote.tokenizer` key).
@@ -94,12 +95,12 @@ impl Counter {
     /// `prompt`'s size as `model` on the server would count it. Never fails: when the server's
     /// way fails this time, the count is made here (an estimate).
     pub fn count(&self, client: &Client, model: &str, prompt: Prompt<'_>) -> Count {
-        let known = self.way.borrow().clone();
+        let known = self.way.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let way = match known {
             Some(w) => w,
             None => {
                 let (way, count) = probe(client, model, prompt);
-                *self.way.borrow_mut() = Some(way);
+                *self.way.lock().unwrap_or_else(|e| e.into_inner()) = Some(way);
                 if let Some(tokens) = count {
                     return Count { tokens, exact: true };
                 }

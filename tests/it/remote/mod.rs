@@ -18,6 +18,7 @@
 
 mod classify;
 mod faults;
+mod parallel;
 mod real_server;
 
 use moat::config::Config;
