@@ -6,11 +6,11 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::error::{Problem, PromptError};
-use super::format::Format;
+use super::format::{Format, Long};
 use super::library::{Library, Source};
 use super::locale::Lang;
 use super::params::{GenRequest, Generator, Params};
-use super::step::{constrained, generate_checked, load_checked, prepare, request, StepGen, Whole};
+use super::step::{constrained, generate_checked, load_checked, prepare, prepare_with, request, StepGen, Whole};
 use super::template::environment;
 use super::vars::from_cli;
 
@@ -66,7 +66,12 @@ pub fn render_request(
     let given = from_cli(vars);
     let prompt = load_checked(lib, id_or_path)?;
     let env = environment(lib.partials());
-    let p = prepare(&env, &prompt, lang, &given, input, max_input_chars)?;
+    // Input a map-reduce file takes at any length is not refused here: the run splits it.
+    let budget = match prompt.variant(lang)?.input.long_policy() {
+        Long::MapReduce => None,
+        _ => Some(max_input_chars),
+    };
+    let p = prepare_with(&env, &prompt, lang, &given, input, budget)?;
     Ok(request(&p, cli_params))
 }
 
