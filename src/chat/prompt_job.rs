@@ -298,7 +298,7 @@ mod tests {
             input: "Acme sells tools.".into(),
         };
         let mut gen = prompts::MockGenerator::new([
-            r#"{"strengths":["brand"],"weaknesses":[],"opportunities":["export"],"threats":["rivals"]}"#,
+            r#"{"strengths":[{"point":"brand","evidence":[]}],"weaknesses":[],"opportunities":[{"point":"export","evidence":[]}],"threats":[{"point":"rivals","evidence":[]}]}"#,
         ]);
         let view = run(&job, &lib, 4096, &mut gen).unwrap();
         assert!(view.contains("brand") && view.contains("rivals"), "{view}");

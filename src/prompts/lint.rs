@@ -165,6 +165,7 @@ fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
             }
         }
     }
+    lint_input(l, f);
     let mut allowed = declared.clone();
     allowed.extend(set(&["input", "lang", "lang_name", "vars"]));
     if f.is_script() {
@@ -190,6 +191,54 @@ fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
                 }
             }
         }
+    }
+}
+
+/// `[input] long` and `map`: `map` only means something for map-reduce, must name a fact-extracting prompt, and
+/// `truncate` (the older key) must not contradict `long`.
+fn lint_input(l: &mut Linter<'_>, f: &PromptFile) {
+    use super::format::Long;
+    let raw = &l.prompt.raw;
+    let truncate_set = raw.get("input").and_then(|i| i.get("truncate")).is_some()
+        || raw.get("locale").and_then(toml::Value::as_table).is_some_and(|locales| {
+            locales.values().any(|loc| loc.get("input").and_then(|i| i.get("truncate")).is_some())
+        });
+    if let (Some(long), true) = (f.input.long, truncate_set) {
+        let long = match long {
+            Long::Error => "error",
+            Long::Head => "head",
+            Long::Tail => "tail",
+            Long::MapReduce => "map-reduce",
+        };
+        l.push(
+            Some("truncate ="),
+            format!("[input] sets both `long` and `truncate`; keep `long = \"{long}\"` and remove `truncate` (the older key)"),
+        );
+    }
+    let Some(map) = &f.input.map else { return };
+    if f.input.long != Some(Long::MapReduce) {
+        l.push(Some("map ="), "[input] map is used only with long = \"map-reduce\"; add it or remove `map`".into());
+    }
+    let used = match l.lib.prompt(map) {
+        Ok(p) => p,
+        Err(e) => return l.push(Some("map ="), format!("[input] map: {e}")),
+    };
+    if used.file.is_script() {
+        return l.push(Some("map ="), format!("[input] map: `{map}` is a script; map runs one prompt on each chunk"));
+    }
+    let has_facts = used.file.output.format == Format::Json
+        && used.file.output.schema.as_deref().and_then(|s| parse_schema(s).ok()).is_some_and(|s| {
+            let item = s.pointer("/properties/facts/items");
+            s.pointer("/properties/facts/type").and_then(serde_json::Value::as_str) == Some("array")
+                && item.and_then(|i| i.get("type")).and_then(serde_json::Value::as_str) == Some("object")
+                && item.and_then(|i| i.pointer("/properties/statement/type")).and_then(serde_json::Value::as_str)
+                    == Some("string")
+        });
+    if !has_facts {
+        l.push(
+            Some("map ="),
+            format!("[input] map: `{map}` must reply with format = \"json\" and a schema whose `facts` is an array of objects with a `statement` string (as market/extract-facts does)"),
+        );
     }
 }
 
@@ -454,6 +503,9 @@ pub mod ratios {
 /// asks for 30-digit figures).
 const NUMBER_CHARS: f64 = 10.0;
 
+/// Characters of a quoted passage id (`"c123"`).
+const SOURCE_ID_CHARS: f64 = 6.0;
+
 /// The largest reply a schema allows, split by how it tokenises.
 #[derive(Debug, Default, Clone, Copy)]
 struct Size {
@@ -504,6 +556,10 @@ fn largest(schema: &serde_json::Value, path: &str) -> Result<Size, String> {
         }
     });
     let bound = |k: &str| schema.get(k).and_then(Value::as_f64);
+    if schema.get("format").and_then(Value::as_str) == Some(super::schema::SOURCE_ID) {
+        // Replaced at run time by an enum of ids such as "c07"; a long document may reach "c123".
+        return Ok(syntax(SOURCE_ID_CHARS));
+    }
     match ty {
         Some("string") => match schema.get("maxLength").and_then(Value::as_u64) {
             Some(n) => Ok(Size { syntax: 2.0, text: n as f64, breaks: 0.0 }),
@@ -723,6 +779,51 @@ schema = 'SCHEMA'
         let (_d, lib) = lib_with(&[("t/p", &renamed)]);
         let all: Vec<String> = lint(&lib, "t/p").iter().map(|p| p.to_string()).collect();
         assert!(all.iter().any(|m| m.contains("`zh` locale's schema must keep the base schema's keys")), "{all:?}");
+    }
+
+    #[test]
+    fn input_long_and_map_are_checked() {
+        let prompt = |input: &str| format!("format = 1\n[input]\n{input}\n[prompt]\nuser = \"x\"\n");
+        let facts = r#"
+format = 1
+[prompt]
+user = "x"
+[output]
+format = "json"
+schema = '{"type":"object","properties":{"facts":{"type":"array","maxItems":3,"items":{"type":"object","properties":{"statement":{"type":"string","maxLength":80}}}}}}'
+"#;
+        let no_facts = facts.replace("statement", "claim");
+        let cases: [(&str, Option<&str>); 7] = [
+            ("long = \"map-reduce\"\nmap = \"t/facts\"", None),
+            ("long = \"map-reduce\"", None),
+            ("long = \"head\"\nmap = \"t/facts\"", Some("map is used only with long = \"map-reduce\"")),
+            ("long = \"map-reduce\"\nmap = \"t/nope\"", Some("[input] map: unknown prompt")),
+            (
+                "long = \"map-reduce\"\nmap = \"t/claims\"",
+                Some("`t/claims` must reply with format = \"json\" and a schema whose `facts`"),
+            ),
+            ("long = \"map-reduce\"\nmap = \"t/s\"", Some("`t/s` is a script")),
+            ("long = \"map-reduce\"\ntruncate = \"head\"", Some("keep `long = \"map-reduce\"` and remove `truncate`")),
+        ];
+        for (input, want) in cases {
+            let text = prompt(input);
+            let (_d, lib) = lib_with(&[("t/p", &text), ("t/facts", facts), ("t/claims", &no_facts), ("t/s", SCRIPT)]);
+            let all: Vec<String> = lint(&lib, "t/p").iter().map(|p| p.to_string()).collect();
+            match want {
+                None => assert!(all.is_empty(), "{input}: {all:?}"),
+                Some(needle) => {
+                    assert!(all.iter().any(|m| m.contains(needle)), "{input}: want `{needle}` in {all:?}");
+                    assert!(all.iter().all(|m| m.contains(":4:1:")), "points at the second [input] line: {all:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_evidence_list_counts_as_bounded_in_the_budget() {
+        let schema = r#"{"type":"object","additionalProperties":false,"properties":{"e":{"type":"array","maxItems":2,"items":{"type":"string","format":"source-id"}}}}"#;
+        let n = largest_reply_tokens(schema, Lang::En).expect("bounded");
+        assert!((5..20).contains(&n), "{n}");
     }
 
     #[test]

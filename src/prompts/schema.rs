@@ -21,14 +21,23 @@ const KEYWORDS: &[&str] = &[
     "maxLength",
     "description",
     "title",
+    "format",
 ];
+
+/// The one `format` the subset accepts: a string naming a passage of the input (`c07`). It is allowed only as the
+/// `items` of an array (an evidence list); at run time moat replaces it with an `enum` of the ids the step's
+/// input carries, so a grammar-constrained reply can only cite passages that exist.
+pub const SOURCE_ID: &str = "source-id";
+
+/// The most ids one evidence list may hold: a point rests on one or two passages, and every id costs tokens.
+pub const MAX_SOURCE_IDS: u64 = 3;
 const TYPES: &[&str] = &["object", "array", "string", "integer", "number", "boolean", "null"];
 
 /// Parses and checks a schema; returns problems as readable strings.
 pub fn parse_schema(text: &str) -> Result<Value, Vec<String>> {
     let v: Value = serde_json::from_str(text).map_err(|e| vec![format!("schema is not valid JSON: {e}")])?;
     let mut problems = Vec::new();
-    check_schema(&v, "$", &mut problems);
+    check_schema(&v, "$", false, &mut problems);
     if v.get("type").and_then(Value::as_str) != Some("object") {
         problems.push("schema root must have \"type\": \"object\" (the engine expects one JSON object)".into());
     }
@@ -39,11 +48,17 @@ pub fn parse_schema(text: &str) -> Result<Value, Vec<String>> {
     }
 }
 
-fn check_schema(s: &Value, path: &str, out: &mut Vec<String>) {
+/// `is_items`: `s` is the `items` of an array (the only place `format` may appear).
+fn check_schema(s: &Value, path: &str, is_items: bool, out: &mut Vec<String>) {
     let Some(obj) = s.as_object() else {
         out.push(format!("schema at {path} must be an object"));
         return;
     };
+    if obj.get("items").and_then(|i| i.get("format")).and_then(Value::as_str) == Some(SOURCE_ID)
+        && obj.get("maxItems").and_then(Value::as_u64).is_none_or(|n| n > MAX_SOURCE_IDS)
+    {
+        out.push(format!("schema at {path}: an evidence list (items with format \"{SOURCE_ID}\") needs maxItems of at most {MAX_SOURCE_IDS}"));
+    }
     for (k, v) in obj {
         if !KEYWORDS.contains(&k.as_str()) {
             out.push(format!("schema at {path}: keyword `{k}` is not supported (supported: {})", KEYWORDS.join(", ")));
@@ -57,7 +72,7 @@ fn check_schema(s: &Value, path: &str, out: &mut Vec<String>) {
             "properties" => match v.as_object() {
                 Some(props) => {
                     for (name, sub) in props {
-                        check_schema(sub, &format!("{path}.{name}"), out);
+                        check_schema(sub, &format!("{path}.{name}"), false, out);
                     }
                 }
                 None => out.push(format!("schema at {path}: `properties` must be an object")),
@@ -78,7 +93,18 @@ fn check_schema(s: &Value, path: &str, out: &mut Vec<String>) {
             "enum" if v.as_array().is_none_or(|a| a.is_empty()) => {
                 out.push(format!("schema at {path}: `enum` must be a non-empty array"))
             }
-            "items" => check_schema(v, &format!("{path}[]"), out),
+            "items" => check_schema(v, &format!("{path}[]"), true, out),
+            "format" => {
+                if v.as_str() != Some(SOURCE_ID) {
+                    out.push(format!(
+                        "schema at {path}: `format` may only be \"{SOURCE_ID}\" (an id of a passage of the input)"
+                    ));
+                } else if !is_items || obj.get("type").and_then(Value::as_str) != Some("string") {
+                    out.push(format!("schema at {path}: `format: \"{SOURCE_ID}\"` applies only to a string schema that is the `items` of an array, e.g. \"evidence\": {{\"type\": \"array\", \"maxItems\": 2, \"items\": {{\"type\": \"string\", \"format\": \"{SOURCE_ID}\"}}}}"));
+                } else if obj.keys().any(|k| !matches!(k.as_str(), "type" | "format" | "description" | "title")) {
+                    out.push(format!("schema at {path}: a \"{SOURCE_ID}\" string takes no other constraints (moat sets its values at run time)"));
+                }
+            }
             "minItems" | "maxItems" | "minLength" | "maxLength" if !v.is_u64() => {
                 out.push(format!("schema at {path}: `{k}` must be a non-negative integer"))
             }
@@ -88,7 +114,8 @@ fn check_schema(s: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Validates `value`; returns every violation (capped) as `path: what is wrong`.
+/// Validates `value`; returns every violation (capped) as `path: what is wrong`. A `format: "source-id"` string is
+/// checked as a plain string here: the run replaces it with an `enum` of the ids the step's input carries.
 pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
     walk(schema, value, "$", &mut errs);
@@ -242,5 +269,39 @@ mod tests {
         let e = parse_schema(r#"{"type":"object","required":["x"]}"#).unwrap_err();
         assert!(e[0].contains("required field `x`"), "{e:?}");
         assert!(parse_schema("{nope").unwrap_err()[0].contains("not valid JSON"));
+    }
+
+    fn with_evidence(evidence: &str) -> Result<Value, Vec<String>> {
+        parse_schema(&format!(
+            r#"{{"type":"object","required":["points"],"properties":{{"points":{{"type":"array","maxItems":3,"items":{{"type":"object","properties":{{"point":{{"type":"string"}},"evidence":{evidence}}}}}}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn source_id_is_accepted_only_as_the_items_of_a_short_array() {
+        let ok = with_evidence(r#"{"type":"array","maxItems":2,"items":{"type":"string","format":"source-id"}}"#);
+        let schema = ok.unwrap();
+        let v = json!({"points":[{"point":"Fast growth","evidence":["c01","c03"]},{"point":"x","evidence":[]}]});
+        assert!(validate(&schema, &v).is_ok());
+        let e = validate(&schema, &json!({"points":[{"point":"x","evidence":[7]}]})).unwrap_err();
+        assert!(e[0].contains("$.points[0].evidence[0]: expected string"), "{e:?}");
+
+        for (bad, needle) in [
+            (r#"{"type":"array","maxItems":2,"items":{"type":"string","format":"date"}}"#, "may only be \"source-id\""),
+            (r#"{"type":"string","format":"source-id"}"#, "only to a string schema that is the `items` of an array"),
+            (r#"{"type":"array","maxItems":2,"items":{"type":"integer","format":"source-id"}}"#, "only to a string"),
+            (
+                r#"{"type":"array","maxItems":2,"items":{"type":"string","format":"source-id","maxLength":4}}"#,
+                "no other constraints",
+            ),
+            (
+                r#"{"type":"array","maxItems":5,"items":{"type":"string","format":"source-id"}}"#,
+                "maxItems of at most 3",
+            ),
+            (r#"{"type":"array","items":{"type":"string","format":"source-id"}}"#, "maxItems of at most 3"),
+        ] {
+            let e = with_evidence(bad).unwrap_err().join("\n");
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 }

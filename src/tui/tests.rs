@@ -499,7 +499,7 @@ fn a_prompt_job_on_a_server_that_does_not_say_its_context_has_no_input_budget() 
     };
     assert_eq!(n_ctx, 0);
     let mut gen = crate::prompts::MockGenerator::new([
-        r#"{"strengths":["robots"],"weaknesses":[],"opportunities":[],"threats":[]}"#,
+        r#"{"strengths":[{"point":"robots","evidence":[]}],"weaknesses":[],"opportunities":[],"threats":[]}"#,
     ]);
     let lib = app.session.library.clone();
     let view = crate::chat::prompt_job::run(&job, &lib, n_ctx, &mut gen).expect("runs on the whole input");

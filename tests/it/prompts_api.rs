@@ -6,9 +6,9 @@ const ARTICLE: &str = "ClaimPilot charges EUR 0.40 per claim. Two pilots with mi
 
 fn feasibility_replies() -> Vec<&'static str> {
     vec![
-        r#"{"facts": [{"id": "F1", "statement": "Charges EUR 0.40 per claim", "kind": "metric"}], "open_questions": []}"#,
-        r#"{"trends": [{"name": "Claims automation", "direction": "up", "impact": "high", "evidence": "F1"}]}"#,
-        r#"{"risks": [{"id": "R1", "category": "legal", "description": "Consent.", "likelihood": 4, "impact": 5, "mitigation": "Anonymise"}], "summary": "Legal."}"#,
+        r#"{"facts": [{"statement": "Charges EUR 0.40 per claim", "kind": "metric", "sources": ["c01"]}], "open_questions": []}"#,
+        r#"{"trends": [{"name": "Claims automation", "direction": "up", "impact": "high", "evidence": ["c01"]}]}"#,
+        r#"{"risks": [{"id": "R1", "category": "legal", "description": "Consent.", "likelihood": 4, "impact": 5, "mitigation": "Anonymise", "evidence": []}], "summary": "Legal."}"#,
         r#"{"market_demand": 5, "competition": 4, "technical": 4, "financial": 4, "risk": 3}"#,
         "## Bottom line\nGo.",
     ]
@@ -25,7 +25,7 @@ fn script_runs_with_param_precedence_and_formats() {
     // facts: prompt file temperature 0.0, step temperature 0.0, max_tokens from the prompt file, seed from CLI.
     assert_eq!(
         gen.requests[0].params,
-        Params { temperature: Some(0.0), max_tokens: Some(1250), seed: Some(42), ..Default::default() }
+        Params { temperature: Some(0.0), max_tokens: Some(1400), seed: Some(42), ..Default::default() }
     );
     // trends: the script's [model] temperature 0.2 beats nothing set on the step; prompt file says 0.2 too.
     assert_eq!(gen.requests[1].params.temperature, Some(0.2));
@@ -84,12 +84,13 @@ fn write_outputs_is_atomic_and_complete() {
 #[test]
 fn plain_prompt_runs_as_one_step_script_and_alone() {
     let lib = Library::builtin();
-    let reply = r#"{"strengths": ["Data"], "weaknesses": [], "opportunities": [], "threats": ["Big tech"]}"#;
+    let reply = r#"{"strengths": [{"point": "Data", "evidence": ["c01"]}], "weaknesses": [], "opportunities": [], "threats": [{"point": "Big tech", "evidence": []}]}"#;
     let vars = vec![("subject".to_string(), "ClaimPilot".to_string())];
     let mut gen = MockGenerator::new([reply]);
     let s = run_script(&lib, "market/swot", &vars, ARTICLE, Lang::En, &Params::default(), None, &mut gen).unwrap();
     assert_eq!(s.steps.len(), 1);
     assert!(s.format(OutputFormat::View).contains("## SWOT: ClaimPilot"));
+    assert!(s.format(OutputFormat::View).contains("**Strengths**<br>Data [c01] |"), "{}", s.format(OutputFormat::View));
     let mut gen = MockGenerator::new([reply]);
     let r = run_prompt(&lib, "market/swot", &vars, ARTICLE, Lang::Zh, &Params::default(), None, &mut gen).unwrap();
     assert!(r.format(OutputFormat::View).contains("## SWOT 分析：ClaimPilot"));
@@ -158,18 +159,18 @@ value = "x"
 fn user_prompt_dir_can_shadow_a_builtin_used_by_a_script() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("market")).unwrap();
-    // A user copy with a new major version breaks the `@1` pin in the scripts: refused, not silently used.
+    // A user copy with a new major version breaks the `@2` pin in the scripts: refused, not silently used.
     let builtin = Library::builtin().get("market/trends").unwrap().text.clone();
     std::fs::write(
         dir.path().join("market/trends.toml"),
-        builtin.replace("version = \"1.0.0\"", "version = \"2.0.0\""),
+        builtin.replace("version = \"2.0.0\"", "version = \"3.0.0\""),
     )
     .unwrap();
     let lib = Library::load(&[dir.path().to_path_buf()]).unwrap();
     assert!(lib.get("market/trends").unwrap().shadows);
     let problems = lint(&lib, "scripts/ai-startup-feasibility");
     assert!(
-        problems.iter().any(|p| p.message.contains("wants major version 1, but this file has version 2.0.0")),
+        problems.iter().any(|p| p.message.contains("wants major version 2, but this file has version 3.0.0")),
         "{problems:?}"
     );
 }
