@@ -504,7 +504,9 @@ fn a_prompt_job_on_a_server_that_does_not_say_its_context_has_no_input_budget() 
     let lib = app.session.library.clone();
     let view = crate::chat::prompt_job::run(&job, &lib, n_ctx, &mut gen).expect("runs on the whole input");
     assert!(view.contains("robots"), "{view}");
-    assert!(gen.requests[0].user.contains(input.trim_end()), "the whole input reached the model");
+    // Shown behind passage tags ([c01] …) for citing, but whole: every sentence reached the model.
+    assert_eq!(gen.requests[0].user.matches("Acme sells robots to farms.").count(), 300, "{}", gen.requests[0].user);
+    assert!(gen.requests[0].user.contains("[c01] Acme sells robots"), "{}", gen.requests[0].user);
 }
 
 fn app_with_store(dir: &std::path::Path) -> App {
