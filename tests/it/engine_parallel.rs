@@ -157,12 +157,12 @@ fn a_cancel_ends_every_request_at_once() {
     assert_eq!(counts.len(), 1);
 }
 
-/// Eight map-step requests of about 1,000 prompt tokens each (`max_tokens` 200): one after another
+/// Eight map-step requests of over 1,000 prompt tokens each (`max_tokens` 200): one after another
 /// (`Task::Structured` each) and as one `StructuredMany` with `n_parallel` 4, three runs each, on
 /// one generation and one prompt thread. Prints wall times and their medians.
 /// `cargo test --release --test it engine_parallel::bench -- --ignored --nocapture`
 #[test]
-#[ignore = "benchmark: about 5 minutes on 2 cores; prints sequential vs parallel wall times"]
+#[ignore = "benchmark: 10 minutes or more on 2 cores; prints sequential vs parallel wall times"]
 fn bench_eight_structured_requests_sequential_vs_four_parallel() {
     let engine = parallel_engine(4);
     let mut gen = EngineGenerator::new(engine.submitter(), SamplingConfig::default());
@@ -201,7 +201,7 @@ fn bench_eight_structured_requests_sequential_vs_four_parallel() {
         );
     }
     println!(
-        "user message {prompt_tokens} tokens; median sequential {:.1} s, parallel (n_parallel 4) {:.1} s",
+        "user message {prompt_tokens} tokens each; median sequential {:.1} s, parallel (n_parallel 4) {:.1} s",
         median(seq),
         median(par)
     );
