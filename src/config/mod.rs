@@ -66,7 +66,8 @@ section!(
         threads: u32,
         threads_batch: u32,
         batch: u32,
-        /// Requests decoded at once by parallel structured generation (a prompt's map step).
+        /// Requests decoded at once by parallel structured generation (a prompt's map step); 0 =
+        /// auto (see [`EngineOptions::n_parallel`](crate::engine::EngineOptions)).
         n_parallel: u32,
         gpu_layers: GpuLayers,
         flash_attn: FlashAttn,
@@ -297,8 +298,8 @@ impl Config {
         if self.model.batch == 0 {
             return bad("model.batch", "must be at least 1");
         }
-        if !(1..=MAX_PARALLEL).contains(&self.model.n_parallel) {
-            return bad("model.n_parallel", "must be between 1 and 64");
+        if self.model.n_parallel > MAX_PARALLEL {
+            return bad("model.n_parallel", "must be between 0 (auto) and 64");
         }
         if self.model.n_ctx != 0 && self.model.n_ctx < 64 {
             return bad("model.context", "must be 0 (the model's own) or at least 64");

@@ -89,13 +89,13 @@ fn out_of_range_values_are_rejected() {
     assert!(c.validate().unwrap_err().to_string().contains("sampling.top_p"));
     let c = Config::parse_file(Path::new("u.toml"), b"[model]\ntemplate = \"weird\"\n").unwrap();
     assert!(c.validate().is_err());
-    for bad in ["0", "65"] {
+    for bad in ["-1", "65"] {
         let text = format!("[model]\nn_parallel = {bad}\n");
         let c = Config::parse_file(Path::new("u.toml"), text.as_bytes()).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("model.n_parallel"), "{bad}");
     }
     let mut c = Config::default();
-    assert_eq!(c.model.n_parallel, 4);
+    assert_eq!(c.model.n_parallel, 0, "auto");
     c.apply_env([("MOAT_MODEL_N_PARALLEL".to_string(), "8".to_string())]).unwrap();
     assert!(c.validate().is_ok() && c.to_toml().contains("n_parallel = 8"), "{}", c.to_toml());
 }

@@ -271,6 +271,9 @@ pub struct GenStats {
     pub note: Option<String>,
 }
 
+/// `n_parallel` when auto (0) and the work runs on a GPU or a server, which batch sequences.
+pub const AUTO_PARALLEL: u32 = 4;
+
 /// How to load a model and size its context.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -283,7 +286,8 @@ pub struct EngineOptions {
     /// Prompt-processing threads; 0 = logical cores.
     pub threads_batch: u32,
     /// Sequences decoded together for a [`Task::StructuredMany`] (concurrent requests on a
-    /// remote server); at least 1.
+    /// remote server); 0 = auto: 1 on the CPU, [`AUTO_PARALLEL`] with layers on a GPU or on a
+    /// remote server.
     pub n_parallel: u32,
     /// Tokens per decode call for prompts.
     pub n_batch: u32,
@@ -355,7 +359,7 @@ impl EngineOptions {
             n_ctx: config.model.n_ctx,
             threads: config.model.threads,
             threads_batch: config.model.threads_batch,
-            n_parallel: config.model.n_parallel.max(1),
+            n_parallel: config.model.n_parallel,
             n_batch: config.model.batch,
             gpu_layers: config.model.gpu_layers,
             flash_attn: config.model.flash_attn,

@@ -158,7 +158,11 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         threads_batch: threads_batch as i32,
         encoder,
         ctx_params: cparams,
-        n_parallel: opts.n_parallel.max(1) as usize,
+        n_parallel: match opts.n_parallel {
+            0 if gpu_layers > 0 => super::protocol::AUTO_PARALLEL as usize,
+            0 => 1,
+            n => n as usize,
+        },
     };
     let mut llama = LlamaCpp {
         env,
@@ -207,6 +211,11 @@ impl Backend for LlamaCpp<'_> {
             Task::Structured { messages, sampling, json_schema } => {
                 structured(env, session, out, &messages, &sampling, json_schema.as_deref())
             }
+            // One at a time runs in the main context: the instructions the requests share stay in its KV
+            // cache, so each request decodes only what follows them.
+            Task::StructuredMany { requests } if env.n_parallel <= 1 || requests.len() == 1 => {
+                Ok(one_at_a_time(env, session, out, requests))
+            }
             Task::StructuredMany { requests } => {
                 let (n_ctx, n_batch) = (session.n_ctx(), self.info.n_batch as usize);
                 parallel::run(env, &mut self.parallel_ctx, out, requests, n_ctx, n_batch)
@@ -217,6 +226,40 @@ impl Backend for LlamaCpp<'_> {
             Task::Embed(req) => classify::embed(env, &mut self.classify_ctx, out, &req),
         }
     }
+}
+
+/// A `StructuredMany` task in order on the main session: each request's updates are gathered into
+/// its one `Generated`; after a cancel the rest end `Cancelled` without running.
+fn one_at_a_time(
+    env: &LoadedModel<'_>,
+    session: &mut KvSession<'_>,
+    out: &Responder<'_>,
+    requests: Vec<super::protocol::StructuredRequest>,
+) -> Finish {
+    for (index, req) in requests.into_iter().enumerate() {
+        if out.cancelled() {
+            let generated = super::protocol::Generated { reason: StopReason::Cancelled, ..Default::default() };
+            out.generated(index, Ok(generated));
+            continue;
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let one = Responder::new(&tx, out.cancel());
+        let result = structured(env, session, &one, &req.messages, &req.sampling, req.json_schema.as_deref());
+        one.flush();
+        drop(one);
+        drop(tx);
+        let (mut text, mut reasoning) = (String::new(), String::new());
+        for update in rx.try_iter() {
+            match update {
+                super::protocol::Update::Token(t) => text.push_str(&t),
+                super::protocol::Update::Reasoning(t) => reasoning.push_str(&t),
+                _ => {}
+            }
+        }
+        let result = result.map(|f| super::protocol::Generated { text, reasoning, reason: f.reason, stats: f.stats });
+        out.generated(index, result);
+    }
+    Finish { reason: StopReason::Finished, stats: GenStats::default() }
 }
 
 /// Each text's tokens as the model reads it inside a prompt: no BOS, special-token text kept as

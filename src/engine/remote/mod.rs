@@ -104,7 +104,10 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         n_ctx: n_ctx as usize,
         stream_options: AtomicBool::new(true),
         counter,
-        n_parallel: opts.n_parallel.max(1) as usize,
+        n_parallel: match opts.n_parallel {
+            0 => crate::engine::protocol::AUTO_PARALLEL as usize,
+            n => n as usize,
+        },
     };
     serve::serve(&mut backend, inbox)
 }
