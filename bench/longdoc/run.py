@@ -10,7 +10,9 @@ runs on the default model and this script checks:
   * every cited evidence id is one of the run's sources (ids moat assigned);
   * the fact planted in the document's last chunk is in the reduced facts (the first step's input);
 and compares the wall time with the limit: the document's tokens at the model's prompt speed plus
-the run's generated tokens at its generation speed, both measured by `moat bench` in the same run.
+the run's generated tokens at its generation speed, both measured by `moat bench` in the same run
+(before the runs; the figures after are printed too, to show how steady the machine was). The
+prompt speed is given at 512 tokens (llama-bench's pp512) and at 1,024 (what a default chunk is).
 Check that the machine is idle first (the script prints `uptime`).
 """
 import argparse
@@ -31,9 +33,15 @@ VARS = {
 
 
 def speed(moat, env):
-    out = subprocess.run([moat, "bench", "--json", "-r", "3"], capture_output=True, text=True, env=env, check=True)
-    r = json.loads(out.stdout)["results"][0]
-    return r["pp_tok_s"], r["gen_tok_s"]
+    """Prompt speed at 512 tokens (llama-bench's pp512) and at 1,024 (the default chunk size: a chunk is
+    read at positions up to about 1,300, where attention costs more), and generation speed."""
+    runs = {}
+    for p in (512, 1024):
+        out = subprocess.run(
+            [moat, "bench", "--json", "-r", "3", "-p", str(p)], capture_output=True, text=True, env=env, check=True
+        )
+        runs[p] = json.loads(out.stdout)["results"][0]
+    return runs[512]["pp_tok_s"], runs[1024]["pp_tok_s"], (runs[512]["gen_tok_s"] + runs[1024]["gen_tok_s"]) / 2
 
 
 def check(trace, keyword):
@@ -57,8 +65,8 @@ def main():
     planted = json.load(open(os.path.join(HERE, "planted.json"), encoding="utf-8"))
     env = dict(os.environ, NO_COLOR="1")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    pp, tg = speed(args.moat, env)
-    print(f"model speed (moat bench, medians of 3): prompt {pp:.0f} tok/s, generation {tg:.1f} tok/s")
+    pp, pp1k, tg = speed(args.moat, env)
+    print(f"model speed before (moat bench, medians of 3): pp512 {pp:.0f} tok/s, pp1024 {pp1k:.0f} tok/s, generation {tg:.1f} tok/s", flush=True)
     rows = []
     for doc in args.docs.split(","):
         path = os.path.join(args.out, f"{doc}.md")
@@ -80,6 +88,7 @@ def main():
             ids, cited, bad, found = check(trace, keyword)
             tokens = trace["tokens"]
             limit = tokens["document"] / pp + tokens["generated"] / tg
+            limit1k = tokens["document"] / pp1k + tokens["generated"] / tg
             long = trace.get("long_input") or {}
             row.update(
                 {
@@ -96,14 +105,19 @@ def main():
                     "cited": len(set(cited)),
                     "invented": bad,
                     "planted_in_reduced_facts": found,
-                    "limit_s": round(limit, 1),
-                    "ratio": round(wall / limit, 2),
+                    "limit_pp512_s": round(limit, 1),
+                    "ratio_pp512": round(wall / limit, 2),
+                    "limit_pp1024_s": round(limit1k, 1),
+                    "ratio_pp1024": round(wall / limit1k, 2),
                 }
             )
             rows.append(row)
             print(json.dumps(row, ensure_ascii=False), flush=True)
+    after = speed(args.moat, env)
+    print(f"model speed after: pp512 {after[0]:.0f} tok/s, pp1024 {after[1]:.0f} tok/s, generation {after[2]:.1f} tok/s")
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump({"pp_tok_s": pp, "gen_tok_s": tg, "rows": rows}, f, ensure_ascii=False, indent=1)
+        json.dump({"before": [pp, pp1k, tg], "after": after, "rows": rows}, f, ensure_ascii=False, indent=1)
     failed = [r for r in rows if r["rc"] != 0 or r.get("invented")]
     sys.exit(1 if failed else 0)
 

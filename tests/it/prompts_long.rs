@@ -64,7 +64,7 @@ fn ctrl_c_mid_map_stops_and_says_how_far_it_got() {
     let path = s.path("article.md");
     std::fs::write(&path, doc("zh")).unwrap();
     let mut c = s.moat();
-    c.args(["run", "market/swot", "-v", "subject=智理赔", "--chunk-tokens", "100", "--input"])
+    c.args(["run", "market/swot", "-v", "subject=智理赔", "-c", "2048", "--chunk-tokens", "100", "--input"])
         .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

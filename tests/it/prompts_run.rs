@@ -142,10 +142,16 @@ fn bad_inputs_get_one_line_and_the_documented_code() {
         assert!(e.contains(needle), "{args:?}: expected {needle:?} in {e}");
         assert_eq!(e.trim_end().lines().count(), 1, "{args:?}: one line: {e}");
     }
-    // Input far beyond the prompt's own limit.
+    // Input far beyond the prompt's own limit is map-reduced; a cap on the chunks refuses it in one
+    // line before any generation, and a chunk size the context cannot hold likewise.
     let huge = "word ".repeat(20_000);
-    let o = moat(&s, &["run", "market/swot", "-v", "subject=A"], &huge);
+    let o = moat(&s, &["run", "market/swot", "-v", "subject=A", "--max-chunks", "3"], &huge);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let e = err(&o);
+    assert!(e.contains("more than --max-chunks 3") && !e.contains("map: 0/"), "{e}");
+    let o = moat(&s, &["run", "market/swot", "-v", "subject=A", "-c", "2048", "--chunk-tokens", "5000"], &huge);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("does not fit the 2048-token context"), "{}", err(&o));
 }
 
 #[test]
