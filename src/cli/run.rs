@@ -88,7 +88,7 @@ pub fn run(flags: &ModelArgs, args: RunArgs) -> Result<i32, Failure> {
         }
     };
     if let Some(long) = &result.long {
-        let ratio = if long.doc_chars > 0 { long.material_chars * 100 / long.doc_chars } else { 0 };
+        let ratio = (long.material_chars * 100).checked_div(long.doc_chars).unwrap_or(0);
         warnln!(
             "moat: long input: {} chunks of up to {} tokens → {} facts ({} after merging, {} reduce round(s)) → {} \
              characters ({ratio}% of the input)",

@@ -104,12 +104,15 @@ pub fn run_script(
     run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut Whole(gen), &mut opts)
 }
 
+/// A progress callback for map-reduce runs.
+pub type OnProgress<'a> = Box<dyn FnMut(&Progress) + 'a>;
+
 /// How a run treats long input and reports progress.
 #[derive(Default)]
 pub struct RunOptions<'a> {
     pub long: LongOptions,
     /// Called after each finished map or reduce request.
-    pub progress: Option<Box<dyn FnMut(&Progress) + 'a>>,
+    pub progress: Option<OnProgress<'a>>,
 }
 
 /// [`run_script`] with control over long input and a progress callback.
