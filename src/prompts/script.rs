@@ -99,9 +99,7 @@ pub fn run_script(
     max_input_chars: Option<usize>,
     gen: &mut dyn Generator,
 ) -> Result<ScriptResult, PromptError> {
-    let given = from_cli(vars);
-    let mut opts = RunOptions::default();
-    run_script_with(lib, id_or_path, &given, input, lang, cli_params, max_input_chars, &mut Whole(gen), &mut opts)
+    run_script_opts(lib, id_or_path, vars, input, lang, cli_params, max_input_chars, gen, &mut RunOptions::default())
 }
 
 /// A progress callback for map-reduce runs.

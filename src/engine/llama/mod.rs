@@ -423,14 +423,7 @@ fn respond(
     stats.seed = seed;
     let limits = GenLimits { max_tokens: sampling.max_tokens as usize, stops, cancel: out.cancel(), ignore_eog: false };
     let gen = session.generate(env.model, &mut sampler, limits, |t| out.token(t))?;
-    stats.gen_tokens = gen.tokens;
-    if let (Some(first), Some(last)) = (gen.first_token_at, gen.last_token_at) {
-        stats.ttft_ms = first.duration_since(start).as_secs_f64() * 1000.0;
-        stats.gen_ms = last.duration_since(first).as_secs_f64() * 1000.0;
-        if gen.samples > 1 && stats.gen_ms > 0.0 {
-            stats.gen_tok_s = (gen.samples - 1) as f64 / (stats.gen_ms / 1000.0);
-        }
-    }
+    gen.fill(&mut stats, start);
     stats.context_used = session.used();
     Ok(Finish { reason: gen.reason, stats })
 }

@@ -95,14 +95,7 @@ impl Running<'_> {
     fn finish(self, reason: StopReason, out: &Responder<'_>) {
         let Running { index, text: mut raw, mut stats, start, reply, .. } = self;
         let gen = reply.finish(reason, &mut |t: &str| raw.push_str(t));
-        stats.gen_tokens = gen.tokens;
-        if let (Some(first), Some(last)) = (gen.first_token_at, gen.last_token_at) {
-            stats.ttft_ms = first.duration_since(start).as_secs_f64() * 1000.0;
-            stats.gen_ms = last.duration_since(first).as_secs_f64() * 1000.0;
-            if gen.samples > 1 && stats.gen_ms > 0.0 {
-                stats.gen_tok_s = (gen.samples - 1) as f64 / (stats.gen_ms / 1000.0);
-            }
-        }
+        gen.fill(&mut stats, start);
         stats.context_used = stats.prompt_tokens + gen.tokens;
         let (text, reasoning) = split_think(&raw);
         out.generated(index, Ok(Generated { text, reasoning, reason, stats }));

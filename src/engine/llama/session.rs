@@ -32,6 +32,20 @@ pub struct GenOutcome {
     pub last_token_at: Option<Instant>,
 }
 
+impl GenOutcome {
+    /// Puts the reply's token count, time to first token (from `start`), generation time and rate into `stats`.
+    pub fn fill(&self, stats: &mut crate::engine::GenStats, start: std::time::Instant) {
+        stats.gen_tokens = self.tokens;
+        if let (Some(first), Some(last)) = (self.first_token_at, self.last_token_at) {
+            stats.ttft_ms = first.duration_since(start).as_secs_f64() * 1000.0;
+            stats.gen_ms = last.duration_since(first).as_secs_f64() * 1000.0;
+            if self.samples > 1 && stats.gen_ms > 0.0 {
+                stats.gen_tok_s = (self.samples - 1) as f64 / (stats.gen_ms / 1000.0);
+            }
+        }
+    }
+}
+
 /// Generation settings that are not sampling.
 pub struct GenLimits<'a> {
     pub max_tokens: usize,
