@@ -200,6 +200,8 @@ impl LongBar {
                     .progress_chars("=> "),
             );
             bar.set_message(what);
+            // Elapsed time and ETA keep moving while one slow chunk is read.
+            bar.enable_steady_tick(std::time::Duration::from_millis(500));
             self.active.store(true, std::sync::atomic::Ordering::Relaxed);
             *slot = Some((p.stage, bar));
         }

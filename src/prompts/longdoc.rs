@@ -23,7 +23,7 @@ use super::evidence::{self, Passage};
 use super::format::{Format, InputSpec, Long};
 use super::library::Library;
 use super::locale::Lang;
-use super::params::{GenRequest, Params, Reply};
+use super::params::{GenRequest, Params};
 use super::schema::parse_schema;
 use super::step::{check_reply, constrained, load_checked, prepare_with, request, retry_request, Checked, StepGen};
 
@@ -436,7 +436,7 @@ fn run_pass(
             match reply {
                 Err(message) if message == "interrupted" => interrupted = true,
                 Err(message) => j.result = Some(Err(message)),
-                Ok(reply) => match check(&map.prompt.id, &reply, is_json, specs[i].as_ref()) {
+                Ok(reply) => match check_reply(&map.prompt.id, &reply, is_json, specs[i].as_ref()) {
                     Ok(Checked::Valid(text, Some(v))) => j.result = Some(Ok((text, v))),
                     Ok(Checked::Valid(text, None)) => j.result = Some(Err(format!("no JSON in the reply: {text}"))),
                     Ok(Checked::Invalid(_, message)) if attempt < file.output.retries() => {
@@ -455,10 +455,6 @@ fn run_pass(
         pending = again;
     }
     Ok(())
-}
-
-fn check(id: &str, reply: &Reply, is_json: bool, schema: Option<&Value>) -> Result<Checked, PromptError> {
-    check_reply(id, reply, is_json, schema)
 }
 
 fn stage_name(stage: Stage) -> String {

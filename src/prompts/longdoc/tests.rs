@@ -1,4 +1,5 @@
 use super::*;
+use crate::prompts::params::Reply;
 use crate::prompts::script::{run_script_with, RunOptions};
 use crate::prompts::vars::from_cli;
 
