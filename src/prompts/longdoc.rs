@@ -329,7 +329,11 @@ fn spread_order(n: usize) -> Vec<usize> {
 
 /// The facts in a map reply's JSON: `facts[].statement`, and `facts[].sources` when `own_ids` is `None`
 /// (a reduce round: the model chose among the ids it was shown, and the grammar kept it to them).
-fn facts_of(json: &Value, own_ids: Option<&[String]>, allowed: &[String]) -> Vec<Fact> {
+///
+/// A statement that carries nothing is dropped: fewer than [`MIN_LETTERS`] letters (a bare date, number
+/// or id), or only a copy of the headings the chunk was shown under (`echo`), which small models
+/// return as a "fact" when a chunk has little to say.
+fn facts_of(json: &Value, own_ids: Option<&[String]>, allowed: &[String], echo: &[String]) -> Vec<Fact> {
     let Some(items) = json.get("facts").and_then(Value::as_array) else { return Vec::new() };
     items
         .iter()
@@ -348,9 +352,22 @@ fn facts_of(json: &Value, own_ids: Option<&[String]>, allowed: &[String]) -> Vec
                     .flatten()
                     .collect(),
             };
-            (!statement.is_empty()).then_some(Fact { statement, sources, rank })
+            informative(&statement, echo).then_some(Fact { statement, sources, rank })
         })
         .collect()
+}
+
+/// Letters (any script) a statement needs to say anything: "2026-04-30" or "c12" say nothing alone.
+const MIN_LETTERS: usize = 3;
+
+/// Whether a statement says something beyond a bare value or the headings in `echo`.
+fn informative(statement: &str, echo: &[String]) -> bool {
+    if statement.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS {
+        return false;
+    }
+    let said = normalise(statement);
+    let headings = normalise(&echo.concat());
+    !headings.contains(&said)
 }
 
 /// The map prompt made ready: how much of the context its instructions and reply take.
@@ -397,7 +414,12 @@ fn run_pass(
         let mut req = request(&p, job.cli);
         req.params.max_tokens = Some(map.max_tokens);
         let sources: Vec<Passage> = j.ids.iter().map(|id| bare_source(id)).collect();
-        let spec = constrained(&p.file.output, &mut req, &sources);
+        let mut output = pass_output(&p.file.output, stage);
+        if let Some(schema) = output.schema.clone() {
+            req.json_schema = Some(schema);
+        }
+        let spec = constrained(&output, &mut req, &sources);
+        output.schema = spec.schema.clone();
         let schema = match &spec.schema {
             Some(s) => Some(parse_schema(s).map_err(|errs| {
                 PromptError::Invalid {
@@ -455,6 +477,47 @@ fn run_pass(
         pending = again;
     }
     Ok(())
+}
+
+/// The map prompt's output contract for one pass, cut to what the run reads, since every token the
+/// model writes costs time: only the required top-level fields (the run reads the facts list, not
+/// open questions), and in the map pass no source-id lists (moat attaches the chunk id itself) and at
+/// most [`MAP_ITEMS`] facts. A schema that is not a JSON object is left as it is.
+fn pass_output(spec: &super::format::OutputSpec, stage: Stage) -> super::format::OutputSpec {
+    let mut out = spec.clone();
+    let Some(Ok(mut schema)) = spec.schema.as_deref().map(serde_json::from_str::<Value>) else {
+        return out;
+    };
+    let required: Vec<Value> = schema.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return out;
+    };
+    props.retain(|k, _| required.iter().any(|r| r.as_str() == Some(k)));
+    if stage == Stage::Map {
+        for list in props.values_mut().filter(|v| v.get("type").and_then(Value::as_str) == Some("array")) {
+            let cap = list.get("maxItems").and_then(Value::as_i64).map_or(MAP_ITEMS, |m| m.min(MAP_ITEMS));
+            list["maxItems"] = Value::from(cap);
+            let Some(item) = list.get_mut("items").filter(|i| i.is_object()) else { continue };
+            let cited: Vec<String> = item
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.iter().filter(|(_, v)| is_source_list(v)).map(|(k, _)| k.clone()).collect())
+                .unwrap_or_default();
+            if let Some(p) = item.get_mut("properties").and_then(Value::as_object_mut) {
+                p.retain(|k, _| !cited.contains(k));
+            }
+            if let Some(r) = item.get_mut("required").and_then(Value::as_array_mut) {
+                r.retain(|k| !k.as_str().is_some_and(|k| cited.iter().any(|c| c == k)));
+            }
+        }
+    }
+    out.schema = Some(schema.to_string());
+    out
+}
+
+/// Whether a schema node is a list of source ids (`items` with `"format": "source-id"`).
+fn is_source_list(node: &Value) -> bool {
+    node.get("items").and_then(|i| i.get("format")).and_then(Value::as_str) == Some(evidence::SOURCE_ID)
 }
 
 fn stage_name(stage: Stage) -> String {
@@ -570,7 +633,7 @@ fn map_reduce(
     for (c, j) in chunks.iter().zip(&jobs) {
         let (output, found, error) = match &j.result {
             Some(Ok((text, v))) => {
-                let f = facts_of(v, Some(&j.ids), &j.ids);
+                let f = facts_of(v, Some(&j.ids), &j.ids, &c.heading_path);
                 (text.clone(), f, None)
             }
             Some(Err(e)) => (String::new(), Vec::new(), Some(e.clone())),
@@ -640,7 +703,7 @@ fn map_reduce(
         for (g, j) in groups.iter().zip(&jobs) {
             match &j.result {
                 Some(Ok((_, v))) => {
-                    let out = facts_of(v, None, &j.ids);
+                    let out = facts_of(v, None, &j.ids, &[]);
                     // A group the model emptied keeps its facts: nothing is lost to a bad reply.
                     if out.is_empty() {
                         next.extend(g.iter().cloned());

@@ -124,12 +124,17 @@ fn every_chunk_is_mapped_with_its_own_id_and_the_prompt_cites_only_real_ids() {
     assert!(long.chunks.len() >= 12, "{} chunks", long.chunks.len());
     assert_eq!(long.facts_extracted, long.chunks.iter().map(|c| c.facts).sum::<usize>());
     assert!(long.rounds.is_empty(), "the facts fit at once");
-    // Every map request shows exactly its chunk's id and may cite only it.
+    // Every map request shows exactly its chunk's id. The model is not asked for ids there (moat attaches the
+    // chunk's), nor for more than MAP_ITEMS facts: every token it writes costs time.
     let maps: Vec<&GenRequest> = mock.requests.iter().filter(|(s, _)| s == "t/facts").map(|(_, r)| r).collect();
     assert_eq!(maps.len(), long.chunks.len());
     for (req, c) in maps.iter().zip(&long.chunks) {
         assert!(req.user.contains(&format!("[{}] ", c.id)), "{}", req.user);
-        assert_eq!(allowed(req), vec![c.id.clone()]);
+        let schema: Value = serde_json::from_str(req.json_schema.as_deref().unwrap()).unwrap();
+        let facts = &schema["properties"]["facts"];
+        assert_eq!(facts["maxItems"], MAP_ITEMS, "{schema}");
+        assert!(facts["items"]["properties"].get("sources").is_none(), "{schema}");
+        assert!(!req.json_schema.as_deref().unwrap().contains(evidence::SOURCE_ID));
     }
     // The prompt's input is the merged facts behind their ids; its schema allows exactly those ids.
     let step = &r.steps[0];
@@ -250,4 +255,43 @@ fn short_input_is_tagged_by_passage_when_the_prompt_cites() {
     assert_eq!(allowed(req), r.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>());
     let view = r.format(crate::prompts::OutputFormat::View);
     assert!(view.contains("## Sources") && view.contains("| c01 |"), "{view}");
+}
+
+#[test]
+fn pass_output_keeps_required_fields_and_schema_order() {
+    let spec = crate::prompts::format::OutputSpec {
+        format: Format::Json,
+        schema: Some(
+            r#"{"type":"object","required":["facts"],"properties":{"facts":{"type":"array","maxItems":12,"items":{"type":"object","required":["statement","kind","sources"],"properties":{"statement":{"type":"string"},"kind":{"enum":["a","b"]},"sources":{"type":"array","items":{"type":"string","format":"source-id"}}}}},"open_questions":{"type":"array"}}}"#
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let map: Value = serde_json::from_str(pass_output(&spec, Stage::Map).schema.as_deref().unwrap()).unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&map["properties"]), ["facts"], "optional fields go");
+    // The engine's grammar follows the schema's property order, so the model still writes the statement first.
+    assert_eq!(keys(&map["properties"]["facts"]["items"]["properties"]), ["statement", "kind"]);
+    assert_eq!(map["properties"]["facts"]["items"]["required"], serde_json::json!(["statement", "kind"]));
+    assert_eq!(map["properties"]["facts"]["maxItems"], MAP_ITEMS);
+    // A reduce round keeps the ids: there the model chooses which of its group's ids a merged fact has.
+    let reduce: Value = serde_json::from_str(pass_output(&spec, Stage::Reduce(1)).schema.as_deref().unwrap()).unwrap();
+    assert!(reduce["properties"]["facts"]["items"]["properties"].get("sources").is_some());
+    assert_eq!(reduce["properties"]["facts"]["maxItems"], 12);
+}
+
+#[test]
+fn facts_that_say_nothing_are_dropped() {
+    let reply = serde_json::json!({"facts": [
+        {"statement": "2026-04-30"},
+        {"statement": "c123456789"},
+        {"statement": "Report › Section 12"},
+        {"statement": "section 12"},
+        {"statement": "Nordhavn Mutual signed for 4.2 million a year"},
+        {"statement": "每件收费 0.4 欧元"},
+    ]});
+    let ids = vec!["c12".to_string()];
+    let echo = vec!["Report".to_string(), "Section 12".to_string()];
+    let kept: Vec<String> = facts_of(&reply, Some(&ids), &ids, &echo).into_iter().map(|f| f.statement).collect();
+    assert_eq!(kept, ["Nordhavn Mutual signed for 4.2 million a year", "每件收费 0.4 欧元"]);
 }
