@@ -85,27 +85,44 @@ impl Sampler<'_> {
 /// decode on small models, so the unconstrained choice is checked first, then the top candidates,
 /// and the whole vocabulary only if none of them is allowed.
 fn choose(grammar: &mut LlamaSampler, inner: &mut Sampler<'_>, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+    let logits = ctx.get_logits_ith(idx);
+    if let Sampler::Chain(chain) = inner {
+        // Applied, not sampled: sampling would record the unconstrained choice in the chain's history
+        // (repeat penalty, DRY), and the grammar may replace it. The token chosen is what is recorded.
+        let mut all = full_candidates(logits);
+        chain.apply(&mut all);
+        let mut tok = all.selected_token().unwrap_or_else(|| best(&all));
+        if !allows(grammar, tok) {
+            let mut allowed = allowed_candidates(grammar, logits);
+            chain.apply(&mut allowed);
+            tok = allowed.selected_token().unwrap_or_else(|| best(&allowed));
+        }
+        chain.accept(tok);
+        return tok;
+    }
     let tok = inner.sample_at(ctx, idx);
     if allows(grammar, tok) {
         return tok;
     }
-    let logits = ctx.get_logits_ith(idx);
+    best(&allowed_candidates(grammar, logits))
+}
+
+/// The top candidates the grammar allows, or the whole vocabulary's when it allows none of them.
+fn allowed_candidates(grammar: &mut LlamaSampler, logits: &[f32]) -> LlamaTokenDataArray {
     let mut allowed = top_candidates(logits, TOP_CANDIDATES);
     grammar.apply(&mut allowed);
     if !allowed.data.iter().any(|d| d.logit() > f32::NEG_INFINITY) {
-        allowed = LlamaTokenDataArray::from_iter(
-            logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
-            false,
-        );
+        allowed = full_candidates(logits);
         grammar.apply(&mut allowed);
     }
-    match inner {
-        Sampler::Chain(chain) => {
-            chain.apply(&mut allowed);
-            allowed.selected_token().unwrap_or_else(|| best(&allowed))
-        }
-        _ => best(&allowed),
-    }
+    allowed
+}
+
+fn full_candidates(logits: &[f32]) -> LlamaTokenDataArray {
+    LlamaTokenDataArray::from_iter(
+        logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+        false,
+    )
 }
 
 /// Whether the grammar, in its current state, allows `tok` next.
@@ -285,6 +302,9 @@ fn feed(json: &mut PartialJson, pending: &mut Vec<u8>, bytes: &[u8]) -> bool {
     }
 }
 
+/// Where a DRY repeat stops counting (llama.cpp's defaults).
+const DRY_SEQUENCE_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
+
 /// How many of the most likely tokens the grammar sees before it is shown the whole vocabulary.
 const TOP_CANDIDATES: usize = 128;
 
@@ -345,12 +365,24 @@ pub fn build_constrained<'m>(
         let (inner, seed) = build_constrained(model, p, None, None)?;
         return Ok((Sampler::Constrained { grammar, inner: Box::new(inner), steer: steer.map(Box::new) }, seed));
     }
-    if p.temperature <= 0.0 && p.repeat_penalty == 1.0 {
+    if p.temperature <= 0.0 && p.repeat_penalty == 1.0 && p.dry_multiplier <= 0.0 {
         return Ok((Sampler::Greedy, seed));
     }
     let mut chain = Vec::new();
     if p.repeat_penalty != 1.0 {
         chain.push(LlamaSampler::penalties(model.n_vocab(), p.repeat_last_n, p.repeat_penalty, 0.0, 0.0));
+    }
+    if p.dry_multiplier > 0.0 {
+        // llama.cpp's defaults: the look-back is the whole context (-1), and a newline, colon, quote or
+        // asterisk ends a sequence, so JSON keys and Markdown markup may repeat freely.
+        chain.push(LlamaSampler::dry(
+            model,
+            p.dry_multiplier,
+            p.dry_base,
+            p.dry_allowed_length,
+            -1,
+            DRY_SEQUENCE_BREAKERS,
+        ));
     }
     if p.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());

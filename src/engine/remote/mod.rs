@@ -357,6 +357,12 @@ impl Remote {
             b.insert("repetition_penalty".into(), s.repeat_penalty.into());
             b.insert("repeat_last_n".into(), s.repeat_last_n.into());
         }
+        if s.dry_multiplier > 0.0 {
+            // llama-server's names (KoboldCpp and text-generation-webui share them); vLLM and others ignore them.
+            b.insert("dry_multiplier".into(), s.dry_multiplier.into());
+            b.insert("dry_base".into(), s.dry_base.into());
+            b.insert("dry_allowed_length".into(), s.dry_allowed_length.into());
+        }
         let seed = if s.seed >= 0 { s.seed as u32 } else { super::random_seed() };
         b.insert("seed".into(), seed.into());
         if !s.stop.is_empty() {

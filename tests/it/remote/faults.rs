@@ -40,7 +40,8 @@ fn sampling_flags_and_the_usage_request_reach_the_server() {
     let sb = Sandbox::new();
     let args =
         ["--remote", &format!("{}/v1/", fake.url), "-m", "fake", "--temp", "0.25", "--top-k", "5", "--top-p", "0.5"];
-    let more = ["--min-p", "0.1", "--repeat-penalty", "1.3", "--seed", "7", "-n", "9", "--stop", "END", "ask", "hi"];
+    let more = ["--min-p", "0.1", "--repeat-penalty", "1.3", "--dry-multiplier", "0.8", "--dry-allowed-length", "3"];
+    let more = [&more[..], &["--seed", "7", "-n", "9", "--stop", "END", "ask", "hi"]].concat();
     let o = run(sb.moat(&[&args[..], &more[..]].concat()), "");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "ok\n");
@@ -55,6 +56,8 @@ fn sampling_flags_and_the_usage_request_reach_the_server() {
     assert_eq!((b["top_k"].as_i64(), b["seed"].as_u64(), b["max_tokens"].as_u64()), (Some(5), Some(7), Some(9)));
     assert!((b["min_p"].as_f64().unwrap() - 0.1).abs() < 1e-6);
     assert!((b["repeat_penalty"].as_f64().unwrap() - 1.3).abs() < 1e-6);
+    assert!((b["dry_multiplier"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+    assert_eq!((b["dry_allowed_length"].as_i64(), b["dry_base"].as_f64()), (Some(3), Some(1.75)));
     assert_eq!(b["stop"], serde_json::json!(["END"]));
     assert_eq!(b["messages"][0]["role"], "user");
     assert_eq!(b["messages"][0]["content"].as_str().map(str::trim), Some("hi"));
