@@ -79,7 +79,8 @@ fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
 pub fn verified(file: &Path) -> Option<Verified> {
     let size = std::fs::metadata(file).ok()?.len();
     let v: Verified = serde_json::from_str(&std::fs::read_to_string(verified_path(file)).ok()?).ok()?;
-    (v.size == size).then_some(v)
+    let hex64 = v.sha256.len() == 64 && v.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    (v.size == size && hex64).then_some(v)
 }
 
 /// The sha256 recorded for a model file (downloaded and verified by moat), without hashing it;
