@@ -42,8 +42,17 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
         models.iter().filter(|m| m.entry.is_default() || m.present || m.damaged || m.partial.is_some()).collect();
     print_table(&shown, default);
     for (path, size) in &extra {
-        let sha = crate::models::store::recorded_sha256(path).map(|s| format!("  sha256 {}…", &s[..12])).unwrap_or_default();
-        sayln!(" {:<24} {:>6} {:>8} {:>5}  {:<10} {}{sha}", "(file)", "", human_bytes(*size), "", "present", tilde(path));
+        let sha =
+            crate::models::store::recorded_sha256(path).map(|s| format!("  sha256 {}…", &s[..12])).unwrap_or_default();
+        sayln!(
+            " {:<24} {:>6} {:>8} {:>5}  {:<10} {}{sha}",
+            "(file)",
+            "",
+            human_bytes(*size),
+            "",
+            "present",
+            tilde(path)
+        );
     }
     sayln!(
         "\nstore: {}   (* = default; `moat models pull NAME[:QUANT]` downloads, `moat models search WORD` finds)",
@@ -103,9 +112,14 @@ fn print_table(models: &[&StoredModel], default: &str) {
             (false, true, None) => "damaged".into(),
             _ => "-".into(),
         };
-        let mark = if e.name == default || (e.is_default() && e.aliases.iter().any(|a| a == default)) { "*" } else { " " };
+        let mark =
+            if e.name == default || (e.is_default() && e.aliases.iter().any(|a| a == default)) { "*" } else { " " };
         let quants = if e.is_default() && !e.other_quants.is_empty() {
-            format!(" [{}; also :{}]", e.quant.as_deref().unwrap_or_default(), e.other_quants.join(" :").to_ascii_lowercase())
+            format!(
+                " [{}; also :{}]",
+                e.quant.as_deref().unwrap_or_default(),
+                e.other_quants.join(" :").to_ascii_lowercase()
+            )
         } else {
             e.quant.as_deref().map(|q| format!(" [{q}]")).unwrap_or_default()
         };
@@ -126,10 +140,8 @@ fn print_table(models: &[&StoredModel], default: &str) {
 fn search(setup: &Setup, words: &[String], json: bool) -> Result<i32, Failure> {
     let hits = crate::models::Registry::builtin().search(words);
     let stored = setup.store.list();
-    let rows: Vec<&StoredModel> = hits
-        .iter()
-        .filter_map(|e| stored.iter().find(|m| std::ptr::eq(m.entry, *e)))
-        .collect();
+    let rows: Vec<&StoredModel> =
+        hits.iter().filter_map(|e| stored.iter().find(|m| std::ptr::eq(m.entry, *e))).collect();
     if json {
         let out: Vec<_> = rows
             .iter()

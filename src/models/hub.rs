@@ -229,9 +229,9 @@ pub fn pick(repo: &str, files: &[HubFile], quant: Option<&str>) -> Result<Pick, 
             !name.contains("mmproj") && !name.contains("imatrix")
         })
         .collect();
-    let matching: Vec<&HubFile> = ggufs.iter().copied().filter(|f| quant_tag(&f.path).as_deref() == Some(&want)).collect();
-    let singles: Vec<&HubFile> =
-        matching.iter().copied().filter(|f| split_part(stem_of(&f.path)).is_none()).collect();
+    let matching: Vec<&HubFile> =
+        ggufs.iter().copied().filter(|f| quant_tag(&f.path).as_deref() == Some(&want)).collect();
+    let singles: Vec<&HubFile> = matching.iter().copied().filter(|f| split_part(stem_of(&f.path)).is_none()).collect();
     if let [one] = singles.as_slice() {
         return Ok(Pick { files: vec![(*one).clone()] });
     }
@@ -377,7 +377,10 @@ mod tests {
     fn refuses_ambiguity_with_a_list() {
         let files = [f("A-Q4_K_M.gguf"), f("A-abliterated-Q4_K_M.gguf")];
         let e = pick("o/r", &files, None).unwrap_err().to_string();
-        assert_eq!(e, "hf:o/r has 2 Q4_K_M files (A-Q4_K_M.gguf, A-abliterated-Q4_K_M.gguf); name one with hf:o/r/FILE.gguf");
+        assert_eq!(
+            e,
+            "hf:o/r has 2 Q4_K_M files (A-Q4_K_M.gguf, A-abliterated-Q4_K_M.gguf); name one with hf:o/r/FILE.gguf"
+        );
         let sets = [f("a/A-Q4_K_M-00001-of-00001.gguf"), f("b/B-Q4_K_M-00001-of-00001.gguf")];
         assert!(pick("o/r", &sets, None).unwrap_err().to_string().contains("2 split Q4_K_M models"));
     }

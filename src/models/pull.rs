@@ -173,7 +173,8 @@ impl Downloader {
                 let base = target.parent().expect("target has a parent");
                 let file_dir = Path::new(file).parent().map(|d| d.components().count()).unwrap_or(0);
                 // `target` is the store path of `file`; the parts sit beside it.
-                let root = (0..file_dir).fold(base.to_path_buf(), |p, _| p.parent().map(Path::to_path_buf).unwrap_or(p));
+                let root =
+                    (0..file_dir).fold(base.to_path_buf(), |p, _| p.parent().map(Path::to_path_buf).unwrap_or(p));
                 self.fetch_hub_files(&hub, repo, revision.as_deref(), &parts, &root, force).map(|_| ())
             }
             Source::Url { url } => {
@@ -283,7 +284,9 @@ impl Downloader {
                     "another moat is downloading {name} into this store; wait for it to finish"
                 )))
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(ModelError::io(format!("cannot lock {}", part_path.display()), e)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(ModelError::io(format!("cannot lock {}", part_path.display()), e))
+            }
         }
         // A partial download is resumed only when it was aiming at the same file.
         let aim = expect.sha256.map(str::to_string).unwrap_or_else(|| format!("url {}", expect.url));
@@ -324,7 +327,10 @@ impl Downloader {
         }
         if name.ends_with(".gguf") {
             if let Err(e) = super::gguf::inspect(&part_path) {
-                return Err(fail(ModelError::Download(format!("{}: not a usable GGUF file ({e}); it was not kept", expect.label))));
+                return Err(fail(ModelError::Download(format!(
+                    "{}: not a usable GGUF file ({e}); it was not kept",
+                    expect.label
+                ))));
             }
         }
         part.sync_all().map_err(|e| ModelError::io("cannot flush the download", e))?;
@@ -384,8 +390,8 @@ impl Downloader {
             };
             let len = resp.header("content-length").and_then(|v| v.parse::<u64>().ok());
             if *have > 0 {
-                let resumed = resp.status() == 206
-                    && resp.header("content-range").and_then(content_range_start) == Some(*have);
+                let resumed =
+                    resp.status() == 206 && resp.header("content-range").and_then(content_range_start) == Some(*have);
                 if !resumed {
                     // The server sent the whole file (200) or another range: start over.
                     truncate(part, part_path)?;

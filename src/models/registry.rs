@@ -245,7 +245,8 @@ impl Registry {
             Some((m, t)) => (m, Some(t)),
             None => (n.as_str(), None),
         };
-        let default = self.models.iter().find(|m| m.is_default() && (m.name == model || m.aliases.iter().any(|a| a == model)))?;
+        let default =
+            self.models.iter().find(|m| m.is_default() && (m.name == model || m.aliases.iter().any(|a| a == model)))?;
         match tag {
             None => Some(default),
             Some(t) => self
@@ -257,7 +258,11 @@ impl Registry {
 
     /// Registry names closest to a mistyped one, best first.
     pub fn suggest(&self, name: &str) -> Vec<&str> {
-        let names = self.models.iter().filter(|m| m.is_default()).flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).map(String::as_str));
+        let names = self
+            .models
+            .iter()
+            .filter(|m| m.is_default())
+            .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).map(String::as_str));
         let mut out: Vec<&str> = Vec::new();
         for alias in crate::suggest::did_you_mean(name, names) {
             if let Some(m) = self.find(alias) {
@@ -318,7 +323,10 @@ mod tests {
         assert_eq!((q8.name.as_str(), q8.file.as_str()), ("qwen2.5-7b:q8_0", "Qwen2.5-7B-Instruct-Q8_0.gguf"));
         match &q8.sources[0] {
             Source::Hf { repo, file, .. } => {
-                assert_eq!((repo.as_str(), file.as_str()), ("bartowski/Qwen2.5-7B-Instruct-GGUF", "Qwen2.5-7B-Instruct-Q8_0.gguf"))
+                assert_eq!(
+                    (repo.as_str(), file.as_str()),
+                    ("bartowski/Qwen2.5-7B-Instruct-GGUF", "Qwen2.5-7B-Instruct-Q8_0.gguf")
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -341,7 +349,8 @@ mod tests {
         assert_eq!(ok.find("m:q8_0").unwrap().file, "m-Q8_0.gguf");
         let e = Registry::parse(&one("file = \"m.gguf\"\nsha256 = \"abc\"")).unwrap_err();
         assert!(e.contains("64 hex"), "{e}");
-        let e = Registry::parse(&one("file = \"m.gguf\"\nquants = [{ quant = \"Q4_K_M\", approx_gb = 1.0 }]")).unwrap_err();
+        let e =
+            Registry::parse(&one("file = \"m.gguf\"\nquants = [{ quant = \"Q4_K_M\", approx_gb = 1.0 }]")).unwrap_err();
         assert!(e.contains("{quant}"), "{e}");
         assert!(Registry::parse(&one("file = \"m.gguf\"\nbogus = 1")).is_err());
         let twice = format!("{}{}", one("file = \"m.gguf\""), one("file = \"m.gguf\""));

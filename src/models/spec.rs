@@ -39,7 +39,8 @@ impl ModelRef {
                     Some((n, rev)) => (n, Some(rev)),
                     None => (repo_part, None),
                 };
-                let quant_ok = quant.is_none_or(|q| !q.is_empty() && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                let quant_ok =
+                    quant.is_none_or(|q| !q.is_empty() && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
                 if !clean(parts[0]) || !clean(name) || revision.is_some_and(str::is_empty) || !quant_ok {
                     return Err(bad());
                 }
@@ -159,7 +160,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(ModelRef::parse("hf:o/r").unwrap().display_name(), "o/r:Q4_K_M");
-        assert!(matches!(ModelRef::parse("qwen2.5-7b:q8_0").unwrap(), ModelRef::Registry(e) if e.file == "Qwen2.5-7B-Instruct-Q8_0.gguf"));
+        assert!(
+            matches!(ModelRef::parse("qwen2.5-7b:q8_0").unwrap(), ModelRef::Registry(e) if e.file == "Qwen2.5-7B-Instruct-Q8_0.gguf")
+        );
         let e = ModelRef::parse("qwen2.5-7b:q2_k").unwrap_err().to_string();
         assert!(e.starts_with("qwen2.5-7b has no Q2_K file in the catalogue; it has Q4_K_M, Q5_K_M, Q8_0"), "{e}");
         let e = ModelRef::parse("smollm2:q8_0").unwrap_err().to_string();

@@ -154,7 +154,8 @@ impl Store {
     /// Other .gguf files found in the store (from `hf:` or URL pulls).
     pub fn extra_files(&self) -> Vec<(PathBuf, u64)> {
         let known: Vec<PathBuf> = Registry::builtin().models.iter().map(|e| self.path_of(e)).collect();
-        let mut out: Vec<(PathBuf, u64)> = self.gguf_files(&self.dir).into_iter().filter(|(p, _)| !known.contains(p)).collect();
+        let mut out: Vec<(PathBuf, u64)> =
+            self.gguf_files(&self.dir).into_iter().filter(|(p, _)| !known.contains(p)).collect();
         out.sort();
         out
     }
@@ -194,9 +195,7 @@ impl Store {
     /// Whether `file` and, for a split model, every other part are downloaded and verified.
     /// A file from before moat kept records (no `.verified`) counts when `legacy_ok`.
     fn complete(file: &Path, legacy_ok: bool) -> bool {
-        parts_of(file)
-            .iter()
-            .all(|p| verified(p).is_some() || (legacy_ok && p.exists() && !verified_path(p).exists()))
+        parts_of(file).iter().all(|p| verified(p).is_some() || (legacy_ok && p.exists() && !verified_path(p).exists()))
     }
 
     /// Turns a model reference into a verified file path, pulling it first when allowed.
@@ -231,13 +230,23 @@ impl Store {
             ModelRef::HubRepo { repo, revision, quant, store_subdir } => {
                 let local = self.local_listing(store_subdir);
                 match hub::pick(repo, &local, quant.as_deref()) {
-                    Ok(p) if p.files.iter().all(|f| Self::complete(&self.dir.join(store_subdir).join(&f.path), false)) => {
+                    Ok(p)
+                        if p.files
+                            .iter()
+                            .all(|f| Self::complete(&self.dir.join(store_subdir).join(&f.path), false)) =>
+                    {
                         self.dir.join(store_subdir).join(&p.files[0].path)
                     }
                     _ if !opts.auto_pull => return Err(ModelError::NotPulled { name: model.display_name() }),
                     _ => {
                         let dir = self.dir.join(store_subdir);
-                        Downloader::new(opts.clone()).pull_hub_repo(repo, revision.as_deref(), quant.as_deref(), &dir, false)?
+                        Downloader::new(opts.clone()).pull_hub_repo(
+                            repo,
+                            revision.as_deref(),
+                            quant.as_deref(),
+                            &dir,
+                            false,
+                        )?
                     }
                 }
             }
@@ -272,7 +281,9 @@ impl Store {
                 let listing: Vec<HubFile> = self
                     .gguf_files(&root)
                     .into_iter()
-                    .map(|(p, size)| p.strip_prefix(&root).map(|r| r.to_string_lossy().replace('\\', "/")).map(|r| (r, size)))
+                    .map(|(p, size)| {
+                        p.strip_prefix(&root).map(|r| r.to_string_lossy().replace('\\', "/")).map(|r| (r, size))
+                    })
                     .filter_map(Result::ok)
                     .chain(self.partials(&root))
                     .map(|(path, size)| HubFile { path, size, sha256: None })
@@ -365,7 +376,12 @@ mod tests {
         let f = dir.path().join("m.gguf");
         std::fs::write(&f, b"12345").unwrap();
         assert_eq!(recorded_sha256(&f), None);
-        let v = Verified { sha256: "ab".repeat(32), size: 5, source: "hf:o/r/m.gguf".into(), checked_against: "hub".into() };
+        let v = Verified {
+            sha256: "ab".repeat(32),
+            size: 5,
+            source: "hf:o/r/m.gguf".into(),
+            checked_against: "hub".into(),
+        };
         record(&f, &v).unwrap();
         assert_eq!(verified(&f), Some(v.clone()));
         assert_eq!(recorded_sha256(&f), Some("ab".repeat(32)));
@@ -380,7 +396,10 @@ mod tests {
     #[test]
     fn split_parts_are_found_beside_the_first() {
         let p = Path::new("/s/M-Q8_0-00001-of-00002.gguf");
-        assert_eq!(parts_of(p), [PathBuf::from("/s/M-Q8_0-00001-of-00002.gguf"), PathBuf::from("/s/M-Q8_0-00002-of-00002.gguf")]);
+        assert_eq!(
+            parts_of(p),
+            [PathBuf::from("/s/M-Q8_0-00001-of-00002.gguf"), PathBuf::from("/s/M-Q8_0-00002-of-00002.gguf")]
+        );
         assert_eq!(parts_of(Path::new("/s/m.gguf")), [PathBuf::from("/s/m.gguf")]);
         assert_eq!(human_bytes(4_680_000_000), "4.7 GB");
         assert_eq!(human_bytes(98_362_432), "98 MB");

@@ -111,7 +111,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<HubState>) {
     let mut st = state.lock().unwrap();
     let mut seen = Seen { path: target.clone(), range: range.clone(), auth: auth.clone(), sent: 0 };
     let reply = |conn: &mut TcpStream, status: &str, headers: &str, body: &[u8]| {
-        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n", body.len());
+        let _ =
+            write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n", body.len());
         let _ = conn.write_all(body);
     };
     if let Some(t) = &st.token {
@@ -146,7 +147,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<HubState>) {
             })
             .collect();
         st.seen.push(seen);
-        return reply(&mut conn, "200 OK", "Content-Type: application/json\r\n", serde_json::to_string(&items).unwrap().as_bytes());
+        return reply(
+            &mut conn,
+            "200 OK",
+            "Content-Type: application/json\r\n",
+            serde_json::to_string(&items).unwrap().as_bytes(),
+        );
     }
     // /OWNER/NAME/resolve/REV/PATH
     let parts: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
@@ -183,7 +189,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<HubState>) {
         st.seen.push(seen);
         drop(st);
         // Promises the whole body, then (when cutting) closes the connection part way.
-        let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n", body.len());
+        let _ =
+            write!(conn, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n", body.len());
         let _ = conn.write_all(&body[..send]);
         let _ = conn.flush();
         let _ = conn.shutdown(std::net::Shutdown::Both);
@@ -272,7 +279,10 @@ fn hf_repo_pull_picks_q4_k_m_then_a_named_quant_and_records_the_hub_sha256() {
     let path = env.store.join("hf/acme/Tiny-GGUF/Tiny-Q4_K_M.gguf");
     assert_eq!(std::fs::read(&path).unwrap(), q4);
     let rec = recorded(&path);
-    assert_eq!((rec["sha256"].as_str(), rec["checked_against"].as_str()), (Some(sha256_hex(&q4).as_str()), Some("hub")));
+    assert_eq!(
+        (rec["sha256"].as_str(), rec["checked_against"].as_str()),
+        (Some(sha256_hex(&q4).as_str()), Some("hub"))
+    );
     assert_eq!(env.files(), ["hf/acme/Tiny-GGUF/Tiny-Q4_K_M.gguf", "hf/acme/Tiny-GGUF/Tiny-Q4_K_M.gguf.verified"]);
 
     // A tag in any case picks that file; the default one is left alone.
@@ -284,11 +294,20 @@ fn hf_repo_pull_picks_q4_k_m_then_a_named_quant_and_records_the_hub_sha256() {
     let before = hub.seen().len();
     let o = env.moat(&["models", "list", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    let row = j["models"].as_array().unwrap().iter().find(|m| m["path"].as_str().is_some_and(|p| p.ends_with("Tiny-Q8_0.gguf")));
+    let row = j["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["path"].as_str().is_some_and(|p| p.ends_with("Tiny-Q8_0.gguf")));
     assert_eq!(row.expect("the pulled file is listed")["sha256"].as_str(), Some(sha256_hex(&q8).as_str()));
     let o = env.moat(&["models", "pull", "hf:acme/Tiny-GGUF:Q8_0"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(hub.downloads().len(), 2, "the file already verified is not fetched again: {:?}", hub.seen()[before..].to_vec());
+    assert_eq!(
+        hub.downloads().len(),
+        2,
+        "the file already verified is not fetched again: {:?}",
+        hub.seen()[before..].to_vec()
+    );
 
     // A quantisation the repository does not have: one line listing what it has.
     let o = env.moat(&["models", "pull", "hf:acme/Tiny-GGUF:Q5_K_M"]);
@@ -420,7 +439,8 @@ fn catalogue_models_are_verified_against_the_hub_and_removed_whole() {
     assert_eq!(recorded(&path)["sha256"].as_str(), Some(sha256_hex(&bytes).as_str()));
     let o = env.moat(&["models", "list", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    let row = j["models"].as_array().unwrap().iter().find(|m| m["name"] == "qwen2.5-0.5b:q8_0").expect("listed").clone();
+    let row =
+        j["models"].as_array().unwrap().iter().find(|m| m["name"] == "qwen2.5-0.5b:q8_0").expect("listed").clone();
     assert_eq!((row["present"].as_bool(), row["sha256"].as_str()), (Some(true), Some(sha256_hex(&bytes).as_str())));
     let o = env.moat(&["models", "search", "qwen2.5", "0.5b"]);
     assert!(stdout(&o).contains("qwen2.5-0.5b:q8_0") && stdout(&o).contains("present"), "{}", stdout(&o));
