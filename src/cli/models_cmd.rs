@@ -84,7 +84,7 @@ fn size_text(e: &Entry) -> String {
 }
 
 fn context_text(n: u32) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}K", n / 1024)
     } else {
         n.to_string()

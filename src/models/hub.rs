@@ -208,6 +208,9 @@ pub fn split_part(stem: &str) -> Option<(&str, u32, u32)> {
     (i >= 1 && i <= n).then_some((prefix, i, n))
 }
 
+/// A split model's parts found so far: (directory + prefix, part count, (index, file) pairs).
+type SplitSet<'a> = (String, u32, Vec<(u32, &'a HubFile)>);
+
 /// What to download for one model: a single file, or every part of a split set in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pick {
@@ -244,7 +247,7 @@ pub fn pick(repo: &str, files: &[HubFile], quant: Option<&str>) -> Result<Pick, 
         )));
     }
     // Split sets: group the parts by their directory and prefix.
-    let mut sets: Vec<(String, u32, Vec<(u32, &HubFile)>)> = Vec::new();
+    let mut sets: Vec<SplitSet<'_>> = Vec::new();
     for f in &matching {
         let stem = stem_of(&f.path);
         let Some((prefix, i, n)) = split_part(stem) else { continue };
