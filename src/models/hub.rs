@@ -4,6 +4,9 @@
 
 use super::ModelError;
 
+/// The quantisation picked when an `hf:owner/repo` spec names none (as `llama-cli -hf` does).
+pub const DEFAULT_QUANT: &str = "Q4_K_M";
+
 /// The default hub, used when neither `models.hf_url` nor `HF_ENDPOINT` names another.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
@@ -223,7 +226,7 @@ pub struct Pick {
 /// set; a split set complete (all N parts). Errors (one line): no file of that quantisation
 /// (listing the ones there are), or more than one (listing them).
 pub fn pick(repo: &str, files: &[HubFile], quant: Option<&str>) -> Result<Pick, ModelError> {
-    let want = quant.unwrap_or(super::spec::DEFAULT_QUANT).to_ascii_uppercase();
+    let want = quant.unwrap_or(DEFAULT_QUANT).to_ascii_uppercase();
     let ggufs: Vec<&HubFile> = files
         .iter()
         .filter(|f| f.path.to_ascii_lowercase().ends_with(".gguf"))

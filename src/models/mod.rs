@@ -8,10 +8,11 @@ mod resolve;
 mod spec;
 pub mod store;
 
+pub use hub::DEFAULT_QUANT;
 pub use pull::{Downloader, PullOptions};
 pub use registry::{Entry, PypiPart, Registry, Source};
 pub use resolve::{ModelResolver, ResolvedModel};
-pub use spec::{ModelRef, DEFAULT_QUANT};
+pub use spec::ModelRef;
 pub use store::{Store, StoredModel};
 
 use std::path::PathBuf;

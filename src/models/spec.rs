@@ -16,9 +16,6 @@ pub enum ModelRef {
     HubRepo { repo: String, revision: Option<String>, quant: Option<String>, store_subdir: PathBuf },
 }
 
-/// The quantisation picked when an `hf:owner/repo` spec names none (as `llama-cli -hf` does).
-pub const DEFAULT_QUANT: &str = "Q4_K_M";
-
 impl ModelRef {
     pub fn parse(spec: &str) -> Result<ModelRef, ModelError> {
         let spec = spec.trim();
@@ -115,7 +112,7 @@ impl ModelRef {
             ModelRef::Local(p) => p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             ModelRef::Remote { file, .. } => file.rsplit('/').next().unwrap_or(file).to_string(),
             ModelRef::HubRepo { repo, quant, .. } => {
-                format!("{repo}:{}", quant.as_deref().unwrap_or(DEFAULT_QUANT))
+                format!("{repo}:{}", quant.as_deref().unwrap_or(super::hub::DEFAULT_QUANT))
             }
         }
     }
