@@ -29,7 +29,8 @@ pub enum MoatCommand {
     Repl(ChatArgs),
     /// Answer one prompt (arguments and/or stdin) and stream the reply to stdout.
     Ask(AskArgs),
-    /// List, download, inspect and remove models.
+    /// List, search, download, inspect and remove models (the catalogue of popular instruct
+    /// models, Hugging Face repositories, URLs).
     #[command(subcommand)]
     Models(ModelsCommand),
     /// Measure load time, prompt and generation speed, and moat's overhead over llama.cpp.
@@ -62,7 +63,8 @@ pub enum MoatCommand {
 /// Model, context and sampling options; each overrides the config file and MOAT_* variables.
 #[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ModelArgs {
-    /// Model: registry name, path to a .gguf, hf:owner/repo/file.gguf, or https URL.
+    /// Model: registry name (NAME:QUANT for another quantisation), path to a .gguf,
+    /// hf:owner/repo[:QUANT], hf:owner/repo/file.gguf, or https URL.
     #[arg(short, long, global = true, add = ArgValueCompleter::new(candidates::model_names))]
     pub model: Option<String>,
     /// Context window in tokens (0 = the model's training context).
@@ -201,7 +203,11 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download a model (registry name, hf:owner/repo/file.gguf, or URL) and verify it.
+    /// Download a model and verify it: a registry name (NAME:QUANT for another quantisation),
+    /// hf:owner/repo[:QUANT] (the repository's GGUF of that quantisation, default Q4_K_M, every
+    /// part of a split model), hf:owner/repo/file.gguf, or a URL. Hub files are checked against
+    /// the hub's sha256 before they are kept; an interrupted download resumes on the next pull.
+    /// Gated repositories need HF_TOKEN; HF_ENDPOINT picks another hub.
     Pull {
         #[arg(add = ArgValueCompleter::new(candidates::model_names))]
         name: String,
@@ -217,10 +223,19 @@ pub enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a downloaded registry model.
+    /// Delete a downloaded model (registry name, NAME:QUANT or hf: reference) with its
+    /// verification record and any unfinished download.
     Rm {
         #[arg(add = ArgValueCompleter::new(candidates::model_names))]
         name: String,
+    },
+    /// Search the catalogue: models whose name, aliases, family or description contain every
+    /// WORD, with their size, context, licence and whether they are downloaded.
+    Search {
+        #[arg(required = true)]
+        words: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -17,7 +17,8 @@ fn paths_with_extension(current: &OsStr, ext: &'static str) -> Vec<CompletionCan
     PathCompleter::any().filter(move |p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).complete(current)
 }
 
-/// Candidates for a model (`-m`, `models pull|info|rm`): registry names starting with what was typed,
+/// Candidates for a model (`-m`, `models pull|info|rm`): registry names starting with what was typed
+/// (a model's other quantisations, `NAME:QUANT`, once a `:` is typed),
 /// each with its description; a path-like word completes to `.gguf` files.
 pub fn model_names(current: &OsStr) -> Vec<CompletionCandidate> {
     let typed = current.to_string_lossy();
@@ -27,7 +28,8 @@ pub fn model_names(current: &OsStr) -> Vec<CompletionCandidate> {
     crate::models::Registry::builtin()
         .models
         .iter()
-        .filter(|m| m.name.starts_with(typed.as_ref()))
+        // Other quantisations (`NAME:QUANT`) once a `:` is typed.
+        .filter(|m| m.name.starts_with(typed.as_ref()) && (m.is_default() || typed.contains(':')))
         .map(|m| CompletionCandidate::new(&m.name).help(Some(m.description.clone().into())))
         .collect()
 }

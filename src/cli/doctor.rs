@@ -51,6 +51,9 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
         Ok(info) => {
             sayln!("model:   {} — {}", info.name, info.path.display());
             sayln!("         {} · load {:.0} ms · context {}", info.placement(), info.load_ms, info.n_ctx);
+            if let Some(v) = crate::models::store::verified(&info.path) {
+                sayln!("         sha256 {} ({})", v.sha256, v.how());
+            }
         }
         Err(e) => sayln!("model:   {e}"),
     }

@@ -53,8 +53,10 @@ impl From<crate::models::ModelError> for Failure {
     fn from(e: crate::models::ModelError) -> Self {
         use crate::models::ModelError as M;
         let code = match e {
-            M::Unknown { .. } | M::NoSuchFile { .. } | M::NotPulled { .. } | M::Gguf(_) => exit::USAGE,
-            M::Interrupted => exit::INTERRUPTED,
+            M::Unknown { .. } | M::UnknownQuant { .. } | M::NoSuchFile { .. } | M::NotPulled { .. } | M::Gguf(_) => {
+                exit::USAGE
+            }
+            M::Interrupted | M::Paused { .. } => exit::INTERRUPTED,
             _ => exit::RUNTIME,
         };
         Failure { code, message: e.to_string() }

@@ -1,11 +1,11 @@
-//! `moat models list|pull|info|rm`.
+//! `moat models list|search|pull|info|rm`.
 
 use super::args::{ModelArgs, ModelsCommand};
 use super::setup::{self, Setup};
 use super::Failure;
 use crate::models::gguf::{self, file_type_name};
 use crate::models::store::{human_bytes, tilde};
-use crate::models::{Downloader, ModelRef};
+use crate::models::{Downloader, Entry, ModelRef, StoredModel};
 
 pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
@@ -14,6 +14,7 @@ pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
         ModelsCommand::Pull { name, force } => pull(&setup, &name, force),
         ModelsCommand::Info { name, json } => info(&setup, name, json),
         ModelsCommand::Rm { name } => rm(&setup, &name),
+        ModelsCommand::Search { words, json } => search(&setup, &words, json),
     }
 }
 
@@ -27,42 +28,146 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
     if json {
         let rows: Vec<_> = models
             .iter()
-            .map(|m| {
-                serde_json::json!({
-                    "name": m.entry.name, "description": m.entry.description, "file": m.entry.file,
-                    "size": m.entry.size, "present": m.present, "damaged": m.damaged, "path": m.path,
-                    "license": m.entry.license, "chat_template": m.entry.chat_template,
-                    "sources": m.entry.sources.iter().map(|s| s.label()).collect::<Vec<_>>(),
-                })
-            })
-            .chain(extra.iter().map(|(p, size)| serde_json::json!({ "name": p.file_name().map(|f| f.to_string_lossy()), "size": size, "present": true, "path": p })))
+            .map(model_json)
+            .chain(extra.iter().map(|(p, size)| {
+                serde_json::json!({ "name": p.file_name().map(|f| f.to_string_lossy()), "size": size, "present": true,
+                    "path": p, "sha256": crate::models::store::recorded_sha256(p) })
+            }))
             .collect();
         println!("{}", serde_json::json!({ "store": setup.store.dir, "models": rows }));
         return Ok(0);
     }
-    sayln!("{:<15} {:>7}  {:<10} {:<19} DESCRIPTION", "NAME", "SIZE", "STATUS", "LICENSE");
-    for m in &models {
-        let status = if m.present {
-            "present"
-        } else if m.damaged {
-            "damaged"
-        } else {
-            "-"
-        };
-        let mark = if m.entry.name == *default || m.entry.aliases.contains(default) { "*" } else { " " };
+    // One row per model (its default file), plus any other quantisation that is on disk.
+    let shown: Vec<&StoredModel> =
+        models.iter().filter(|m| m.entry.is_default() || m.present || m.damaged || m.partial.is_some()).collect();
+    print_table(&shown, default);
+    for (path, size) in &extra {
+        let sha =
+            crate::models::store::recorded_sha256(path).map(|s| format!("  sha256 {}…", &s[..12])).unwrap_or_default();
         sayln!(
-            "{mark}{:<14} {:>7}  {:<10} {:<19} {}",
-            m.entry.name,
-            human_bytes(m.entry.size),
-            status,
-            m.entry.license,
-            m.entry.description
+            " {:<24} {:>6} {:>8} {:>5}  {:<10} {}{sha}",
+            "(file)",
+            "",
+            human_bytes(*size),
+            "",
+            "present",
+            tilde(path)
         );
     }
-    for (path, size) in &extra {
-        sayln!(" {:<14} {:>7}  {:<10} {:<19} {}", "(file)", human_bytes(*size), "present", "-", tilde(path));
+    sayln!(
+        "\nstore: {}   (* = default; `moat models pull NAME[:QUANT]` downloads, `moat models search WORD` finds)",
+        tilde(&setup.store.dir)
+    );
+    Ok(0)
+}
+
+/// A model as `list --json` and `search --json` show it.
+fn model_json(m: &StoredModel) -> serde_json::Value {
+    let e = m.entry;
+    serde_json::json!({
+        "name": e.name, "aliases": e.aliases, "family": e.family, "description": e.description, "file": e.file,
+        "params": e.params, "context": e.context, "quant": e.quant, "other_quants": e.other_quants,
+        "size": e.size, "approx_size": e.approx_size, "present": m.present, "damaged": m.damaged,
+        "partial_bytes": m.partial, "sha256": m.sha256, "path": m.path,
+        "license": e.license, "chat_template": e.chat_template, "template": e.template,
+        "sources": e.sources.iter().map(|s| s.label()).collect::<Vec<_>>(),
+    })
+}
+
+/// `~4.7 GB` for an approximate size, `98 MB` for a pinned one.
+fn size_text(e: &Entry) -> String {
+    match (e.size, e.approx_size) {
+        (Some(s), _) => human_bytes(s),
+        (None, Some(a)) => format!("~{}", human_bytes(a)),
+        (None, None) => "?".into(),
     }
-    sayln!("\nstore: {}   (* = default; `moat models pull NAME` downloads)", tilde(&setup.store.dir));
+}
+
+fn context_text(n: u32) -> String {
+    if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{}K", n / 1024)
+    } else {
+        n.to_string()
+    }
+}
+
+fn print_table(models: &[&StoredModel], default: &str) {
+    sayln!(
+        " {:<24} {:>6} {:>8} {:>5}  {:<10} {:<27} DESCRIPTION",
+        "NAME",
+        "PARAMS",
+        "SIZE",
+        "CTX",
+        "STATUS",
+        "LICENSE"
+    );
+    for m in models {
+        let e = m.entry;
+        let status = match (m.present, m.damaged, m.partial) {
+            (true, _, _) => "present".to_string(),
+            (false, _, Some(p)) => match e.size_hint() {
+                Some(t) if t > 0 => format!("partial {}%", (p.saturating_mul(100) / t).min(99)),
+                _ => "partial".into(),
+            },
+            (false, true, None) => "damaged".into(),
+            _ => "-".into(),
+        };
+        let mark =
+            if e.name == default || (e.is_default() && e.aliases.iter().any(|a| a == default)) { "*" } else { " " };
+        let quants = if e.is_default() && !e.other_quants.is_empty() {
+            format!(
+                " [{}; also :{}]",
+                e.quant.as_deref().unwrap_or_default(),
+                e.other_quants.join(" :").to_ascii_lowercase()
+            )
+        } else {
+            e.quant.as_deref().map(|q| format!(" [{q}]")).unwrap_or_default()
+        };
+        sayln!(
+            "{mark}{:<24} {:>6} {:>8} {:>5}  {:<10} {:<27} {}{quants}",
+            e.name,
+            e.params,
+            size_text(e),
+            context_text(e.context),
+            status,
+            e.license,
+            e.description
+        );
+    }
+}
+
+/// `moat models search WORD…`: catalogue models matching every word.
+fn search(setup: &Setup, words: &[String], json: bool) -> Result<i32, Failure> {
+    let hits = crate::models::Registry::builtin().search(words);
+    let stored = setup.store.list();
+    let rows: Vec<&StoredModel> =
+        hits.iter().filter_map(|e| stored.iter().find(|m| std::ptr::eq(m.entry, *e))).collect();
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|m| {
+                let mut v = model_json(m);
+                // Whether any quantisation of the model is downloaded.
+                v["pulled"] = stored.iter().any(|s| s.entry.base == m.entry.base && s.present).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "query": words, "models": out }));
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        return Err(Failure::usage(format!(
+            "no catalogue model matches `{}`; `moat models list` shows them all, and hf:OWNER/REPO[:QUANT] pulls any GGUF repository",
+            words.join(" ")
+        )));
+    }
+    // Other quantisations that are on disk show too.
+    let mut shown: Vec<&StoredModel> = Vec::new();
+    for m in &rows {
+        shown.push(*m);
+        shown.extend(stored.iter().filter(|s| s.entry.base == m.entry.base && !s.entry.is_default() && s.present));
+    }
+    print_table(&shown, &setup.config().model.name);
     Ok(0)
 }
 
@@ -99,21 +204,25 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
         }
         ModelRef::Registry(entry) => {
             let path = setup.store.path_of(entry);
-            let present = std::fs::metadata(&path).map(|m| m.len() == entry.size).unwrap_or(false);
-            if present && !force {
+            if setup.store.is_present(entry) && !force {
                 warnln!("moat: {} is already present at {} (use --force to download again)", entry.name, tilde(&path));
             } else {
-                warnln!("moat: pulling {} ({}) into {}", entry.name, human_bytes(entry.size), tilde(&setup.store.dir));
-                Downloader::new(opts).pull_entry(entry, &path)?;
+                warnln!("moat: pulling {} ({}) into {}", entry.name, size_text(entry), tilde(&setup.store.dir));
+                Downloader::new(opts).pull_entry(entry, &path, force)?;
             }
         }
         ModelRef::Remote { source, file, store_subdir } => {
             let path = setup.store.dir.join(store_subdir).join(file);
-            if path.exists() && !force {
+            if crate::models::store::verified(&path).is_some() && !force {
                 warnln!("moat: {} is already present (use --force to download again)", tilde(&path));
             } else {
-                Downloader::new(opts).pull_unverified(source, &path)?;
+                Downloader::new(opts).pull_remote(source, &path, force)?;
             }
+        }
+        ModelRef::HubRepo { repo, revision, quant, store_subdir } => {
+            let dir = setup.store.dir.join(store_subdir);
+            let path = Downloader::new(opts).pull_hub_repo(repo, revision.as_deref(), quant.as_deref(), &dir, force)?;
+            warnln!("moat: ready: moat -m {} (file {})", model.display_name(), tilde(&path));
         }
     }
     Ok(0)
@@ -164,7 +273,9 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
                     "classifier_labels": header.classifier_labels,
                 },
                 "registry": entry.map(|e| serde_json::json!({"name": e.name, "license": e.license, "sha256": e.sha256,
+                    "params": e.params, "context": e.context, "template": e.template, "quant": e.quant,
                     "sources": e.sources.iter().map(|s| s.label()).collect::<Vec<_>>()})),
+                "verified": crate::models::store::verified(&path),
             })
         );
         return Ok(0);
@@ -174,9 +285,13 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
     if let Some(e) = entry {
         row("description", e.description.clone());
         row("license", e.license.clone());
+        row("chat format note", e.template.clone());
         row("sources", e.sources.iter().map(|s| s.label()).collect::<Vec<_>>().join(", "));
     }
     row("file", format!("{} ({})", tilde(&path), human_bytes(header.file_size)));
+    if let Some(v) = crate::models::store::verified(&path) {
+        row("sha256", format!("{} ({})", v.sha256, v.how()));
+    }
     row("architecture", info.architecture.clone());
     if !info.description.is_empty() {
         row("gguf name", info.description.clone());
@@ -201,15 +316,14 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
 }
 
 fn rm(setup: &Setup, name: &str) -> Result<i32, Failure> {
-    match ModelRef::parse(name)? {
-        ModelRef::Registry(entry) => {
-            if setup.store.remove(entry)? {
-                warnln!("moat: removed {}", entry.name);
-            } else {
-                warnln!("moat: {} was not downloaded", entry.name);
-            }
-            Ok(0)
-        }
-        _ => Err(Failure::usage(format!("`{name}` is not a registry model; delete the file yourself"))),
+    let model = ModelRef::parse(name)?;
+    if let ModelRef::Local(p) = &model {
+        return Err(Failure::usage(format!("{} is not in the model store; delete the file yourself", p.display())));
     }
+    if setup.store.remove_ref(&model)? {
+        warnln!("moat: removed {}", model.display_name());
+    } else {
+        warnln!("moat: {} was not downloaded", model.display_name());
+    }
+    Ok(0)
 }

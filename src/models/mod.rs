@@ -1,12 +1,14 @@
 //! Models: the registry of known models, the on-disk store, downloads, and GGUF header checks.
 
 pub mod gguf;
+pub mod hub;
 mod pull;
 mod registry;
 mod resolve;
 mod spec;
 pub mod store;
 
+pub use hub::DEFAULT_QUANT;
 pub use pull::{Downloader, PullOptions};
 pub use registry::{Entry, PypiPart, Registry, Source};
 pub use resolve::{ModelResolver, ResolvedModel};
@@ -17,11 +19,13 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unknown model `{name}`{}; `moat models list` shows the known ones (a path to a .gguf file, hf:owner/repo/file.gguf or a URL also works)",
+    #[error("unknown model `{name}`{}; `moat models search WORD` finds catalogue models (a path to a .gguf file, hf:owner/repo[:QUANT], hf:owner/repo/file.gguf or a URL also works)",
         if suggestions.is_empty() { String::new() } else { format!(" — did you mean {}?", suggestions.join(" or ")) })]
     Unknown { name: String, suggestions: Vec<String> },
     #[error("no model file at {}; check the path, or use a registry name from `moat models list`", path.display())]
     NoSuchFile { path: PathBuf },
+    #[error("{name} has no {quant} file in the catalogue; it has {} (`moat models search` lists them; hf:OWNER/REPO:QUANT fetches any quantisation a repository has)", if have.is_empty() { "one file".to_string() } else { have.join(", ") })]
+    UnknownQuant { name: String, quant: String, have: Vec<String> },
     #[error("model `{name}` is not downloaded; run `moat models pull {name}` (or set models.auto_pull = true)")]
     NotPulled { name: String },
     #[error(transparent)]
@@ -32,6 +36,9 @@ pub enum ModelError {
     Checksum { what: String, got: String, expected: String },
     #[error("interrupted; the partial download was removed")]
     Interrupted,
+    /// Ctrl+C during a resumable download: the partial file stays for the next pull.
+    #[error("interrupted while downloading {what}: {kept}; run the same pull again to resume")]
+    Paused { what: String, kept: String },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }

@@ -268,8 +268,9 @@ fn shell_completions_offer_subcommands_models_and_prompt_ids() {
     for want in ["chat", "ask", "models", "run", "prompts", "completions", "man", "--temp", "--repeat-last-n"] {
         assert!(top.iter().any(|w| w == want), "{want} in {top:?}");
     }
-    assert_eq!(complete(&["-m", "smollm2"]), ["smollm2-135m"]);
-    assert_eq!(complete(&["ask", "--model", "smollm2"]), ["smollm2-135m"]);
+    assert_eq!(complete(&["-m", "smollm2-13"]), ["smollm2-135m"]);
+    assert_eq!(complete(&["ask", "--model", "smollm2"]), ["smollm2-135m", "smollm2-1.7b"]);
+    assert_eq!(complete(&["-m", "qwen2.5-7b:q"]), ["qwen2.5-7b:q5_k_m", "qwen2.5-7b:q8_0"]);
     assert!(complete(&["models", "pull", "smol"]).contains(&"smollm2-135m".to_string()));
     let ids = complete(&["run", "market/sw"]);
     assert_eq!(ids, ["market/swot"]);
