@@ -49,7 +49,8 @@ pub(super) fn run_request(setup: &Setup, req: &Request) -> Result<Outcome, Failu
     let log = setup.loaded.paths.log_file(&setup.config().log.file);
     let bar = match gguf::inspect(&req.input) {
         Ok(h) if std::io::stderr().is_terminal() => {
-            let b = indicatif::ProgressBar::with_draw_target(Some(h.tensor_count), indicatif::ProgressDrawTarget::stderr());
+            let b =
+                indicatif::ProgressBar::with_draw_target(Some(h.tensor_count), indicatif::ProgressDrawTarget::stderr());
             b.set_style(
                 indicatif::ProgressStyle::with_template("quantising to {prefix} [{bar:24}] {pos}/{len} tensors {msg}")
                     .expect("valid template"),
@@ -131,7 +132,11 @@ pub(super) fn report(done: &Outcome) {
 pub(super) fn after_pull(setup: &Setup, path: &Path, ty: &'static quantize::QuantType) -> Result<(), Failure> {
     let output = quantize::default_output(path, ty);
     if output.exists() {
-        warnln!("moat: {} is already present (remove it to quantise again); use it with -m {}", tilde(&output), output.display());
+        warnln!(
+            "moat: {} is already present (remove it to quantise again); use it with -m {}",
+            tilde(&output),
+            output.display()
+        );
         return Ok(());
     }
     let req = Request {

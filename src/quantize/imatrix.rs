@@ -52,7 +52,10 @@ pub fn parse_legacy(bytes: &[u8]) -> Result<Vec<Entry>, String> {
         let name = String::from_utf8_lossy(name.0).into_owned();
         let ncall = i32_at(&mut at)?;
         let nval = i32_at(&mut at)?;
-        let nval = usize::try_from(nval).ok().filter(|&v| v > 0).ok_or_else(|| format!("imatrix entry {name} has no values"))?;
+        let nval = usize::try_from(nval)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("imatrix entry {name} has no values"))?;
         let raw = bytes
             .get(at..at.saturating_add(nval.saturating_mul(4)))
             .ok_or_else(|| format!("the imatrix file is truncated (in entry {name})"))?;
@@ -67,7 +70,7 @@ pub fn parse_legacy(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 /// Turns one GGUF imatrix weight's sums and counts into values: each expert's slice of sums over
 /// its count (1 where an expert was never used, as llama-quantize does).
 pub fn mean_squares(sums: &[f32], counts: &[f32]) -> Result<Vec<f32>, String> {
-    if counts.is_empty() || sums.len() % counts.len() != 0 {
+    if counts.is_empty() || !sums.len().is_multiple_of(counts.len()) {
         return Err(format!("{} sums do not split into {} counted slices", sums.len(), counts.len()));
     }
     let per = sums.len() / counts.len();
@@ -93,7 +96,9 @@ fn load_gguf(path: &Path) -> Result<Vec<Entry>, String> {
     if gguf.is_null() || ctx.is_null() {
         return Err(bad("is not a readable GGUF file"));
     }
-    let mut sums: std::collections::BTreeMap<String, (Option<Vec<f32>>, Option<Vec<f32>>)> = Default::default();
+    // Per weight: its `.in_sum2` and its `.counts`, as they turn up.
+    type SumsCounts = (Option<Vec<f32>>, Option<Vec<f32>>);
+    let mut sums: std::collections::BTreeMap<String, SumsCounts> = Default::default();
     // SAFETY: walking the tensors of a context ggml just built; each F32 tensor's data holds
     // ggml_nelements floats.
     unsafe {
@@ -146,7 +151,11 @@ impl CArray {
         let mut items: Vec<_> = names
             .iter()
             .zip(&values)
-            .map(|(n, v)| llama_cpp_sys_2::llama_model_imatrix_data { name: n.as_ptr(), data: v.as_ptr(), size: v.len() })
+            .map(|(n, v)| llama_cpp_sys_2::llama_model_imatrix_data {
+                name: n.as_ptr(),
+                data: v.as_ptr(),
+                size: v.len(),
+            })
             .collect();
         items.push(llama_cpp_sys_2::llama_model_imatrix_data {
             name: std::ptr::null(),

@@ -222,13 +222,16 @@ pub fn quantize(
     let temp = builder.tempfile_in(&dir).map_err(output_err)?.into_temp_path();
 
     crate::engine::backend(log_file);
-    let (c_in, c_out) = match (
-        CString::new(req.input.to_string_lossy().as_bytes()),
-        CString::new(temp.to_string_lossy().as_bytes()),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => return Err(QuantizeError::Failed { input: req.input.display().to_string(), why: "a path holds a NUL byte".into() }),
-    };
+    let (c_in, c_out) =
+        match (CString::new(req.input.to_string_lossy().as_bytes()), CString::new(temp.to_string_lossy().as_bytes())) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => {
+                return Err(QuantizeError::Failed {
+                    input: req.input.display().to_string(),
+                    why: "a path holds a NUL byte".into(),
+                })
+            }
+        };
     let threads = if req.threads == 0 { num_cpus::get_physical().max(1) as i32 } else { req.threads as i32 };
     let (ftype, allow_requantize) = (req.ty.ftype, req.allow_requantize);
 
@@ -355,7 +358,10 @@ mod tests {
             default_output(Path::new("/m/SmolLM2-135M-Instruct.Q4_1.gguf"), q8),
             Path::new("/m/SmolLM2-135M-Instruct.Q8_0.gguf")
         );
-        assert_eq!(default_output(Path::new("/m/gemma-3-270m-q4_k_m.gguf"), q8), Path::new("/m/gemma-3-270m.Q8_0.gguf"));
+        assert_eq!(
+            default_output(Path::new("/m/gemma-3-270m-q4_k_m.gguf"), q8),
+            Path::new("/m/gemma-3-270m.Q8_0.gguf")
+        );
         assert_eq!(default_output(Path::new("model.gguf"), q8), Path::new("model.Q8_0.gguf"));
         assert_eq!(default_output(Path::new("/m/v1.5-chat.gguf"), q8), Path::new("/m/v1.5-chat.Q8_0.gguf"));
     }

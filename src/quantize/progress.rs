@@ -89,7 +89,8 @@ impl Installed {
         let mut prev: (ggml_log_callback, *mut c_void) = (None, std::ptr::null_mut());
         // SAFETY: llama_log_get writes the current callback and its user data into the pointers.
         unsafe { llama_cpp_sys_2::llama_log_get(&mut prev.0, &mut prev.1) };
-        let tap = Arc::new(LogTap { prev, notes, stop: AtomicBool::new(false), parked, partial: Mutex::new(String::new()) });
+        let tap =
+            Arc::new(LogTap { prev, notes, stop: AtomicBool::new(false), parked, partial: Mutex::new(String::new()) });
         let user = Arc::into_raw(tap.clone()) as *mut c_void;
         // SAFETY: `user` stays valid for as long as the callback may run: restore() takes the
         // callback out before releasing it, and a stopped tap is never released (see stop()).
@@ -163,7 +164,8 @@ mod tests {
             parse_tensor_line(line),
             Some(TensorLine { index: 12, total: 272, name: "blk.0.attn_k.weight".into() })
         );
-        let wide = "[1000/1000] output.weight - [ 4096, 128256, 1, 1], type = f16, converting to q8_0 .. size = 1.0 MiB";
+        let wide =
+            "[1000/1000] output.weight - [ 4096, 128256, 1, 1], type = f16, converting to q8_0 .. size = 1.0 MiB";
         assert_eq!(parse_tensor_line(wide).map(|t| (t.index, t.total)), Some((1000, 1000)));
     }
 
@@ -187,7 +189,8 @@ mod tests {
     #[test]
     fn the_failure_line_gives_its_reason() {
         assert_eq!(
-            error_reason("llama_model_quantize: failed to quantize: requantizing from type q4_1 is disabled\n").as_deref(),
+            error_reason("llama_model_quantize: failed to quantize: requantizing from type q4_1 is disabled\n")
+                .as_deref(),
             Some("requantizing from type q4_1 is disabled")
         );
         assert_eq!(error_reason("\n============\n"), None);

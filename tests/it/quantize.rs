@@ -51,7 +51,11 @@ fn quantising_the_default_model_gives_a_file_that_loads_and_generates() {
     assert!(!reply["text"].as_str().unwrap_or("").trim().is_empty(), "{reply}");
 
     // A second run does not replace the file unless asked to.
-    let o = moat(&s, &["quantize", input.to_str().unwrap(), out.to_str().unwrap(), "--type", "Q8_0", "--allow-requantize"], "");
+    let o = moat(
+        &s,
+        &["quantize", input.to_str().unwrap(), out.to_str().unwrap(), "--type", "Q8_0", "--allow-requantize"],
+        "",
+    );
     assert_fails(&o, 2, "--force");
 }
 
@@ -81,7 +85,8 @@ fn a_missing_input_is_one_line() {
 fn an_already_quantised_input_needs_allow_requantize() {
     let s = Sandbox::new();
     let out = s.path("out.gguf");
-    let o = moat(&s, &["quantize", common::model_path().to_str().unwrap(), out.to_str().unwrap(), "--type", "q4_0"], "");
+    let o =
+        moat(&s, &["quantize", common::model_path().to_str().unwrap(), out.to_str().unwrap(), "--type", "q4_0"], "");
     assert_fails(&o, 2, "--allow-requantize");
     assert!(!out.exists());
 }
@@ -95,7 +100,14 @@ fn an_unwritable_output_leaves_nothing() {
     let out = blocker.join("out.gguf");
     let o = moat(
         &s,
-        &["quantize", common::model_path().to_str().unwrap(), out.to_str().unwrap(), "--type", "q4_0", "--allow-requantize"],
+        &[
+            "quantize",
+            common::model_path().to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--type",
+            "q4_0",
+            "--allow-requantize",
+        ],
         "",
     );
     assert_fails(&o, 1, "cannot write");
@@ -129,6 +141,8 @@ fn alien_gguf() -> Vec<u8> {
     b.extend(8u32.to_le_bytes()); // string
     b.extend(5u64.to_le_bytes());
     b.extend(b"alien");
+    // The (empty) data section starts at the next 32-byte boundary.
+    b.resize(b.len().div_ceil(32) * 32, 0);
     b
 }
 
