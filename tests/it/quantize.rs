@@ -60,6 +60,25 @@ fn quantising_the_default_model_gives_a_file_that_loads_and_generates() {
 }
 
 #[test]
+fn pull_with_quantize_writes_the_new_type_into_the_store_beside_the_download() {
+    let s = Sandbox::new();
+    // A private store holding the default model, so the pull finds it present and nothing is
+    // written into the shared one.
+    let store = s.path("models");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::copy(common::model_path(), store.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let mut c = s.moat();
+    c.env("MOAT_MODELS_DIR", &store).args(["models", "pull", "smollm2-135m", "--quantize", "Q8_0"]);
+    let o = common::run(c, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = store.join("SmolLM2-135M-Instruct.Q8_0.gguf");
+    assert_eq!(gguf::inspect(&out).expect("a whole GGUF").file_type.map(gguf::file_type_name), Some("Q8_0"));
+    assert!(stderr(&o).contains("requantised from Q4_1"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("-m {}", out.display())), "{}", stderr(&o));
+    assert_eq!(listing(&store), ["SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q8_0.gguf"]);
+}
+
+#[test]
 fn an_unknown_type_is_refused_with_the_valid_ones() {
     let s = Sandbox::new();
     let o = moat(&s, &["quantize", "in.gguf", "out.gguf", "--type", "Q4_X"], "");
