@@ -34,6 +34,7 @@ pub mod interrupt;
 pub mod message;
 pub mod models;
 pub mod prompts;
+pub mod quantize;
 pub mod render;
 pub mod repl;
 pub mod rng;

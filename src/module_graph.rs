@@ -22,12 +22,17 @@ type ModPath = Vec<String>;
 /// allow, fails `top_level_imports_follow_the_layering_table`; README.md's architecture section
 /// states the same table (`readme_states_the_layering_table`).
 const LAYERS: &[(&str, &str, &[&str])] = &[
-    ("cli", "entry", &["tui", "repl", "chat", "commands", "classify", "engine", "prompts", "models", "config"]),
+    (
+        "cli",
+        "entry",
+        &["tui", "repl", "chat", "commands", "classify", "quantize", "engine", "prompts", "models", "config"],
+    ),
     ("tui", "front end", &["chat", "commands", "classify", "engine", "prompts", "models", "config"]),
     ("repl", "front end", &["chat", "commands", "classify", "engine", "prompts", "models", "config"]),
     ("chat", "conversation", &["commands", "classify", "engine", "prompts", "models", "config"]),
     ("commands", "slash commands", &["classify", "engine", "prompts", "models", "config"]),
     ("classify", "feature", &["engine", "prompts", "models", "config"]),
+    ("quantize", "model tools", &["engine", "models", "config"]),
     ("engine", "inference", &["prompts", "models", "config"]),
     ("prompts", "prompt library", &["models", "config"]),
     ("models", "model files", &["config"]),

@@ -58,6 +58,56 @@ pub enum MoatCommand {
     Completions(CompletionsArgs),
     /// Print moat's man page (roff), or write it and one page per subcommand into a folder.
     Man(ManArgs),
+    /// Quantise a GGUF model to another type (Q4_K_M, Q4_0, Q8_0, …) with llama.cpp's own
+    /// quantiser; the output appears only when complete.
+    #[command(after_long_help = QUANTIZE_NOTES)]
+    Quantize(QuantizeArgs),
+}
+
+/// `moat quantize --help`: what requantising costs and which types the CPU repacks.
+const QUANTIZE_NOTES: &str = "\
+Requantising: llama.cpp quantises only F32/F16/BF16 tensors unless --allow-requantize is given. \
+The catalogue's models are already quantised (the default is Q4_1), so converting them needs the \
+flag: each tensor is dequantised and quantised again, and the result keeps the old type's rounding \
+error on top of the new type's. Going up (Q4_1 -> Q8_0) buys no quality back, only size; going \
+sideways or down (Q4_1 -> Q4_0) loses a little more than quantising the F16 original would. \
+`moat bench --perplexity FILE` measures the difference.
+
+Types the CPU repacks at load (ggml-cpu/repack.cpp of the bundled llama.cpp): their weight \
+matrices are rearranged into interleaved blocks with faster matrix kernels, which mostly speeds \
+up prompt processing. x86 with AVX2: Q4_0, Q4_K (the bulk of Q4_K_S/Q4_K_M), IQ4_NL and MXFP4; \
+Q2_K with AVX-512. ARM with dot-product or i8mm: also Q5_K, Q6_K and Q8_0. Only matrices whose \
+row count is a multiple of 8 (4 for some ARM kernels) are repacked; Q8_0 is not repacked on x86.
+
+Importance matrix: --imatrix FILE takes llama-imatrix's output (GGUF or the older .dat); it \
+improves every type at 4 bits and below and is required for IQ1_*, IQ2_*, IQ3_XXS and Q2_K_S.";
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The GGUF model to quantise (it is only read).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub input: PathBuf,
+    /// Where to write the result (default: beside IN, named for the type, e.g.
+    /// model.Q4_K_M.gguf).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// The quantisation, case-insensitive: Q4_K_M, Q4_0, Q8_0, Q5_K_M, Q6_K, IQ4_NL, … (an
+    /// unknown name lists them all).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub ty: String,
+    /// Quantise tensors that are already quantised (every catalogue model); see below for the
+    /// cost.
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// Importance matrix from llama-imatrix (GGUF or .dat).
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub imatrix: Option<PathBuf>,
+    /// Replace OUT when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Model, context and sampling options; each overrides the config file and MOAT_* variables.
@@ -214,6 +264,10 @@ pub enum ModelsCommand {
         /// Download again even if it is present.
         #[arg(long)]
         force: bool,
+        /// Then quantise it to TYPE into the store beside it (named for the type; use it with
+        /// -m PATH). An already-quantised download is requantised: see `moat quantize --help`.
+        #[arg(long, value_name = "TYPE")]
+        quantize: Option<String>,
     },
     /// Metadata, file details and the chat format moat will use.
     Info {
@@ -265,6 +319,10 @@ pub struct BenchArgs {
     /// Tokens streamed for --ui.
     #[arg(long, default_value_t = 2000)]
     pub tokens: usize,
+    /// Measure the model's perplexity on the text in FILE instead (llama-perplexity's method:
+    /// windows of -c tokens, default 512, the second half of each scored).
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub perplexity: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,9 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         return Ok(ui(&args));
     }
     let setup = Setup::new(flags)?;
+    if let Some(file) = &args.perplexity {
+        return super::quantize::perplexity(&setup, file, args.json);
+    }
     let target = setup.target()?;
     // A server's threads are its own: measure it once.
     let threads_list = if args.threads_list.is_empty() || target.remote.is_some() {

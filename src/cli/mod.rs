@@ -13,6 +13,7 @@ mod input;
 mod man;
 mod models_cmd;
 mod prompts_cmd;
+mod quantize;
 mod repl;
 mod run;
 mod run_log;
@@ -113,6 +114,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(MoatCommand::Classify(c)) => classify::run(&cli.model, *c),
         Some(MoatCommand::Completions(c)) => completions::run(c.shell),
         Some(MoatCommand::Man(m)) => man::run(m),
+        Some(MoatCommand::Quantize(q)) => quantize::run(&cli.model, q),
         None if !std::io::stdin().is_terminal() => ask::run(&cli.model, args::AskArgs::default()),
         None => chat::run(&cli.model, args::ChatArgs::default()),
     }

@@ -11,7 +11,7 @@ pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
     match cmd {
         ModelsCommand::List { json } => list(&setup, json),
-        ModelsCommand::Pull { name, force } => pull(&setup, &name, force),
+        ModelsCommand::Pull { name, force, quantize } => pull(&setup, &name, force, quantize.as_deref()),
         ModelsCommand::Info { name, json } => info(&setup, name, json),
         ModelsCommand::Rm { name } => rm(&setup, &name),
         ModelsCommand::Search { words, json } => search(&setup, &words, json),
@@ -193,8 +193,10 @@ fn list_remote(remote: &crate::engine::RemoteOptions, json: bool) -> Result<i32,
     Ok(0)
 }
 
-fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
+fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Result<i32, Failure> {
     crate::interrupt::install();
+    // Checked before the download, so that a mistyped type costs nothing.
+    let quantize = quantize.map(crate::quantize::parse_type).transpose()?;
     let model = ModelRef::parse(name)?;
     let opts = setup.pull_options(false);
     match &model {
@@ -224,6 +226,14 @@ fn pull(setup: &Setup, name: &str, force: bool) -> Result<i32, Failure> {
             let path = Downloader::new(opts).pull_hub_repo(repo, revision.as_deref(), quant.as_deref(), &dir, force)?;
             warnln!("moat: ready: moat -m {} (file {})", model.display_name(), tilde(&path));
         }
+    }
+    if let Some(ty) = quantize {
+        let path = match &model {
+            ModelRef::Local(p) => p.clone(),
+            ModelRef::Registry(entry) => setup.store.path_of(entry),
+            ModelRef::Remote { file, store_subdir, .. } => setup.store.dir.join(store_subdir).join(file),
+        };
+        super::quantize::after_pull(setup, &path, ty)?;
     }
     Ok(0)
 }

@@ -21,6 +21,7 @@ mod prompts_json;
 mod prompts_library;
 mod prompts_long;
 mod prompts_run;
+mod quantize;
 mod remote;
 mod repl;
 mod repl_tty;
