@@ -199,10 +199,11 @@ fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Resul
     let quantize = quantize.map(crate::quantize::parse_type).transpose()?;
     let model = ModelRef::parse(name)?;
     let opts = setup.pull_options(false);
-    match &model {
+    let path = match &model {
         ModelRef::Local(p) => {
             gguf::inspect(p).map_err(crate::models::ModelError::from)?;
             warnln!("moat: {} is a local file; nothing to download", p.display());
+            p.clone()
         }
         ModelRef::Registry(entry) => {
             let path = setup.store.path_of(entry);
@@ -212,6 +213,7 @@ fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Resul
                 warnln!("moat: pulling {} ({}) into {}", entry.name, size_text(entry), tilde(&setup.store.dir));
                 Downloader::new(opts).pull_entry(entry, &path, force)?;
             }
+            path
         }
         ModelRef::Remote { source, file, store_subdir } => {
             let path = setup.store.dir.join(store_subdir).join(file);
@@ -220,19 +222,16 @@ fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Resul
             } else {
                 Downloader::new(opts).pull_remote(source, &path, force)?;
             }
+            path
         }
         ModelRef::HubRepo { repo, revision, quant, store_subdir } => {
             let dir = setup.store.dir.join(store_subdir);
             let path = Downloader::new(opts).pull_hub_repo(repo, revision.as_deref(), quant.as_deref(), &dir, force)?;
             warnln!("moat: ready: moat -m {} (file {})", model.display_name(), tilde(&path));
+            path
         }
-    }
+    };
     if let Some(ty) = quantize {
-        let path = match &model {
-            ModelRef::Local(p) => p.clone(),
-            ModelRef::Registry(entry) => setup.store.path_of(entry),
-            ModelRef::Remote { file, store_subdir, .. } => setup.store.dir.join(store_subdir).join(file),
-        };
         super::quantize::after_pull(setup, &path, ty)?;
     }
     Ok(0)
