@@ -463,6 +463,10 @@ pub struct TuneArgs {
     /// measured once).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub budget: f64,
+    /// Prompt tokens read before generation is timed: the conversation length to be fastest at
+    /// (shortened to fit the model's training context).
+    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    pub depth: u32,
     /// Print the measurements as one JSON object.
     #[arg(long)]
     pub json: bool,

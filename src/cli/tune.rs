@@ -15,6 +15,9 @@ pub fn run(flags: &ModelArgs, args: TuneArgs) -> Result<i32, Failure> {
     if !(args.budget.is_finite() && args.budget > 0.0 && args.budget <= 3600.0) {
         return Err(Failure::usage("--budget must be a number of seconds between 0 and 3600"));
     }
+    if !(16..=65536).contains(&args.depth) {
+        return Err(Failure::usage("--depth must be between 16 and 65536 tokens"));
+    }
     let setup = Setup::new(flags)?;
     if setup.remote().is_some() {
         return Err(Failure::usage(
@@ -40,10 +43,15 @@ pub fn run(flags: &ModelArgs, args: TuneArgs) -> Result<i32, Failure> {
             return Ok(0);
         }
     }
-    let plan = TunePlan { budget: Duration::from_secs_f64(args.budget), ..TunePlan::default() };
+    let plan = TunePlan { budget: Duration::from_secs_f64(args.budget), depth: args.depth, ..TunePlan::default() };
     if !args.json {
         sayln!("measuring {} on {device}", opts.model_name);
-        sayln!("(prompt of {} tokens, then {} generated after it; budget {:.0} s)", plan.depth, plan.gen_tokens, args.budget);
+        sayln!(
+            "(prompt of {} tokens, then {} generated after it; budget {:.0} s)",
+            plan.depth,
+            plan.gen_tokens,
+            args.budget
+        );
         sayln!("{}", trial_header());
     }
     let json = args.json;
@@ -134,9 +142,7 @@ fn measure_and_keep(
         device: report.device.clone(),
         moat_version: MOAT_VERSION.to_string(),
         model_name: opts.model_name.clone(),
-        measured_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        measured_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         took_ms: report.took_ms,
         depth: report.depth,
         gen_tokens: report.gen_tokens,
@@ -147,14 +153,17 @@ fn measure_and_keep(
     let mut cache = TuneCache::load(file);
     cache.remember_sha256(&opts.model_path, sha);
     cache.insert(entry.clone());
-    cache
-        .save(file)
-        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}; check the data dir's permissions", file.display())))?;
+    cache.save(file).map_err(|e| {
+        Failure::runtime(format!("cannot write {}: {e}; check the data dir's permissions", file.display()))
+    })?;
     Ok(entry)
 }
 
 fn trial_header() -> String {
-    format!("  {:<6} {:>7} {:>9} {:>6} {:>10} {:>10} {:>12}", "flash", "threads", "pp thr.", "batch", "pp t/s", "tg t/s", "turn ms")
+    format!(
+        "  {:<6} {:>7} {:>9} {:>6} {:>10} {:>10} {:>12}",
+        "flash", "threads", "pp thr.", "batch", "pp t/s", "tg t/s", "turn ms"
+    )
 }
 
 /// One trial as a table row; `best` marks the ones the choice took its numbers from.
@@ -196,11 +205,21 @@ fn chosen_line(e: &Entry) -> String {
         tune::TURN_REPLY_TOKENS,
         c.turn_ms
     );
+    // The first flash-attention-on trial runs llama.cpp's defaults on a CPU.
     let default = e.trials.iter().find(|t| t.flash_attn == crate::config::FlashAttn::On && t.error.is_none());
     if let Some(d) = default {
         let base = tune::turn_ms(d.pp_tok_s, d.tg_tok_s);
-        if base.is_finite() && c.turn_ms > 0.0 {
-            s.push_str(&format!(" ({:.2}× faster than flash attention on, {} threads, batch {})", base / c.turn_ms, d.threads, d.batch));
+        let same =
+            (c.flash_attn, c.threads, c.threads_batch, c.batch) == (d.flash_attn, d.threads, d.threads_batch, d.batch);
+        if same {
+            s.push_str(" (llama.cpp's defaults are the fastest here)");
+        } else if base.is_finite() && c.turn_ms > 0.0 {
+            s.push_str(&format!(
+                " ({:.2}× faster than flash attention on, {} threads, batch {})",
+                base / c.turn_ms,
+                d.threads,
+                d.batch
+            ));
         }
     }
     s
@@ -275,9 +294,33 @@ mod tests {
     fn the_report_lists_every_trial_and_marks_the_winner_or_says_how_to_tune() {
         assert!(report_lines(None)[0].contains("not tuned yet: run `moat tune`"));
         let trials = vec![
-            Trial { flash_attn: FlashAttn::Off, threads: 2, threads_batch: 2, batch: 512, pp_tok_s: 400.0, tg_tok_s: 55.0, error: None },
-            Trial { flash_attn: FlashAttn::On, threads: 2, threads_batch: 2, batch: 512, pp_tok_s: 410.0, tg_tok_s: 35.0, error: None },
-            Trial { flash_attn: FlashAttn::On, threads: 1, threads_batch: 2, batch: 256, pp_tok_s: 0.0, tg_tok_s: 0.0, error: Some("refused".into()) },
+            Trial {
+                flash_attn: FlashAttn::Off,
+                threads: 2,
+                threads_batch: 2,
+                batch: 512,
+                pp_tok_s: 400.0,
+                tg_tok_s: 55.0,
+                error: None,
+            },
+            Trial {
+                flash_attn: FlashAttn::On,
+                threads: 2,
+                threads_batch: 2,
+                batch: 512,
+                pp_tok_s: 410.0,
+                tg_tok_s: 35.0,
+                error: None,
+            },
+            Trial {
+                flash_attn: FlashAttn::On,
+                threads: 1,
+                threads_batch: 2,
+                batch: 256,
+                pp_tok_s: 0.0,
+                tg_tok_s: 0.0,
+                error: Some("refused".into()),
+            },
         ];
         let entry = Entry {
             model_sha256: "s".into(),
@@ -315,8 +358,15 @@ mod precedence {
         let mut config = Config::parse_file(std::path::Path::new("u.toml"), file).unwrap();
         let flags = ModelArgs { flash_attn: Some(FlashAttn::Off), ..ModelArgs::default() };
         flags.apply(&mut config);
-        let choice =
-            Choice { flash_attn: FlashAttn::On, threads: 2, threads_batch: 2, batch: 256, pp_tok_s: 1.0, tg_tok_s: 1.0, turn_ms: 1.0 };
+        let choice = Choice {
+            flash_attn: FlashAttn::On,
+            threads: 2,
+            threads_batch: 2,
+            batch: 256,
+            pp_tok_s: 1.0,
+            tg_tok_s: 1.0,
+            turn_ms: 1.0,
+        };
         let untuned = EngineOptions::from_config(&config, "m.gguf".into(), "m".into(), None);
         let mut tuned = untuned.clone();
         apply(&mut tuned, &choice);

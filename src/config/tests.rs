@@ -188,7 +188,8 @@ fn threads_and_batch_take_auto_or_a_number() {
     let c = Config::default();
     assert_eq!((c.model.threads, c.model.threads_batch, c.model.batch), (0, 0, 0), "the defaults are auto");
     assert!(c.to_toml().contains("batch = \"auto\""), "{}", c.to_toml());
-    let c = Config::parse_file(Path::new("u.toml"), b"[model]\nthreads = 3\nbatch = \"auto\"\nthreads_batch = 0\n").unwrap();
+    let c = Config::parse_file(Path::new("u.toml"), b"[model]\nthreads = 3\nbatch = \"auto\"\nthreads_batch = 0\n")
+        .unwrap();
     assert_eq!((c.model.threads, c.model.batch, c.model.threads_batch), (3, 0, 0));
     let e = Config::parse_file(Path::new("u.toml"), b"[model]\nbatch = \"many\"\n").unwrap_err().to_string();
     assert!(e.contains("model.batch") && e.contains("\"auto\" or a number"), "{e}");

@@ -292,12 +292,8 @@ mod tests {
     }
 
     fn opts(dir: &Path, model: &Path) -> EngineOptions {
-        let mut o = EngineOptions::from_config(
-            &crate::config::Config::default(),
-            model.to_path_buf(),
-            "m".into(),
-            None,
-        );
+        let mut o =
+            EngineOptions::from_config(&crate::config::Config::default(), model.to_path_buf(), "m".into(), None);
         o.tune = Some(TuneSource { file: dir.join("tune.json"), known_sha256: None });
         o.flash_attn = FlashAttn::Auto;
         o.threads = 0;
@@ -318,7 +314,8 @@ mod tests {
         assert_eq!((c.flash_attn, c.threads, c.batch), (FlashAttn::Off, 1, 256));
         assert!((c.turn_ms - turn_ms(350.0, 56.0)).abs() < 1e-9);
         // Fast prompts, slow generation: flash attention wins once generation is close enough.
-        let c = choose(&[trial(FlashAttn::Off, 2, 512, 100.0, 50.0), trial(FlashAttn::On, 2, 512, 400.0, 45.0)]).unwrap();
+        let c =
+            choose(&[trial(FlashAttn::Off, 2, 512, 100.0, 50.0), trial(FlashAttn::On, 2, 512, 400.0, 45.0)]).unwrap();
         assert_eq!(c.flash_attn, FlashAttn::On);
         assert!(choose(&[]).is_none());
     }

@@ -45,7 +45,8 @@ pub(super) fn load_and_serve(mut opts: EngineOptions, inbox: &Receiver<Inbound>,
     let started = Instant::now();
     let backend = init::backend(opts.log_file.as_deref());
     // `auto` settings take the measured choice when this model was tuned on this device.
-    let tuned = super::tune::apply_cached(&mut opts, &gpu::device_key(opts.gpu_layers));
+    let device = gpu::device_key(opts.gpu_layers);
+    let tuned = super::tune::apply_cached(&mut opts, &device);
     let fail = |error: EngineError| {
         let _ = events.send(Event::LoadFailed(error));
         serve::serve(&mut NoModel, inbox)

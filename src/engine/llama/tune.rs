@@ -117,7 +117,9 @@ pub fn measure(
         .map_err(|e| EngineError::Load { path: path.clone(), why: e.to_string() })?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let prompt = super::bench::random_prompt(&model, depth as usize);
-    let generated = super::bench::random_prompt(&model, plan.gen_tokens as usize + 2);
+    let gen_tokens = plan.gen_tokens.max(1) as usize;
+    // Tokens fed back one at a time; the first random one (or the BOS) is skipped.
+    let generated = super::bench::random_prompt(&model, gen_tokens + 2);
     let mut trials = Vec::new();
     let mut last = Duration::ZERO;
     for mut trial in candidates(init::physical_cores(), init::logical_cores(), layers > 0) {
@@ -133,7 +135,8 @@ pub fn measure(
             .with_n_threads(trial.threads as i32)
             .with_n_threads_batch(trial.threads_batch as i32)
             .with_flash_attention_policy(gpu::flash_attn(trial.flash_attn));
-        match run_trial(&model, backend, cparams, &prompt, &generated[1..], trial.batch as usize, cancel) {
+        match run_trial(&model, backend, cparams, &prompt, &generated[1..1 + gen_tokens], trial.batch as usize, cancel)
+        {
             Ok((pp, tg)) => (trial.pp_tok_s, trial.tg_tok_s) = (pp, tg),
             Err(TrialError::Cancelled) => return Err(EngineError::Cancelled),
             Err(TrialError::Failed(why)) => trial.error = Some(why),
@@ -145,7 +148,7 @@ pub fn measure(
     Ok(TuneReport {
         trials,
         depth,
-        gen_tokens: plan.gen_tokens,
+        gen_tokens: gen_tokens as u32,
         device: gpu::device_key(opts.gpu_layers),
         load_ms,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -200,7 +203,12 @@ fn run_trial(
 }
 
 /// Decodes `tokens` at positions from `pos` in sequence 0, with logits for the last one.
-fn decode_at(ctx: &mut LlamaContext<'_>, b: &mut LlamaBatch, tokens: &[LlamaToken], pos: usize) -> Result<(), TrialError> {
+fn decode_at(
+    ctx: &mut LlamaContext<'_>,
+    b: &mut LlamaBatch,
+    tokens: &[LlamaToken],
+    pos: usize,
+) -> Result<(), TrialError> {
     b.clear();
     for (i, t) in tokens.iter().enumerate() {
         b.add(*t, (pos + i) as i32, &[0], i + 1 == tokens.len()).map_err(|e| TrialError::Failed(e.to_string()))?;
@@ -227,10 +235,19 @@ mod tests {
         assert_eq!(v.len(), 6);
         assert_eq!(&v[..2], &[(Off, 8, 16, 512), (On, 8, 16, 512)]);
         assert_eq!(v[2..].iter().map(|c| c.1).collect::<Vec<_>>(), vec![7, 7, 16, 16]);
-        assert_eq!(v[2..].iter().map(|c| (c.2, c.3)).collect::<Vec<_>>(), vec![(8, 512), (8, 512), (16, 256), (16, 256)]);
+        assert_eq!(
+            v[2..].iter().map(|c| (c.2, c.3)).collect::<Vec<_>>(),
+            vec![(8, 512), (8, 512), (16, 256), (16, 256)]
+        );
         // One core: nothing to vary but the batch.
-        assert_eq!(shape(&candidates(1, 1, false)), vec![(Off, 1, 1, 512), (On, 1, 1, 512), (Off, 1, 1, 256), (On, 1, 1, 256)]);
+        assert_eq!(
+            shape(&candidates(1, 1, false)),
+            vec![(Off, 1, 1, 512), (On, 1, 1, 512), (Off, 1, 1, 256), (On, 1, 1, 256)]
+        );
         // On a GPU the batch varies, not the threads.
-        assert_eq!(shape(&candidates(8, 16, true)), vec![(Off, 8, 16, 512), (On, 8, 16, 512), (Off, 8, 16, 256), (On, 8, 16, 256)]);
+        assert_eq!(
+            shape(&candidates(8, 16, true)),
+            vec![(Off, 8, 16, 512), (On, 8, 16, 512), (Off, 8, 16, 256), (On, 8, 16, 256)]
+        );
     }
 }
