@@ -148,7 +148,7 @@ impl Engine {
 
     /// Replaces the model; the outcome comes as `Loaded` or `LoadFailed` on [`events`](Engine::events).
     pub fn load(&self, opts: EngineOptions) {
-        let _ = self.submitter.tx.send(Inbound::Load(opts));
+        let _ = self.submitter.tx.send(Inbound::Load(Box::new(opts)));
     }
 
     /// Queues `task`; see [`Submitter::submit`].

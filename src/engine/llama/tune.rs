@@ -65,7 +65,9 @@ fn candidates(physical: u32, logical: u32, on_gpu: bool) -> Vec<Trial> {
     }
     let mut pp: Vec<(u32, u32)> = Vec::new();
     for c in [(logical, 512), (physical, 512), (logical, 256)] {
-        if !pp.contains(&c) && !(on_gpu && c.0 != logical) {
+        // On a GPU the prompt runs there: only the batch is worth varying.
+        let worth = !on_gpu || c.0 == logical;
+        if worth && !pp.contains(&c) {
             pp.push(c);
         }
     }
