@@ -42,6 +42,9 @@ pub enum MoatCommand {
     Run(RunArgs),
     /// Backends, GPUs and their memory, CPU features, and where the model's layers go.
     Doctor(DoctorArgs),
+    /// Measure the fastest settings for a model on this device (flash attention, threads, batch)
+    /// and keep them for `auto` settings.
+    Tune(TuneArgs),
     /// Classify lines of text (sentiment by default, or any --labels), evaluate, or train a head.
     Classify(Box<ClassifyArgs>),
     /// Saved conversations: list, show, remove, rename, export and import them; move a damaged
@@ -120,16 +123,19 @@ pub struct ModelArgs {
     /// Context window in tokens (0 = the model's training context).
     #[arg(short = 'c', long = "ctx-size", value_name = "CTX_SIZE", global = true)]
     pub n_ctx: Option<u32>,
-    /// Generation threads (0 = physical cores).
-    #[arg(short, long, global = true)]
+    /// Generation threads: auto (measured by `moat tune`, else physical cores) or a number.
+    #[arg(short, long, global = true, value_parser = crate::config::auto_count::parse)]
     pub threads: Option<u32>,
-    /// Prompt-processing threads (0 = logical cores).
-    #[arg(long, global = true)]
+    /// Prompt-processing threads: auto (measured, else logical cores) or a number.
+    #[arg(long, global = true, value_parser = crate::config::auto_count::parse)]
     pub threads_batch: Option<u32>,
+    /// Tokens per decode while reading a prompt: auto (measured, else 512) or a number.
+    #[arg(long = "batch-size", value_name = "N", global = true, value_parser = crate::config::auto_count::parse)]
+    pub batch_size: Option<u32>,
     /// Layers to offload to the GPU: auto (as many as fit), all, or a number (0 = CPU only).
     #[arg(long = "gpu-layers", visible_alias = "ngl", global = true, allow_negative_numbers = true, value_parser = parse_gpu_layers)]
     pub gpu_layers: Option<GpuLayers>,
-    /// Flash attention: auto, on or off.
+    /// Flash attention: auto (measured by `moat tune`, else llama.cpp's choice), on or off.
     #[arg(long = "flash-attn", global = true, value_parser = parse_flash)]
     pub flash_attn: Option<FlashAttn>,
     /// KV-cache type for keys (f16, q8_0, q4_0, ...).
@@ -192,7 +198,7 @@ impl ModelArgs {
             )*};
         }
         set!(model => model.name, n_ctx => model.n_ctx, threads => model.threads,
-            threads_batch => model.threads_batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
+            threads_batch => model.threads_batch, batch_size => model.batch, gpu_layers => model.gpu_layers, flash_attn => model.flash_attn,
             cache_type_k => model.cache_type_k, cache_type_v => model.cache_type_v, template => model.template,
             system => chat.system_prompt, overflow => chat.overflow);
         c.sampling = self.sampling.apply_to(&c.sampling);
@@ -304,6 +310,11 @@ pub struct BenchArgs {
     /// Tokens to generate.
     #[arg(short = 'g', long, default_value_t = 128)]
     pub gen_tokens: usize,
+    /// Tokens in the cache before each measurement, like llama-bench's -d: the prompt is read
+    /// after them and generation starts from them (at least one token). Without it, generation
+    /// follows the prompt, as in a chat turn.
+    #[arg(short = 'd', long)]
+    pub depth: Option<usize>,
     /// Repetitions per configuration (medians are reported).
     #[arg(short = 'r', long, default_value_t = 3)]
     pub reps: usize,
@@ -514,6 +525,24 @@ pub struct DoctorArgs {
     /// Do not load the configured model.
     #[arg(long)]
     pub no_model: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// Measure again even if this model was measured on this device by this moat.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to spend at most, loading included (flash attention off and on are always
+    /// measured once).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub budget: f64,
+    /// Prompt tokens read before generation is timed: the conversation length to be fastest at
+    /// (shortened to fit the model's training context).
+    #[arg(long, default_value_t = 512, value_name = "TOKENS")]
+    pub depth: u32,
+    /// Print the measurements as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,11 @@ use crate::engine::{BenchRequest, BenchSample, EngineError, Sink, StopReason, Ta
 struct Row {
     model: String,
     threads: u32,
+    /// Flash attention as it ran (`on`/`off` once measured or forced; `auto` = llama.cpp's choice).
+    flash_attn: String,
+    n_batch: u32,
     load_ms: f64,
+    depth: Option<usize>,
     pp_tokens: usize,
     pp_tok_s: f64,
     gen_tokens: usize,
@@ -33,6 +37,9 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         return super::quantize::perplexity(&setup, file, args.json);
     }
     let target = setup.target()?;
+    if args.depth.is_some() && target.remote.is_some() {
+        return Err(Failure::usage("--depth measures a local model; a server's cache is its own"));
+    }
     // A server's threads are its own: measure it once.
     let threads_list = if args.threads_list.is_empty() || target.remote.is_some() {
         vec![setup.config().model.threads]
@@ -41,14 +48,15 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     };
     let mut rows = Vec::new();
     let remote = target.remote.is_some();
+    let at = args.depth.map(|d| format!(" @d{d}")).unwrap_or_default();
     if !args.json {
         sayln!(
             "{:<16} {:>7} {:>8} {:>12} {:>12} {:>8} {:>14} {:>10}",
             "model",
             if remote { "where" } else { "threads" },
             if remote { "connect" } else { "load ms" },
-            format!("pp{} t/s", args.prompt_tokens),
-            format!("tg{} t/s", args.gen_tokens),
+            format!("pp{}{at} t/s", args.prompt_tokens),
+            format!("tg{}{at} t/s", args.gen_tokens),
             "ttft ms",
             if remote { "server tg t/s" } else { "llama tg t/s" },
             if remote { "moat/server" } else { "moat/llama" }
@@ -56,11 +64,18 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
     }
     for &threads in &threads_list {
         let mut opts = target.clone();
-        opts.threads = threads;
-        opts.threads_batch = threads;
-        opts.n_ctx = opts.n_ctx.max((args.prompt_tokens + args.gen_tokens + 64) as u32);
+        if !args.threads_list.is_empty() {
+            opts.threads = threads;
+            opts.threads_batch = threads;
+        }
+        opts.n_ctx = opts.n_ctx.max((args.depth.unwrap_or(0) + args.prompt_tokens + args.gen_tokens + 64) as u32);
         let (engine, info) = setup::start(opts)?;
-        let req = BenchRequest { prompt_tokens: args.prompt_tokens, gen_tokens: args.gen_tokens, reps: args.reps };
+        let req = BenchRequest {
+            depth: args.depth,
+            prompt_tokens: args.prompt_tokens,
+            gen_tokens: args.gen_tokens,
+            reps: args.reps,
+        };
         struct Samples(Vec<BenchSample>);
         impl Sink for Samples {
             fn bench(&mut self, sample: BenchSample) {
@@ -76,7 +91,10 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
         let row = Row {
             model: info.name.clone(),
             threads: info.threads,
+            flash_attn: info.flash_attn.clone(),
+            n_batch: info.n_batch,
             load_ms: info.load_ms,
+            depth: args.depth,
             pp_tokens: args.prompt_tokens,
             pp_tok_s: med(|s| s.pp_tok_s),
             gen_tokens: args.gen_tokens,
@@ -123,6 +141,9 @@ pub fn run(flags: &ModelArgs, args: BenchArgs) -> Result<i32, Failure> {
             "(medians of {} runs; moat/llama = moat's wall-clock generation rate over llama.cpp's eval timing)",
             args.reps
         );
+        if let Some(row) = rows.first() {
+            sayln!("(flash attention {}, batch {})", row.flash_attn, row.n_batch);
+        }
     }
     Ok(0)
 }

@@ -28,6 +28,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let store = if wanted { open_sessions(&data_dir)? } else { None };
     let resume = session_to_open(&args, store.as_ref())?;
     let opts = setup.target()?;
+    super::tune::first_use(&setup, &opts);
     let history = match store.as_ref().map(|_| InputLog::open(&data_dir)) {
         Some(Ok(log)) => History::with_sink(log.recent(crate::history::LIMIT), Box::new(log)),
         _ => History::load(Some(data_dir.join("history.jsonl"))),

@@ -1,5 +1,6 @@
 //! `moat doctor`: what this build can use and what it found: compiled-in backends, ggml's devices
-//! with their memory, the CPU features llama.cpp uses, and where the configured model's layers go.
+//! with their memory, the CPU features llama.cpp uses, where the configured model's layers go, and
+//! the settings `moat tune` measured for it on this device (or that it was not measured yet).
 
 use super::args::{DoctorArgs, ModelArgs};
 use super::setup::{self, Setup};
@@ -14,6 +15,9 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
     let (devices, cpu) = crate::engine::probe(log.as_deref());
     let backends = gpu::compiled_backends();
     let model = if args.no_model { Err("skipped (--no-model)".to_string()) } else { load_model(&setup) };
+    // Looked up without hashing the model: a file never tuned is "not tuned yet".
+    let local = if setup.remote().is_some() { None } else { local_options(&setup).ok() };
+    let tuned = local.as_ref().and_then(|opts| super::tune::cached_entry(&setup, opts));
     if args.json {
         let json = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -24,6 +28,7 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
                 Ok(info) => serde_json::to_value(info).unwrap_or_default(),
                 Err(e) => serde_json::json!({ "error": e }),
             },
+            "tuning": tuned,
         });
         println!("{json}");
         return Ok(0);
@@ -57,6 +62,12 @@ pub fn run(flags: &ModelArgs, args: DoctorArgs) -> Result<i32, Failure> {
         }
         Err(e) => sayln!("model:   {e}"),
     }
+    if local.is_some() {
+        sayln!("tuning:");
+        for line in super::tune::report_lines(tuned.as_ref()) {
+            sayln!("{line}");
+        }
+    }
     Ok(0)
 }
 
@@ -66,10 +77,14 @@ fn load_model(setup: &Setup) -> Result<crate::engine::ModelInfo, String> {
         let opts = setup.target().map_err(|f| f.message)?;
         return setup::start(opts).map(|(_, info)| info).map_err(|f| f.message);
     }
+    setup::start(local_options(setup)?).map(|(_, info)| info).map_err(|f| f.message)
+}
+
+/// The configured local model's options, never downloading it.
+fn local_options(setup: &Setup) -> Result<crate::engine::EngineOptions, String> {
     let model = ModelRef::parse(&setup.config().model.name).map_err(|e| e.to_string())?;
     let mut opts = setup.pull_options(true);
     opts.auto_pull = false;
     let path = setup.store.ensure(&model, &opts).map_err(|e| e.to_string())?;
-    let engine_opts = setup.engine_options(&model, path);
-    setup::start(engine_opts).map(|(_, info)| info).map_err(|f| f.message)
+    Ok(setup.engine_options(&model, path))
 }

@@ -20,6 +20,7 @@ mod run_log;
 mod sessions_cmd;
 mod setup;
 mod since;
+mod tune;
 
 pub use args::{Cli, MoatCommand};
 
@@ -108,6 +109,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Some(MoatCommand::Prompts(p)) => prompts_cmd::run(&cli.model, p),
         Some(MoatCommand::Run(r)) => run::run(&cli.model, r),
         Some(MoatCommand::Doctor(d)) => doctor::run(&cli.model, d),
+        Some(MoatCommand::Tune(t)) => tune::run(&cli.model, t),
         Some(MoatCommand::Sessions(c)) => sessions_cmd::run(c),
         Some(MoatCommand::History(c)) => sessions_cmd::history(c),
         Some(MoatCommand::Config(c)) => config_cmd::run(&cli.model, c),

@@ -20,6 +20,7 @@ pub fn run(flags: &ModelArgs, args: ChatArgs) -> Result<i32, Failure> {
     let store = if wanted { open_sessions(&data_dir)? } else { None };
     let resume = session_to_open(&args, store.as_ref())?;
     let opts = setup.target()?;
+    super::tune::first_use(&setup, &opts);
     let sessions = store.filter(|_| !args.no_save);
     let mut session = ChatSession::new(setup.config(), sessions);
     session.library = super::prompts_cmd::library(setup.config(), &setup.loaded.paths.config_file)?;

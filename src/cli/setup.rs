@@ -4,7 +4,7 @@
 use super::args::ModelArgs;
 use super::Failure;
 use crate::config::{Config, LoadedConfig};
-use crate::engine::{Engine, EngineOptions, ModelInfo, RemoteOptions};
+use crate::engine::{Engine, EngineOptions, ModelInfo, RemoteOptions, TuneSource};
 use crate::models::{ModelRef, ModelResolver, PullOptions, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -60,7 +60,18 @@ impl Setup {
 
     pub fn engine_options(&self, model: &ModelRef, path: PathBuf) -> EngineOptions {
         let log = self.loaded.paths.log_file(&self.loaded.config.log.file);
-        EngineOptions::from_config(&self.loaded.config, path, model.display_name(), log)
+        let known_sha256 = match model {
+            ModelRef::Registry(entry) => Some((path.clone(), entry.sha256.to_string())),
+            _ => None,
+        };
+        let mut opts = EngineOptions::from_config(&self.loaded.config, path, model.display_name(), log);
+        opts.tune = Some(TuneSource { file: self.tune_file(), known_sha256 });
+        opts
+    }
+
+    /// Where `moat tune` keeps its measurements: `<data dir>/tune.json`.
+    pub fn tune_file(&self) -> PathBuf {
+        self.loaded.paths.data_dir.join("tune.json")
     }
 
     /// The configured server (`--remote`, `[remote] url`, `MOAT_REMOTE_URL`), if any.

@@ -63,14 +63,23 @@ section!(
         /// The context window in tokens (0 = the model's training context); the key is `context`.
         #[serde(rename = "context")]
         n_ctx: u32,
+        /// Generation threads; 0 = `auto` (written so): the tuned choice, else physical cores.
+        #[serde(with = "auto_count")]
         threads: u32,
+        /// Prompt threads; 0 = `auto`: the tuned choice, else logical cores.
+        #[serde(with = "auto_count")]
         threads_batch: u32,
+        /// Tokens per prompt decode; 0 = `auto`: the tuned choice, else 512.
+        #[serde(with = "auto_count")]
         batch: u32,
         /// Requests decoded at once by parallel structured generation (a prompt's map step); 0 =
         /// auto (see [`EngineOptions::n_parallel`](crate::engine::EngineOptions)).
         n_parallel: u32,
         gpu_layers: GpuLayers,
         flash_attn: FlashAttn,
+        /// Measure the fastest settings (`moat tune`) the first time a model is used in chat or
+        /// the REPL on a terminal.
+        auto_tune: bool,
         cache_type_k: String,
         cache_type_v: String,
         template: String,
@@ -127,6 +136,43 @@ pub enum OverflowPolicy {
 impl Default for OverflowPolicy {
     fn default() -> Self {
         builtin().chat.overflow
+    }
+}
+
+/// A count where `"auto"` (or 0) leaves the choice to moat: the measured one (`moat tune`), else
+/// llama.cpp's default. Written as `"auto"` for 0.
+pub mod auto_count {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `"auto"` → 0, a number → itself.
+    ///
+    /// Errors: anything else (`expected "auto" or a number, not …`).
+    pub fn parse(s: &str) -> Result<u32, String> {
+        match s.trim() {
+            "auto" => Ok(0),
+            n => n.parse().map_err(|_| format!("expected \"auto\" or a number, not {n:?}")),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(n: &u32, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            0 => s.serialize_str("auto"),
+            n => s.serialize_u32(*n),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) if (0..=u32::MAX as i64).contains(&n) => Ok(n as u32),
+            Raw::Int(n) => Err(serde::de::Error::custom(format!("expected \"auto\" or a number, not {n}"))),
+            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -294,9 +340,6 @@ impl Config {
                 "model.cache_type_v",
                 "a quantised V cache needs flash attention (flash_attn = \"auto\" or \"on\")",
             );
-        }
-        if self.model.batch == 0 {
-            return bad("model.batch", "must be at least 1");
         }
         if self.model.n_parallel > MAX_PARALLEL {
             return bad("model.n_parallel", "must be between 0 (auto) and 64");

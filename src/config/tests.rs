@@ -182,3 +182,21 @@ fn remote_tokenizer_is_optional_and_a_home_path_is_expanded() {
     let home = options("tokenizer = \"~/m/tokenizer.json\"").tokenizer.unwrap();
     assert!(home.is_absolute() && home.ends_with("m/tokenizer.json"), "{}", home.display());
 }
+
+#[test]
+fn threads_and_batch_take_auto_or_a_number() {
+    let c = Config::default();
+    assert_eq!((c.model.threads, c.model.threads_batch, c.model.batch), (0, 0, 0), "the defaults are auto");
+    assert!(c.to_toml().contains("batch = \"auto\""), "{}", c.to_toml());
+    let c = Config::parse_file(Path::new("u.toml"), b"[model]\nthreads = 3\nbatch = \"auto\"\nthreads_batch = 0\n")
+        .unwrap();
+    assert_eq!((c.model.threads, c.model.batch, c.model.threads_batch), (3, 0, 0));
+    let e = Config::parse_file(Path::new("u.toml"), b"[model]\nbatch = \"many\"\n").unwrap_err().to_string();
+    assert!(e.contains("model.batch") && e.contains("\"auto\" or a number"), "{e}");
+    assert!(Config::parse_file(Path::new("u.toml"), b"[model]\nthreads = -2\n").is_err());
+    let mut c = Config::default();
+    c.apply_env([("MOAT_MODEL_BATCH".to_string(), "256".to_string())]).unwrap();
+    assert_eq!(c.model.batch, 256);
+    c.apply_env([("MOAT_MODEL_BATCH".to_string(), "auto".to_string())]).unwrap();
+    assert_eq!(c.model.batch, 0);
+}

@@ -10,7 +10,8 @@
 //! front end's side), `backend.rs` (the seam), `serve.rs` (the thread's loop), `llama/` (the
 //! llama.cpp backend), `remote/` (an OpenAI-compatible server over HTTP, chosen when
 //! [`EngineOptions::remote`] is set), `text.rs` (UTF-8 reassembly and stop strings,
-//! backend-neutral).
+//! backend-neutral), `tune.rs` (the measured-settings cache that `auto` settings read at load;
+//! `llama/tune.rs` measures).
 
 mod backend;
 mod llama;
@@ -19,16 +20,18 @@ mod remote;
 mod serve;
 pub mod text;
 mod ticket;
+pub mod tune;
 
 pub use backend::{Backend, Responder};
 /// llama.cpp's process-wide backend (initialised once; every engine and tool in the process
 /// shares it).
 pub use llama::init::backend;
+pub use llama::tune::{measure as measure_settings, TunePlan, TuneReport};
 pub use llama::{gpu, BenchRequest, BenchSample, EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
 pub use protocol::{short_model_name, url_authority};
 pub use protocol::{
     Capabilities, EngineError, EngineOptions, Event, Finish, GenStats, Generated, ModelInfo, RemoteOptions, RequestId,
-    StopReason, StructuredRequest, Task, TaskKind, Update,
+    StopReason, StructuredRequest, Task, TaskKind, TuneSource, Update,
 };
 pub use remote::{list_models, RemoteModel, SCORE_IN_FLIGHT};
 pub use ticket::{Cancel, OnText, Reply, Sink, Ticket};
@@ -145,7 +148,7 @@ impl Engine {
 
     /// Replaces the model; the outcome comes as `Loaded` or `LoadFailed` on [`events`](Engine::events).
     pub fn load(&self, opts: EngineOptions) {
-        let _ = self.submitter.tx.send(Inbound::Load(opts));
+        let _ = self.submitter.tx.send(Inbound::Load(Box::new(opts)));
     }
 
     /// Queues `task`; see [`Submitter::submit`].

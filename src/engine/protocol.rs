@@ -281,15 +281,15 @@ pub struct EngineOptions {
     pub model_name: String,
     /// Context window in tokens; 0 = the model's training context.
     pub n_ctx: u32,
-    /// Generation threads; 0 = physical cores.
+    /// Generation threads; 0 = auto: the tuned choice (see `tune`), else physical cores.
     pub threads: u32,
-    /// Prompt-processing threads; 0 = logical cores.
+    /// Prompt-processing threads; 0 = auto: the tuned choice, else logical cores.
     pub threads_batch: u32,
     /// Sequences decoded together for a [`Task::StructuredMany`] (concurrent requests on a
     /// remote server); 0 = auto: 1 on the CPU, [`AUTO_PARALLEL`] with layers on a GPU or on a
     /// remote server.
     pub n_parallel: u32,
-    /// Tokens per decode call for prompts.
+    /// Tokens per decode call for prompts; 0 = auto: the tuned choice, else 512.
     pub n_batch: u32,
     pub gpu_layers: GpuLayers,
     pub flash_attn: FlashAttn,
@@ -304,6 +304,19 @@ pub struct EngineOptions {
     /// Run everything on this OpenAI-compatible server instead of a local model (`model_path`
     /// is then unused).
     pub remote: Option<RemoteOptions>,
+    /// Where measured settings are kept; `auto` settings take them from there when the model was
+    /// tuned on this device. `None` = llama.cpp's defaults for `auto`.
+    pub tune: Option<TuneSource>,
+}
+
+/// Where `moat tune`'s measurements are (see `engine::tune`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuneSource {
+    /// The cache file, `<data dir>/tune.json`.
+    pub file: PathBuf,
+    /// A sha256 known without hashing (the registry's) and the model path it belongs to; a
+    /// different path (after `/model` switched models) ignores it.
+    pub known_sha256: Option<(PathBuf, String)>,
 }
 
 /// Where an OpenAI-compatible server is and how to talk to it. Holds no secret: the API key is
@@ -369,6 +382,7 @@ impl EngineOptions {
             log_file,
             gpu_fallback: None,
             remote: RemoteOptions::from_config(&config.remote),
+            tune: None,
         }
     }
 }
@@ -424,6 +438,10 @@ pub struct ModelInfo {
     /// Why the GPU was not used as asked, if it was not.
     pub gpu_note: Option<String>,
     pub flash_attn: String,
+    /// Which `auto` settings came from `moat tune`'s measurements, e.g. `tuned: flash attention
+    /// off, 2 threads`; `None` when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<String>,
     /// A sequence classifier's output labels, read from the GGUF (empty for other models).
     pub classifier_labels: Vec<String>,
     pub cache_types: String,
@@ -466,6 +484,9 @@ impl ModelInfo {
             format!("CPU ({} layers)", self.n_layer)
         };
         s.push_str(&format!("; flash attention {}; KV cache {}", self.flash_attn, self.cache_types));
+        if let Some(t) = &self.tuned {
+            s.push_str(&format!("; {t}"));
+        }
         if let Some(n) = &self.gpu_note {
             s.push_str(&format!("; note: {n}"));
         }

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 pub(super) enum Inbound {
     Run(Job),
     /// Replace the backend (load another model).
-    Load(EngineOptions),
+    Load(Box<EngineOptions>),
     Shutdown,
 }
 
@@ -49,7 +49,7 @@ pub(super) fn serve(backend: &mut dyn Backend, inbox: &Receiver<Inbound>) -> Nex
     for msg in inbox.iter() {
         match msg {
             Inbound::Run(job) => run_job(backend, job),
-            Inbound::Load(opts) => return Next::Load(Box::new(opts)),
+            Inbound::Load(opts) => return Next::Load(opts),
             Inbound::Shutdown => return Next::Shutdown,
         }
     }

@@ -28,3 +28,4 @@ mod repl_tty;
 mod sessions;
 mod sessions_cli;
 mod tui_e2e;
+mod tune;

@@ -44,6 +44,30 @@ pub fn devices() -> Vec<Device> {
         .collect()
 }
 
+/// The device tuned settings are measured on, as one line: every ggml device (the CPU by its
+/// brand string and core counts, each GPU by name and memory), and, with a GPU, the
+/// `gpu_layers` setting (another split is another measurement).
+pub fn device_key(gpu_layers: GpuLayers) -> String {
+    let devices = devices();
+    let mut parts: Vec<String> = devices
+        .iter()
+        .map(|d| match d.kind.as_str() {
+            "CPU" => format!(
+                "CPU {} {} ({} physical/{} logical cores)",
+                std::env::consts::ARCH,
+                d.description.trim(),
+                super::init::physical_cores(),
+                super::init::logical_cores()
+            ),
+            kind => format!("{kind} {} {} ({} MiB)", d.name, d.description.trim(), d.memory_total >> 20),
+        })
+        .collect();
+    if devices.iter().any(|d| d.kind != "CPU") {
+        parts.push(format!("gpu_layers {gpu_layers}"));
+    }
+    parts.join("; ")
+}
+
 /// GPU backends compiled into this binary (cargo features).
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = vec!["CPU"];

@@ -12,6 +12,7 @@ mod parallel;
 mod sampling;
 mod session;
 mod template;
+pub(super) mod tune;
 
 pub use bench::{BenchRequest, BenchSample};
 pub use classify::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest};
@@ -34,12 +35,18 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 use template::ChatFormat;
 
+/// `n_batch` when `auto` and not tuned: llama.cpp's default.
+const DEFAULT_BATCH: u32 = 512;
+
 /// Loads the model `opts` names and serves tasks on it until the inbox asks for another model or
 /// a shutdown. A failed load is reported as `LoadFailed`, and the thread then serves
 /// [`NoModel`] until the next `Load`.
-pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, events: &Sender<Event>) -> Next {
+pub(super) fn load_and_serve(mut opts: EngineOptions, inbox: &Receiver<Inbound>, events: &Sender<Event>) -> Next {
     let started = Instant::now();
     let backend = init::backend(opts.log_file.as_deref());
+    // `auto` settings take the measured choice when this model was tuned on this device.
+    let device = gpu::device_key(opts.gpu_layers);
+    let tuned = super::tune::apply_cached(&mut opts, &device);
     let fail = |error: EngineError| {
         let _ = events.send(Event::LoadFailed(error));
         serve::serve(&mut NoModel, inbox)
@@ -56,7 +63,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
     };
     let threads = if opts.threads == 0 { init::physical_cores() } else { opts.threads };
     let threads_batch = if opts.threads_batch == 0 { init::logical_cores() } else { opts.threads_batch };
-    let n_batch = opts.n_batch.min(n_ctx).max(1);
+    let n_batch = if opts.n_batch == 0 { DEFAULT_BATCH } else { opts.n_batch }.min(n_ctx).max(1);
     let cparams = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(n_batch)
@@ -141,6 +148,7 @@ pub(super) fn load_and_serve(opts: EngineOptions, inbox: &Receiver<Inbound>, eve
         n_layer: model.n_layer(),
         gpu_note,
         flash_attn: opts.flash_attn.to_string(),
+        tuned,
         classifier_labels,
         cache_types: format!("{}/{}", opts.cache_type_k, opts.cache_type_v),
         chat_format: format.describe(),

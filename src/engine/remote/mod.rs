@@ -723,7 +723,7 @@ impl Remote {
         // words as the previous run would be served from it.
         let mut rng = crate::rng::Rng::new(0x2545_F491_4F6C_DD1D ^ u64::from(super::random_seed()));
         // A warm-up request: the first one may load weights or compile graphs.
-        let warm = BenchRequest { prompt_tokens: 16, gen_tokens: 4, reps: 1 };
+        let warm = BenchRequest { depth: None, prompt_tokens: 16, gen_tokens: 4, reps: 1 };
         for rep in 0..=req.reps {
             let (r, warmup) = if rep == 0 { (&warm, true) } else { (req, false) };
             let mut body = Map::new();
@@ -763,6 +763,7 @@ impl Remote {
             let decoded = if stats.decoded_tokens > 0 { stats.decoded_tokens } else { stats.prompt_tokens };
             out.bench(BenchSample {
                 rep: rep - 1,
+                depth: 0,
                 pp_tokens: stats.prompt_tokens,
                 pp_ms,
                 pp_tok_s: if pp_ms > 0.0 { decoded as f64 / (pp_ms / 1000.0) } else { 0.0 },

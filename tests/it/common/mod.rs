@@ -77,7 +77,7 @@ impl Sandbox {
     /// The same environment as a shell prefix, for commands run inside tmux.
     pub fn shell_env(&self) -> String {
         format!(
-            "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=1 MOAT_MODEL_THREADS_BATCH=1 TERM=xterm-256color",
+            "env -u TMUX MOAT_CONFIG={} MOAT_DATA_DIR={} MOAT_MODELS_DIR={} MOAT_MODEL_THREADS=1 MOAT_MODEL_THREADS_BATCH=1 MOAT_MODEL_AUTO_TUNE=false TERM=xterm-256color",
             self.path("config.toml").display(),
             self.path("data").display(),
             models_dir().display()

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Issue 17's figures for measured settings: the default model at depth 0 and 512, in one run,
+#   moat tuned            `moat tune` (fresh data dir), then `moat bench -d D` with every setting auto
+#   llama-bench defaults  llama.cpp's own defaults (flash attention auto, its thread count, batch 2048/512)
+#   llama-bench best      the fastest row of a grid over -fa 0,1 × -t T × -ub 256,512, per test
+# tokens/s for pp512 and tg128 at each depth, and the ratios tuned/defaults and tuned/best.
+# Goal: tuned ≥ 1.3× defaults at depth 512 (tg) and ≥ 0.97× best.
+#
+# llama-bench is built from the llama.cpp tree moat links (llama-cpp-sys-2's vendored copy, same
+# ggml kernels and build flags: GGML_NATIVE, no AMX). That crate ships the tree without the tools'
+# sources: with LLAMA_BENCH_CPP=path/to/tools/llama-bench/llama-bench.cpp (a llama.cpp checkout of the
+# same version) the real llama-bench is built; without it, llama_bench_lite.cpp here (the same
+# measurement — warm-up, untimed depth fill, pp in n_batch chunks, tg one token at a time — against the
+# same libllama). LLAMA_BENCH=path uses a binary built elsewhere. The build goes to /tmp, once.
+#
+# Environment: MODEL (default: the default model in the store), MOAT (target/release/moat),
+# REPS (3), JOBS (2, for the llama-bench build), OUT (/tmp/moat-tune-bench).
+# Run it on an idle machine: the numbers are only as steady as the CPU is free.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+MODEL=${MODEL:-$HOME/.local/share/moat/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+MOAT=${MOAT:-target/release/moat}
+REPS=${REPS:-3}
+JOBS=${JOBS:-2}
+OUT=${OUT:-/tmp/moat-tune-bench}
+BUILD=${LLAMA_BENCH_BUILD:-/tmp/llama-bench-build}
+LLAMA_BENCH=${LLAMA_BENCH:-$BUILD/bin/llama-bench}
+mkdir -p "$OUT"
+
+[ -f "$MODEL" ] || { echo "no model at $MODEL (moat models pull smollm2-135m, or set MODEL)" >&2; exit 2; }
+[ -x "$MOAT" ] || { echo "no moat binary at $MOAT (cargo build --release, or set MOAT)" >&2; exit 2; }
+
+if [ ! -x "$LLAMA_BENCH" ]; then
+    version=$(grep -A1 '^name = "llama-cpp-sys-2"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+    vendored=$(ls -d "$HOME"/.cargo/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
+    [ -n "$vendored" ] || { echo "llama-cpp-sys-2 $version's sources are not in ~/.cargo/registry (cargo fetch)" >&2; exit 2; }
+    src=$BUILD-src
+    rm -rf "$src" && mkdir -p "$src" && cp -r "$vendored"/. "$src"/
+    if [ -f "${LLAMA_BENCH_CPP:-}" ]; then
+        cp "$LLAMA_BENCH_CPP" "$src/tools/llama-bench/llama-bench.cpp"
+        link="common llama"
+    else
+        echo "(no LLAMA_BENCH_CPP: building bench/tune/llama_bench_lite.cpp as llama-bench)" >&2
+        cp bench/tune/llama_bench_lite.cpp "$src/tools/llama-bench/llama-bench.cpp"
+        link="llama"
+    fi
+    # Only llama-bench among the tools (the others' sources are not shipped either).
+    cat >"$src/tools/CMakeLists.txt" <<'EOF'
+find_package(Threads REQUIRED)
+llama_add_compile_flags()
+add_subdirectory(llama-bench)
+EOF
+    cat >"$src/tools/llama-bench/CMakeLists.txt" <<EOF
+set(TARGET llama-bench)
+add_executable(\${TARGET} llama-bench.cpp)
+target_link_libraries(\${TARGET} PRIVATE $link \${CMAKE_THREAD_LIBS_INIT})
+target_compile_features(\${TARGET} PRIVATE cxx_std_17)
+EOF
+    # The flags moat's build uses (.cargo/config.toml): native, AMX off.
+    CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
+        cmake -S "$src" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+        -DBUILD_SHARED_LIBS=OFF >"$OUT/cmake.log"
+    cmake --build "$BUILD" --target llama-bench -j"$JOBS" >"$OUT/build.log"
+fi
+
+physical=$(lscpu -p=core 2>/dev/null | grep -v '^#' | sort -u | wc -l || nproc)
+logical=$(nproc)
+threads=$(printf '%s\n' "$physical" "$((physical > 1 ? physical - 1 : 1))" "$logical" | sort -un | paste -sd, -)
+
+echo "load before: $(uptime)"
+data=$OUT/data
+rm -rf "$data"
+# moat with its built-in defaults only: no user config file, no MOAT_MODEL_* overrides.
+export MOAT_CONFIG=$OUT/no-config.toml
+unset MOAT_MODEL_THREADS MOAT_MODEL_THREADS_BATCH MOAT_MODEL_BATCH MOAT_MODEL_FLASH_ATTN
+start=$(date +%s%N)
+MOAT_DATA_DIR=$data "$MOAT" tune -m "$MODEL" --force --json >"$OUT/tune.json"
+tune_ms=$((($(date +%s%N) - start) / 1000000))
+for d in 0 512; do
+    MOAT_DATA_DIR=$data "$MOAT" bench -m "$MODEL" -p 512 -g 128 -d "$d" -r "$REPS" --json >"$OUT/moat-d$d.json"
+done
+# llama-bench's default thread count is the physical cores (the lite build is told so).
+"$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -t "$physical" -o json >"$OUT/llama-default.json" 2>"$OUT/llama-default.err"
+"$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -fa 0,1 -t "$threads" -ub 256,512 -o json \
+    >"$OUT/llama-grid.json" 2>"$OUT/llama-grid.err"
+echo "load after:  $(uptime)"
+
+python3 - "$OUT" "$tune_ms" <<'EOF'
+import json, sys
+out, tune_s = sys.argv[1], float(sys.argv[2]) / 1000
+tune = json.load(open(f"{out}/tune.json"))["entry"]
+c = tune["choice"]
+print(f"moat tune: {tune_s:.1f} s wall ({tune['took_ms']/1000:.1f} s measuring, {len(tune['trials'])} trials); "
+      f"chose flash attention {c['flash_attn']}, {c['threads']} threads, {c['threads_batch']} prompt threads, batch {c['batch']}")
+default = json.load(open(f"{out}/llama-default.json"))
+grid = json.load(open(f"{out}/llama-grid.json"))
+def rate(rows, test, d, best=False):
+    key = "n_prompt" if test == "pp" else "n_gen"
+    hits = [r for r in rows if r["n_depth"] == d and r[key] > 0 and r["n_prompt" if test == "tg" else "n_gen"] == 0]
+    if not hits:
+        return None, None
+    r = max(hits, key=lambda r: r["avg_ts"]) if best else hits[0]
+    return r["avg_ts"], f"fa={r['flash_attn']} t={r['n_threads']} ub={r['n_ubatch']} b={r['n_batch']}"
+print(f"{'test':<12} {'moat tuned':>11} {'llama dflt':>11} {'llama best':>11} {'tuned/dflt':>11} {'tuned/best':>11}  best flags")
+for d in (0, 512):
+    m = json.load(open(f"{out}/moat-d{d}.json"))["results"][0]
+    for test, mine in (("pp", m["pp_tok_s"]), ("tg", m["gen_tok_s"])):
+        dv, _ = rate(default, test, d)
+        bv, flags = rate(grid, test, d, best=True)
+        name = f"{test}{512 if test == 'pp' else 128} @d{d}"
+        ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
+        print(f"{name:<12} {mine:>11.1f} {dv or 0:>11.1f} {bv or 0:>11.1f} {ratio(mine, dv):>11} {ratio(mine, bv):>11}  {flags}")
+print("(moat's tg is its wall-clock rate: sampling and detokenising included; llama-bench's excludes them)")
+EOF
