@@ -60,10 +60,14 @@ impl Setup {
 
     pub fn engine_options(&self, model: &ModelRef, path: PathBuf) -> EngineOptions {
         let log = self.loaded.paths.log_file(&self.loaded.config.log.file);
-        let known_sha256 = match model {
-            ModelRef::Registry(entry) => Some((path.clone(), entry.sha256.to_string())),
+        // A pinned registry checksum, else the one recorded when the file was downloaded and verified: the
+        // tuning cache is keyed by it, and hashing a multi-gigabyte file at every load is not an option.
+        let pinned = match model {
+            ModelRef::Registry(entry) => entry.sha256.clone(),
             _ => None,
         };
+        let known_sha256 =
+            pinned.or_else(|| crate::models::store::recorded_sha256(&path)).map(|sha| (path.clone(), sha));
         let mut opts = EngineOptions::from_config(&self.loaded.config, path, model.display_name(), log);
         opts.tune = Some(TuneSource { file: self.tune_file(), known_sha256 });
         opts
