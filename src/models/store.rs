@@ -162,21 +162,7 @@ impl Store {
 
     /// The .gguf files under `dir`, with their sizes.
     fn gguf_files(&self, dir: &Path) -> Vec<(PathBuf, u64)> {
-        let mut out = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-            for ent in rd.flatten() {
-                let p = ent.path();
-                let Ok(md) = ent.metadata() else { continue };
-                if md.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|e| e == "gguf") {
-                    out.push((p, md.len()));
-                }
-            }
-        }
-        out
+        files_under(dir).into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "gguf")).collect()
     }
 
     /// Verified files of a hub repository already in the store, as a listing `hub::pick` reads.
@@ -303,25 +289,33 @@ impl Store {
 
     /// Unfinished downloads under `root`, as (path of the file they will become, bytes so far).
     fn partials(&self, root: &Path) -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-            for ent in rd.flatten() {
-                let p = ent.path();
-                let Ok(md) = ent.metadata() else { continue };
-                if md.is_dir() {
-                    stack.push(p);
-                } else if let Some(target) = p.to_str().and_then(|s| s.strip_suffix(".gguf.part")) {
-                    let target = format!("{target}.gguf");
-                    if let Ok(rel) = Path::new(&target).strip_prefix(root) {
-                        out.push((rel.to_string_lossy().replace('\\', "/"), md.len()));
-                    }
-                }
+        files_under(root)
+            .into_iter()
+            .filter_map(|(p, len)| {
+                let target = format!("{}.gguf", p.to_str()?.strip_suffix(".gguf.part")?);
+                let rel = Path::new(&target).strip_prefix(root).ok()?.to_string_lossy().replace('\\', "/");
+                Some((rel, len))
+            })
+            .collect()
+    }
+}
+
+/// Every file under `root`, in any subfolder, with its size; what cannot be read is skipped.
+fn files_under(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for ent in rd.flatten() {
+            let Ok(md) = ent.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(ent.path());
+            } else {
+                out.push((ent.path(), md.len()));
             }
         }
-        out
     }
+    out
 }
 
 /// Deletes `file`, its record, and an unfinished download of it; whether any was there.
