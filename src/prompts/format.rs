@@ -138,6 +138,11 @@ pub struct VarSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub example: Option<String>,
+    /// For an `int` variable: the output schema's arrays whose `maxItems` its value caps, as property paths
+    /// (`"risks"`, or `"a.b"` for `properties.a.properties.b`). "At most {{ n }} points" is then kept by the
+    /// grammar and the validator instead of being left to the model.
+    #[serde(default)]
+    pub caps: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]

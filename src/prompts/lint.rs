@@ -159,6 +159,9 @@ fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
                 l.push(Some(&near), format!("variable `{name}`: min {a} is above max {b}"));
             }
         }
+        if !spec.caps.is_empty() {
+            lint_caps(l, f, name, spec);
+        }
         if let Some(d) = &spec.default {
             if let Err(e) = coerce(spec, &toml_to_json(d)) {
                 l.push(Some(&near), format!("variable `{name}`: default is invalid: {e}"));
@@ -190,6 +193,24 @@ fn lint_variant(l: &mut Linter<'_>, f: &PromptFile) {
                     l.push(Some("[[examples]]"), format!("examples[{i}].output does not match the schema: {e}"));
                 }
             }
+        }
+    }
+}
+
+/// `caps`: only an `int` variable may cap, and only arrays of this file's own output schema.
+fn lint_caps(l: &mut Linter<'_>, f: &PromptFile, name: &str, spec: &super::format::VarSpec) {
+    let near = format!("[vars.{name}]");
+    if spec.ty != super::format::VarType::Int {
+        l.push(Some(&near), format!("variable `{name}`: `caps` needs type = \"int\" (a count of items)"));
+        return;
+    }
+    let Some(mut schema) = f.output.schema.as_deref().and_then(|s| parse_schema(s).ok()) else {
+        l.push(Some(&near), format!("variable `{name}`: `caps` needs an [output] schema with the arrays it caps"));
+        return;
+    };
+    for path in &spec.caps {
+        if let Err(e) = super::schema::array_at(&mut schema, path) {
+            l.push(Some(&near), format!("variable `{name}` caps `{path}`: {e}"));
         }
     }
 }
@@ -832,6 +853,20 @@ schema = '{"type":"object","properties":{"facts":{"type":"array","maxItems":3,"i
         assert!(w.is_empty(), "{}", w.join("\n"));
     }
 
+    /// A built-in count ("at most {{ max_risks }} risks") must be kept by the schema, not only asked for.
+    #[test]
+    fn every_built_in_count_variable_caps_its_lists() {
+        let lib = Library::builtin();
+        for id in lib.ids() {
+            let Ok(prompt) = lib.prompt(&id) else { continue };
+            for (name, spec) in &prompt.file.vars {
+                if name.starts_with("max_") && spec.ty == super::super::format::VarType::Int {
+                    assert!(!spec.caps.is_empty(), "{id}: `{name}` has no `caps`");
+                }
+            }
+        }
+    }
+
     #[test]
     fn step_references_are_checked() {
         let (_d, lib) = lib_with(&[("t/s", SCRIPT)]);
@@ -867,6 +902,11 @@ max = 10
 [vars.input]
 [vars.kind]
 type = "enum"
+[vars.few]
+type = "int"
+caps = ["a", "nope"]
+[vars.label]
+caps = ["a"]
 [prompt]
 user = "x"
 [output]
@@ -892,6 +932,9 @@ value = "x"
             "examples[0].output does not match the schema",
             "variable `zzz` is not declared",
             "needs a mocked output",
+            "variable `few` caps `a`: the output schema's `a` is not an array",
+            "variable `few` caps `nope`: the output schema has no property `nope`",
+            "variable `label`: `caps` needs type = \"int\"",
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }

@@ -442,8 +442,12 @@ fn run_pass(
             break;
         }
         let batch: Vec<GenRequest> = pending.iter().map(|&i| reqs[i].clone()).collect();
+        let mut done_at = vec![0u64; batch.len()];
         // Progress counts first answers; a retry is part of the same chunk's work.
-        let replies = gen.generate_many(&map.prompt.id, &batch, &mut |_, _| {
+        let replies = gen.generate_many(&map.prompt.id, &batch, &mut |k, _| {
+            if let Some(at) = done_at.get_mut(k) {
+                *at = started.elapsed().as_millis() as u64;
+            }
             if attempt == 0 {
                 done += 1;
                 progress(&Progress { stage, done, total });
@@ -451,10 +455,10 @@ fn run_pass(
         });
         let mut again = Vec::new();
         let mut interrupted = false;
-        for (&i, reply) in pending.iter().zip(replies) {
+        for ((&i, reply), at) in pending.iter().zip(replies).zip(done_at) {
             let j = &mut jobs[i];
             j.attempts += 1;
-            j.ms = started.elapsed().as_millis() as u64;
+            j.ms = at;
             match reply {
                 Err(message) if message == "interrupted" => interrupted = true,
                 Err(message) => j.result = Some(Err(message)),

@@ -210,6 +210,43 @@ view = "Score {{ json.weighted_score }} → {{ computed.verdict }}"
         assert_eq!(r.view.as_deref(), Some("Score 3.6 → go"));
     }
 
+    /// `market/swot -v max_per_quadrant=2` used to send a schema allowing 5 points a list, and the model wrote 5:
+    /// the count a variable asks for is now the schema's `maxItems`, so the grammar stops at it and a longer
+    /// reply fails validation.
+    #[test]
+    fn a_count_variable_caps_the_schema_arrays() {
+        let lib = Library::builtin();
+        let point = r#"{"point": "p", "evidence": []}"#;
+        let three = format!(
+            r#"{{"strengths": [{point}, {point}, {point}], "weaknesses": [], "opportunities": [], "threats": []}}"#
+        );
+        let two =
+            format!(r#"{{"strengths": [{point}, {point}], "weaknesses": [], "opportunities": [], "threats": []}}"#);
+        let mut gen = MockGenerator::new([three.as_str(), two.as_str()]);
+        let given = vec![
+            ("subject".to_string(), Value::String("ClaimPilot".into())),
+            ("max_per_quadrant".to_string(), Value::from(2)),
+        ];
+        let r = run_prompt_with(
+            &lib,
+            "market/swot",
+            &given,
+            "Exclusive claim data.",
+            Lang::En,
+            &Params::default(),
+            None,
+            &mut super::super::step::Whole(&mut gen),
+        )
+        .unwrap();
+        assert_eq!(r.attempts, 2);
+        let schema: Value = serde_json::from_str(gen.requests[0].json_schema.as_deref().unwrap()).unwrap();
+        for list in ["strengths", "weaknesses", "opportunities", "threats"] {
+            assert_eq!(schema["properties"][list]["maxItems"], 2, "{list}");
+        }
+        assert!(gen.requests[1].user.contains("strengths"), "{}", gen.requests[1].user);
+        assert_eq!(r.json.unwrap()["strengths"].as_array().unwrap().len(), 2);
+    }
+
     #[test]
     fn invalid_twice_exits_3() {
         let (_d, lib) = lib_with("t/score", SCORE);

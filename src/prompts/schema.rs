@@ -33,6 +33,33 @@ pub const SOURCE_ID: &str = "source-id";
 pub const MAX_SOURCE_IDS: u64 = 3;
 const TYPES: &[&str] = &["object", "array", "string", "integer", "number", "boolean", "null"];
 
+/// The array schema at `path` (property names joined by dots, from the root object), or why there is none.
+pub fn array_at<'a>(schema: &'a mut Value, path: &str) -> Result<&'a mut Value, String> {
+    let mut node = schema;
+    for key in path.split('.') {
+        node = node
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(key))
+            .ok_or_else(|| format!("the output schema has no property `{path}`"))?;
+    }
+    if node.get("type").and_then(Value::as_str) != Some("array") {
+        return Err(format!("the output schema's `{path}` is not an array"));
+    }
+    Ok(node)
+}
+
+/// Lowers the `maxItems` of the array at `path` to `n` (never raises it), and `minItems` with it when it would
+/// exceed `n`. Errors as [`array_at`].
+pub fn cap_items(schema: &mut Value, path: &str, n: u64) -> Result<(), String> {
+    let node = array_at(schema, path)?;
+    let max = node.get("maxItems").and_then(Value::as_u64).map_or(n, |m| m.min(n));
+    node["maxItems"] = Value::from(max);
+    if node.get("minItems").and_then(Value::as_u64).is_some_and(|m| m > max) {
+        node["minItems"] = Value::from(max);
+    }
+    Ok(())
+}
+
 /// Parses and checks a schema; returns problems as readable strings.
 pub fn parse_schema(text: &str) -> Result<Value, Vec<String>> {
     let v: Value = serde_json::from_str(text).map_err(|e| vec![format!("schema is not valid JSON: {e}")])?;
@@ -255,6 +282,30 @@ mod tests {
         assert!(all.contains("$.risks[1]: missing required field `category`"), "{all}");
         assert!(all.contains("$.risks[1].likelihood: expected integer, got string"), "{all}");
         assert!(all.contains("$: field `extra` is not allowed"), "{all}");
+    }
+
+    #[test]
+    fn caps_lower_max_items_and_never_raise_them() {
+        let mut s = serde_json::json!({"type": "object", "properties": {
+            "a": {"type": "array", "minItems": 2, "maxItems": 5, "items": {"type": "string"}},
+            "o": {"type": "object", "properties": {"b": {"type": "array", "items": {"type": "string"}}}},
+            "t": {"type": "string"}}});
+        super::cap_items(&mut s, "a", 3).unwrap();
+        assert_eq!(
+            (s["properties"]["a"]["maxItems"].as_u64(), s["properties"]["a"]["minItems"].as_u64()),
+            (Some(3), Some(2))
+        );
+        super::cap_items(&mut s, "a", 9).unwrap();
+        assert_eq!(s["properties"]["a"]["maxItems"], 3);
+        super::cap_items(&mut s, "a", 1).unwrap();
+        assert_eq!(
+            (s["properties"]["a"]["maxItems"].as_u64(), s["properties"]["a"]["minItems"].as_u64()),
+            (Some(1), Some(1))
+        );
+        super::cap_items(&mut s, "o.b", 4).unwrap();
+        assert_eq!(s["properties"]["o"]["properties"]["b"]["maxItems"], 4);
+        assert!(super::cap_items(&mut s, "t", 2).unwrap_err().contains("not an array"));
+        assert!(super::cap_items(&mut s, "zz", 2).unwrap_err().contains("no property `zz`"));
     }
 
     #[test]

@@ -170,8 +170,11 @@ pub(crate) fn prepare_with(
     input: &str,
     budget: Option<Option<usize>>,
 ) -> Result<Prepared, PromptError> {
-    let file = prompt.variant(lang)?;
+    let mut file = prompt.variant(lang)?;
     let vars = resolve_vars(&prompt.id, &file, given)?;
+    apply_caps(&mut file, &vars).map_err(|message| PromptError::Invalid {
+        problems: vec![Problem { file: prompt.path.clone(), pos: None, message }],
+    })?;
     let (input, truncated) = match budget {
         Some(max_input_chars) => budget_input(&prompt.id, &file.input, input, max_input_chars)?,
         None => (input.to_string(), false),
@@ -180,6 +183,27 @@ pub(crate) fn prepare_with(
     let text = file.prompt.clone().unwrap_or_default();
     let (system, user) = render_messages(env, &prompt.path, &text, &file.examples, &ctx, lang, true)?;
     Ok(Prepared { file, ctx, system, user, truncated })
+}
+
+/// Narrows the output schema to the counts the variables ask for (`caps`), so the grammar and the validator keep
+/// "at most N" and the reply spends no tokens past it. Errors name a cap whose path is not an array (lint reports
+/// the same before any run).
+fn apply_caps(file: &mut PromptFile, vars: &Map<String, Value>) -> Result<(), String> {
+    let caps: Vec<(&String, u64)> = file
+        .vars
+        .iter()
+        .filter(|(_, spec)| !spec.caps.is_empty())
+        .filter_map(|(name, _)| Some((name, vars.get(name)?.as_u64()?)))
+        .collect();
+    let Some(text) = file.output.schema.as_deref().filter(|_| !caps.is_empty()) else { return Ok(()) };
+    let mut schema: Value = serde_json::from_str(text).map_err(|e| format!("schema is not valid JSON: {e}"))?;
+    for (name, n) in caps {
+        for path in &file.vars[name].caps {
+            super::schema::cap_items(&mut schema, path, n).map_err(|e| format!("variable `{name}` caps: {e}"))?;
+        }
+    }
+    file.output.schema = Some(schema.to_string());
+    Ok(())
 }
 
 pub(crate) fn request(p: &Prepared, cli: &Params) -> GenRequest {
