@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17's figures for measured settings: the default model at depth 0 and 512, in one run,
+# Issue 17's figures for measured settings: the default model at depth 0 and 512, in ROUNDS rounds of
 #   moat tuned            `moat tune` (fresh data dir), then `moat bench -d D` with every setting auto
 #   llama-bench defaults  llama.cpp's own defaults (flash attention auto, its thread count, batch 2048/512)
 #   llama-bench best      the fastest row of a grid over -fa 0,1 × -t T × -ub 256,512, per test
@@ -14,14 +14,15 @@
 # same libllama). LLAMA_BENCH=path uses a binary built elsewhere. The build goes to /tmp, once.
 #
 # Environment: MODEL (default: the default model in the store), MOAT (target/release/moat),
-# REPS (3), JOBS (2, for the llama-bench build), OUT (/tmp/moat-tune-bench).
+# REPS (1 per round), ROUNDS (3), JOBS (2, for the llama-bench build), OUT (/tmp/moat-tune-bench).
 # Run it on an idle machine: the numbers are only as steady as the CPU is free.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 MODEL=${MODEL:-$HOME/.local/share/moat/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 MOAT=${MOAT:-target/release/moat}
-REPS=${REPS:-3}
+REPS=${REPS:-1}
+ROUNDS=${ROUNDS:-3}
 JOBS=${JOBS:-2}
 OUT=${OUT:-/tmp/moat-tune-bench}
 BUILD=${LLAMA_BENCH_BUILD:-/tmp/llama-bench-build}
@@ -71,46 +72,62 @@ threads=$(printf '%s\n' "$physical" "$((physical > 1 ? physical - 1 : 1))" "$log
 
 echo "load before: $(uptime)"
 data=$OUT/data
-rm -rf "$data"
+rm -rf "$data" "$OUT"/*.r*.json
 # moat with its built-in defaults only: no user config file, no MOAT_MODEL_* overrides.
 export MOAT_CONFIG=$OUT/no-config.toml
 unset MOAT_MODEL_THREADS MOAT_MODEL_THREADS_BATCH MOAT_MODEL_BATCH MOAT_MODEL_FLASH_ATTN
-start=$(date +%s%N)
-MOAT_DATA_DIR=$data "$MOAT" tune -m "$MODEL" --force --json >"$OUT/tune.json"
-tune_ms=$((($(date +%s%N) - start) / 1000000))
-for d in 0 512; do
-    MOAT_DATA_DIR=$data "$MOAT" bench -m "$MODEL" -p 512 -g 128 -d "$d" -r "$REPS" --json >"$OUT/moat-d$d.json"
+# The machine's speed drifts by tens of percent over minutes (shared hosts): every round runs all three
+# (a fresh `moat tune`, then moat's bench with its choice, llama-bench's defaults, the grid) back to back,
+# and the summary quotes medians of the rounds and of each round's own ratios.
+for r in $(seq 1 "$ROUNDS"); do
+    start=$(date +%s%N)
+    MOAT_DATA_DIR=$data "$MOAT" tune -m "$MODEL" --force --json >"$OUT/tune.r$r.json"
+    echo "{\"wall_ms\": $((($(date +%s%N) - start) / 1000000))}" >"$OUT/tunewall.r$r.json"
+    for d in 0 512; do
+        MOAT_DATA_DIR=$data "$MOAT" bench -m "$MODEL" -p 512 -g 128 -d "$d" -r "$REPS" --json >"$OUT/moat-d$d.r$r.json"
+    done
+    # llama-bench's default thread count is the physical cores (the lite build is told so).
+    "$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -t "$physical" -o json \
+        >"$OUT/llama-default.r$r.json" 2>"$OUT/llama-default.err"
+    "$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -fa 0,1 -t "$threads" -ub 256,512 -o json \
+        >"$OUT/llama-grid.r$r.json" 2>"$OUT/llama-grid.err"
 done
-# llama-bench's default thread count is the physical cores (the lite build is told so).
-"$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -t "$physical" -o json >"$OUT/llama-default.json" 2>"$OUT/llama-default.err"
-"$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -fa 0,1 -t "$threads" -ub 256,512 -o json \
-    >"$OUT/llama-grid.json" 2>"$OUT/llama-grid.err"
 echo "load after:  $(uptime)"
 
-python3 - "$OUT" "$tune_ms" <<'EOF'
-import json, sys
-out, tune_s = sys.argv[1], float(sys.argv[2]) / 1000
-tune = json.load(open(f"{out}/tune.json"))["entry"]
-c = tune["choice"]
-print(f"moat tune: {tune_s:.1f} s wall ({tune['took_ms']/1000:.1f} s measuring, {len(tune['trials'])} trials); "
-      f"chose flash attention {c['flash_attn']}, {c['threads']} threads, {c['threads_batch']} prompt threads, batch {c['batch']}")
-default = json.load(open(f"{out}/llama-default.json"))
-grid = json.load(open(f"{out}/llama-grid.json"))
+python3 - "$OUT" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+med = statistics.median
+load = lambda name, r: json.load(open(f"{out}/{name}.r{r}.json"))
+for r in range(1, rounds + 1):
+    t = load("tune", r)["entry"]
+    c = t["choice"]
+    print(f"round {r}: moat tune {load('tunewall', r)['wall_ms'] / 1000:.1f} s wall ({t['took_ms'] / 1000:.1f} s measuring, "
+          f"{len(t['trials'])} trials); chose flash attention {c['flash_attn']}, {c['threads']} threads, "
+          f"{c['threads_batch']} prompt threads, batch {c['batch']}")
 def rate(rows, test, d, best=False):
     key = "n_prompt" if test == "pp" else "n_gen"
     hits = [r for r in rows if r["n_depth"] == d and r[key] > 0 and r["n_prompt" if test == "tg" else "n_gen"] == 0]
     if not hits:
         return None, None
     r = max(hits, key=lambda r: r["avg_ts"]) if best else hits[0]
-    return r["avg_ts"], f"fa={r['flash_attn']} t={r['n_threads']} ub={r['n_ubatch']} b={r['n_batch']}"
-print(f"{'test':<12} {'moat tuned':>11} {'llama dflt':>11} {'llama best':>11} {'tuned/dflt':>11} {'tuned/best':>11}  best flags")
+    return r["avg_ts"], f"fa={r['flash_attn']} t={r['n_threads']} ub={r['n_ubatch']}"
+print(f"medians of {rounds} rounds (ratios: median of each round's own ratio, min-max after it)")
+print(f"{'test':<12} {'moat tuned':>11} {'llama dflt':>11} {'llama best':>11} {'tuned/dflt':>17} {'tuned/best':>17}  best flags per round")
 for d in (0, 512):
-    m = json.load(open(f"{out}/moat-d{d}.json"))["results"][0]
-    for test, mine in (("pp", m["pp_tok_s"]), ("tg", m["gen_tok_s"])):
-        dv, _ = rate(default, test, d)
-        bv, flags = rate(grid, test, d, best=True)
+    for test in ("pp", "tg"):
+        mine, dflt, best, flags = [], [], [], []
+        for r in range(1, rounds + 1):
+            m = load(f"moat-d{d}", r)["results"][0]
+            mine.append(m["pp_tok_s"] if test == "pp" else m["gen_tok_s"])
+            dflt.append(rate(load("llama-default", r), test, d)[0] or 0.0)
+            b, f = rate(load("llama-grid", r), test, d, best=True)
+            best.append(b or 0.0)
+            flags.append(f or "-")
+        def ratios(theirs):
+            rs = [a / b for a, b in zip(mine, theirs) if b]
+            return f"{med(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f})" if rs else "-"
         name = f"{test}{512 if test == 'pp' else 128} @d{d}"
-        ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
-        print(f"{name:<12} {mine:>11.1f} {dv or 0:>11.1f} {bv or 0:>11.1f} {ratio(mine, dv):>11} {ratio(mine, bv):>11}  {flags}")
+        print(f"{name:<12} {med(mine):>11.1f} {med(dflt):>11.1f} {med(best):>11.1f} {ratios(dflt):>17} {ratios(best):>17}  {'; '.join(flags)}")
 print("(moat's tg is its wall-clock rate: sampling and detokenising included; llama-bench's excludes them)")
 EOF

@@ -52,6 +52,32 @@ fn chinese_and_emoji_stream_byte_exactly() {
     assert!(pieces.len() > 1, "the reply streamed in pieces");
 }
 
+/// `--dry-multiplier` once did nothing: the look-back moat passed (-1, "the whole context") is
+/// clamped to 0 by this llama.cpp, which disables DRY. A greedy continuation of a counting loop
+/// repeats it exactly; with DRY on it must leave the loop.
+#[test]
+fn dry_breaks_a_greedy_repetition_loop() {
+    let engine = common::engine(1024);
+    let periodic = |text: &str| {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words.len() >= 9 && words.windows(4).all(|w| w[0] == w[3])
+    };
+    // The first of these that this model continues as an exact loop.
+    let prompts = [
+        "a b c a b c a b c a b c a b c a b c a b",
+        "1 2 3 1 2 3 1 2 3 1 2 3 1 2 3 1 2 3 1",
+        "red green blue red green blue red green blue red green blue red",
+    ];
+    let looping = prompts.iter().find(|p| {
+        let r = engine.submit(Task::Complete { prompt: p.to_string(), sampling: greedy(24) }).text(|_| {}).unwrap();
+        periodic(&r.text)
+    });
+    let prompt = looping.expect("none of the prompts makes this model loop; add one that does");
+    let dry = SamplingConfig { dry_multiplier: 0.8, ..greedy(24) };
+    let reply = engine.submit(Task::Complete { prompt: prompt.to_string(), sampling: dry }).text(|_| {}).unwrap();
+    assert!(!periodic(&reply.text), "DRY left the loop as it was: {:?}", reply.text);
+}
+
 #[test]
 fn a_second_turn_decodes_only_its_new_tokens() {
     let engine = common::engine(2048);

@@ -302,6 +302,13 @@ fn feed(json: &mut PartialJson, pending: &mut Vec<u8>, bytes: &[u8]) -> bool {
     }
 }
 
+/// How many tokens back DRY looks for a repeat: the whole reply (only the reply's tokens are accepted
+/// into the chain). A positive count is required: this llama.cpp clamps a negative one ("the whole
+/// context" in older versions and in llama-server) to 0, which turns DRY off without a word.
+fn dry_look_back(p: &SamplingConfig) -> i32 {
+    (p.max_tokens as i64).clamp(64, 1 << 16) as i32
+}
+
 /// Where a DRY repeat stops counting (llama.cpp's defaults).
 const DRY_SEQUENCE_BREAKERS: [&str; 4] = ["\n", ":", "\"", "*"];
 
@@ -373,14 +380,14 @@ pub fn build_constrained<'m>(
         chain.push(LlamaSampler::penalties(model.n_vocab(), p.repeat_last_n, p.repeat_penalty, 0.0, 0.0));
     }
     if p.dry_multiplier > 0.0 {
-        // llama.cpp's defaults: the look-back is the whole context (-1), and a newline, colon, quote or
-        // asterisk ends a sequence, so JSON keys and Markdown markup may repeat freely.
+        // A newline, colon, quote or asterisk ends a sequence (llama.cpp's defaults), so JSON keys and
+        // Markdown markup may repeat freely.
         chain.push(LlamaSampler::dry(
             model,
             p.dry_multiplier,
             p.dry_base,
             p.dry_allowed_length,
-            -1,
+            dry_look_back(p),
             DRY_SEQUENCE_BREAKERS,
         ));
     }
