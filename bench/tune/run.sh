@@ -14,7 +14,7 @@
 # same libllama). LLAMA_BENCH=path uses a binary built elsewhere. The build goes to /tmp, once.
 #
 # Environment: MODEL (default: the default model in the store), MOAT (target/release/moat),
-# REPS (1 per round), ROUNDS (3), JOBS (2, for the llama-bench build), OUT (/tmp/moat-tune-bench).
+# REPS (1 per round), ROUNDS (5), JOBS (2, for the llama-bench build), OUT (/tmp/moat-tune-bench).
 # Run it on an idle machine: the numbers are only as steady as the CPU is free.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 MODEL=${MODEL:-$HOME/.local/share/moat/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 MOAT=${MOAT:-target/release/moat}
 REPS=${REPS:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 JOBS=${JOBS:-2}
 OUT=${OUT:-/tmp/moat-tune-bench}
 BUILD=${LLAMA_BENCH_BUILD:-/tmp/llama-bench-build}
@@ -72,25 +72,50 @@ threads=$(printf '%s\n' "$physical" "$((physical > 1 ? physical - 1 : 1))" "$log
 
 echo "load before: $(uptime)"
 data=$OUT/data
-rm -rf "$data" "$OUT"/*.r*.json
+rm -rf "$data" "$OUT"/*.r*.json "$OUT"/*.r*.jsonl
 # moat with its built-in defaults only: no user config file, no MOAT_MODEL_* overrides.
 export MOAT_CONFIG=$OUT/no-config.toml
 unset MOAT_MODEL_THREADS MOAT_MODEL_THREADS_BATCH MOAT_MODEL_BATCH MOAT_MODEL_FLASH_ATTN
-# The machine's speed drifts by tens of percent over minutes (shared hosts): every round runs all three
-# (a fresh `moat tune`, then moat's bench with its choice, llama-bench's defaults, the grid) back to back,
-# and the summary quotes medians of the rounds and of each round's own ratios.
+# The machine's speed drifts by tens of percent over minutes (shared hosts), so the comparison is made in
+# short rounds: a grid over the flags first (once) finds llama-bench's best flags per test; then each round
+# runs moat (with the choice of a fresh `moat tune`), llama-bench at llama.cpp's defaults and llama-bench at
+# the best flags, one repetition each, in an order that alternates between rounds. The summary quotes
+# medians of the rounds and of each round's own ratios.
+"$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -fa 0,1 -t "$threads" -ub 256,512 -o json \
+    >"$OUT/llama-grid.json" 2>"$OUT/llama-grid.err"
+best_flags() { # test depth -> llama-bench flags of the grid's fastest row
+    python3 - "$OUT/llama-grid.json" "$1" "$2" <<'EOF'
+import json, sys
+rows, test, d = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+key, other = ("n_prompt", "n_gen") if test == "pp" else ("n_gen", "n_prompt")
+r = max((r for r in rows if r["n_depth"] == d and r[key] > 0 and r[other] == 0), key=lambda r: r["avg_ts"])
+n = "-p 512 -n 0" if test == "pp" else "-p 0 -n 128"
+print(f"{n} -d {d} -fa {int(r['flash_attn'])} -t {r['n_threads']} -ub {r['n_ubatch']}")
+EOF
+}
 for r in $(seq 1 "$ROUNDS"); do
     start=$(date +%s%N)
     MOAT_DATA_DIR=$data "$MOAT" tune -m "$MODEL" --force --json >"$OUT/tune.r$r.json"
     echo "{\"wall_ms\": $((($(date +%s%N) - start) / 1000000))}" >"$OUT/tunewall.r$r.json"
-    for d in 0 512; do
-        MOAT_DATA_DIR=$data "$MOAT" bench -m "$MODEL" -p 512 -g 128 -d "$d" -r "$REPS" --json >"$OUT/moat-d$d.r$r.json"
-    done
-    # llama-bench's default thread count is the physical cores (the lite build is told so).
-    "$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -t "$physical" -o json \
-        >"$OUT/llama-default.r$r.json" 2>"$OUT/llama-default.err"
-    "$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -fa 0,1 -t "$threads" -ub 256,512 -o json \
-        >"$OUT/llama-grid.r$r.json" 2>"$OUT/llama-grid.err"
+    run_moat() {
+        for d in 0 512; do
+            MOAT_DATA_DIR=$data "$MOAT" bench -m "$MODEL" -p 512 -g 128 -d "$d" -r "$REPS" --json >"$OUT/moat-d$d.r$r.json"
+        done
+    }
+    run_llama() {
+        # llama-bench's default thread count is the physical cores (the lite build is told so).
+        "$LLAMA_BENCH" -m "$MODEL" -p 512 -n 128 -d 0,512 -r "$REPS" -t "$physical" -o json \
+            >"$OUT/llama-default.r$r.json" 2>"$OUT/llama-default.err"
+        : >"$OUT/llama-best.r$r.jsonl"
+        for test in pp tg; do
+            for d in 0 512; do
+                # shellcheck disable=SC2046
+                "$LLAMA_BENCH" -m "$MODEL" $(best_flags "$test" "$d") -r "$REPS" -o json >>"$OUT/llama-best.r$r.jsonl" \
+                    2>"$OUT/llama-best.err"
+            done
+        done
+    }
+    if [ $((r % 2)) -eq 1 ]; then run_moat; run_llama; else run_llama; run_moat; fi
 done
 echo "load after:  $(uptime)"
 
@@ -121,7 +146,11 @@ for d in (0, 512):
             m = load(f"moat-d{d}", r)["results"][0]
             mine.append(m["pp_tok_s"] if test == "pp" else m["gen_tok_s"])
             dflt.append(rate(load("llama-default", r), test, d)[0] or 0.0)
-            b, f = rate(load("llama-grid", r), test, d, best=True)
+            rows = []
+            for chunk in open(f"{out}/llama-best.r{r}.jsonl").read().replace("]\n[", "]\x00[").split("\x00"):
+                if chunk.strip():
+                    rows.extend(json.loads(chunk))
+            b, f = rate(rows, test, d, best=True)
             best.append(b or 0.0)
             flags.append(f or "-")
         def ratios(theirs):
