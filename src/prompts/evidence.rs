@@ -186,31 +186,37 @@ fn visit<'v>(v: &'v Value, path: &[Seg], out: &mut Vec<&'v str>) {
     }
 }
 
-/// Drops empty strings from the arrays that hold source ids (what a `maxLength: 0` item allows).
-fn drop_empty(v: &mut Value, path: &[Seg]) {
+/// Drops empty strings (what a `maxLength: 0` item allows) and repeats of an id (the grammar's enum allows
+/// `["c01", "c01"]`) from the arrays that hold source ids.
+fn tidy_ids(v: &mut Value, path: &[Seg]) {
     match path.split_first() {
         None => {}
         Some((Seg::Each, [])) => {
             if let Some(items) = v.as_array_mut() {
-                items.retain(|i| i.as_str() != Some(""));
+                let mut seen: Vec<Value> = Vec::new();
+                items.retain(|i| {
+                    let keep = i.as_str() != Some("") && !seen.contains(i);
+                    seen.push(i.clone());
+                    keep
+                });
             }
         }
         Some((Seg::Key(k), rest)) => {
             if let Some(sub) = v.get_mut(k) {
-                drop_empty(sub, rest);
+                tidy_ids(sub, rest);
             }
         }
         Some((Seg::Each, rest)) => {
             if let Some(items) = v.as_array_mut() {
                 for item in items {
-                    drop_empty(item, rest);
+                    tidy_ids(item, rest);
                 }
             }
         }
     }
 }
 
-/// After a reply validated: removes empty ids and returns the ids it cites, in order, once each.
+/// After a reply validated: removes empty and repeated ids and returns the ids it cites, in order, once each.
 /// `schema` is the prompt file's schema (with `format: source-id`), not the constrained one.
 pub fn cited(schema: Option<&str>, json: Option<&mut Value>) -> Vec<String> {
     let (Some(schema), Some(json)) = (schema, json) else { return Vec::new() };
@@ -220,7 +226,7 @@ pub fn cited(schema: Option<&str>, json: Option<&mut Value>) -> Vec<String> {
     let Ok(schema) = serde_json::from_str::<Value>(schema) else { return Vec::new() };
     let mut ids: Vec<String> = Vec::new();
     for p in paths(&schema) {
-        drop_empty(json, &p);
+        tidy_ids(json, &p);
         let mut found = Vec::new();
         visit(json, &p, &mut found);
         for id in found {
@@ -311,15 +317,17 @@ mod tests {
     }
 
     #[test]
-    fn cited_ids_are_collected_and_empty_ones_dropped() {
+    fn cited_ids_are_collected_and_empty_and_repeated_ones_dropped() {
         let mut reply = serde_json::json!({"points": [
             {"point": "a", "evidence": ["c07", ""]},
-            {"point": "b", "evidence": ["c01", "c07"]},
+            {"point": "b", "evidence": ["c01", "c01", "c07"]},
             {"point": "c"}
         ]});
         let ids = cited(Some(SCHEMA), Some(&mut reply));
         assert_eq!(ids, vec!["c07", "c01"]);
         assert_eq!(reply["points"][0]["evidence"], serde_json::json!(["c07"]));
+        // A one-point SWOT on the default model cited `["c01", "c01"]`: each id once.
+        assert_eq!(reply["points"][1]["evidence"], serde_json::json!(["c01", "c07"]));
         let mut sources = vec![src("c01"), src("c02"), src("c07")];
         mark_cited(&mut sources, &ids);
         let view = sources_view(&sources, Lang::En);
