@@ -56,6 +56,22 @@ pub struct Choice {
     pub turn_ms: f64,
 }
 
+impl Choice {
+    /// The prompt settings of `pp` and the generation threads of `tg` (trials of the same flash
+    /// attention value), with their rates.
+    fn of(pp: &Trial, tg: &Trial) -> Choice {
+        Choice {
+            flash_attn: pp.flash_attn,
+            threads: tg.threads,
+            threads_batch: pp.threads_batch,
+            batch: pp.batch,
+            pp_tok_s: pp.pp_tok_s,
+            tg_tok_s: tg.tg_tok_s,
+            turn_ms: turn_ms(pp.pp_tok_s, tg.tg_tok_s),
+        }
+    }
+}
+
 /// One model on one device under one moat version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -208,15 +224,7 @@ pub const NOISE_MARGIN: f64 = 0.05;
 pub fn choose(trials: &[Trial]) -> Option<Choice> {
     let ok: Vec<&Trial> = trials.iter().filter(|t| t.error.is_none() && t.pp_tok_s > 0.0 && t.tg_tok_s > 0.0).collect();
     let best = fastest(&ok)?;
-    let default = ok.iter().find(|t| t.flash_attn == FlashAttn::On).map(|d| Choice {
-        flash_attn: d.flash_attn,
-        threads: d.threads,
-        threads_batch: d.threads_batch,
-        batch: d.batch,
-        pp_tok_s: d.pp_tok_s,
-        tg_tok_s: d.tg_tok_s,
-        turn_ms: turn_ms(d.pp_tok_s, d.tg_tok_s),
-    });
+    let default = ok.iter().find(|t| t.flash_attn == FlashAttn::On).map(|d| Choice::of(d, d));
     match default {
         Some(d) if best.turn_ms > d.turn_ms * (1.0 - NOISE_MARGIN) => Some(d),
         _ => Some(best),
@@ -230,15 +238,7 @@ fn fastest(ok: &[&Trial]) -> Option<Choice> {
             let of_fa = || ok.iter().filter(move |t| t.flash_attn == fa);
             let pp = of_fa().max_by(|a, b| a.pp_tok_s.total_cmp(&b.pp_tok_s))?;
             let tg = of_fa().max_by(|a, b| a.tg_tok_s.total_cmp(&b.tg_tok_s))?;
-            Some(Choice {
-                flash_attn: fa,
-                threads: tg.threads,
-                threads_batch: pp.threads_batch,
-                batch: pp.batch,
-                pp_tok_s: pp.pp_tok_s,
-                tg_tok_s: tg.tg_tok_s,
-                turn_ms: turn_ms(pp.pp_tok_s, tg.tg_tok_s),
-            })
+            Some(Choice::of(pp, tg))
         })
         .min_by(|a, b| a.turn_ms.total_cmp(&b.turn_ms))
 }
