@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod finetune;
 pub mod history;
 pub mod interrupt;
 pub mod message;

@@ -25,12 +25,16 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "cli",
         "entry",
-        &["tui", "repl", "chat", "commands", "classify", "quantize", "engine", "prompts", "models", "config"],
+        &[
+            "tui", "repl", "chat", "commands", "finetune", "classify", "quantize", "engine", "prompts", "models",
+            "config",
+        ],
     ),
     ("tui", "front end", &["chat", "commands", "classify", "engine", "prompts", "models", "config"]),
     ("repl", "front end", &["chat", "commands", "classify", "engine", "prompts", "models", "config"]),
     ("chat", "conversation", &["commands", "classify", "engine", "prompts", "models", "config"]),
     ("commands", "slash commands", &["classify", "engine", "prompts", "models", "config"]),
+    ("finetune", "model tools", &["classify", "engine", "models", "config"]),
     ("classify", "feature", &["engine", "prompts", "models", "config"]),
     ("quantize", "model tools", &["engine", "models", "config"]),
     ("engine", "inference", &["prompts", "models", "config"]),

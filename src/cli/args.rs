@@ -695,26 +695,74 @@ pub enum ClassifyAction {
 pub struct TrainArgs {
     #[command(flatten)]
     pub io: ClassifyIo,
-    /// Where to save the head (JSON).
+    /// Where to save the head (JSON), or with --encoder the classifier (GGUF).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Labels in this order (default: as they first appear).
     #[arg(long)]
     pub labels: Option<String>,
-    /// Share of the data held out for the metrics stored in the head.
-    #[arg(long, default_value_t = 0.2)]
-    pub heldout: f64,
+    /// Share of the data held out for the metrics (and, with --encoder, early stopping)
+    /// [default: 0.2 for a head, 0.1 with --encoder].
+    #[arg(long, visible_alias = "holdout")]
+    pub heldout: Option<f64>,
     #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
     pub pooling: PoolingArg,
     /// Prompt around each line before pooling, with {text} where the line goes.
     #[arg(long = "feature-prompt", default_value = "{text}")]
     pub feature_prompt: String,
-    #[arg(long, default_value_t = 300)]
-    pub epochs: usize,
+    /// Passes over the data [default: 300 for a head, 3 with --encoder].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     #[arg(long, default_value_t = 1e-3)]
     pub l2: f32,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub encoder: EncoderTrainArgs,
+}
+
+/// `classify train --encoder`: fine-tuning a BERT-family encoder into a classifier GGUF.
+#[derive(Debug, Args)]
+pub struct EncoderTrainArgs {
+    /// Fine-tune this pretrained encoder (a registry name such as minilm-l6, or a directory with
+    /// config.json, model.safetensors and tokenizer.json) and write a classifier GGUF.
+    #[arg(long)]
+    pub encoder: Option<String>,
+    /// Peak learning rate (AdamW; linear warm-up, then linear decay to 0).
+    #[arg(long, default_value_t = 5e-5)]
+    pub lr: f64,
+    /// Lines per training step (the global --batch-size is llama.cpp's n_batch).
+    #[arg(long, default_value_t = 16)]
+    pub train_batch: usize,
+    /// Tokens per line, [CLS] and [SEP] included; longer lines keep their first and last halves.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Keep the embeddings and the lowest N layers frozen (their outputs are computed once:
+    /// faster, usually a little less accurate).
+    #[arg(long, default_value_t = 0)]
+    pub freeze: usize,
+    /// Seed for the shuffles, the held-out split, dropout and the new head.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Stop after N epochs without a better held-out macro-F1 (0: never).
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Share of the steps spent warming the learning rate up.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f32,
+    /// How the GGUF stores matrices.
+    #[arg(long, value_enum, default_value_t = crate::finetune::gguf::OutType::F16)]
+    pub outtype: crate::finetune::gguf::OutType,
+    /// Save the training state here after every epoch.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the state in --checkpoint (same data, encoder and settings).
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
 }
 
 impl HistorySearchArgs {

@@ -419,7 +419,8 @@ fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], 
 }
 
 fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
-    if !(0.0..0.9).contains(&t.heldout) {
+    let heldout = t.heldout.unwrap_or(0.2);
+    if t.encoder.encoder.is_none() && !(0.0..0.9).contains(&heldout) {
         return Err(Failure::usage("--heldout must be between 0 and 0.9"));
     }
     let items = read_items(&t.io, true)?;
@@ -442,6 +443,9 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
         return Err(Failure::usage("the training data needs at least two different labels"));
     }
     check_gold(&items, &labels)?;
+    if t.encoder.encoder.is_some() {
+        return super::finetune::run(flags, t, items, labels);
+    }
     if !t.feature_prompt.contains("{text}") {
         return Err(Failure::usage("--feature-prompt must contain {text}"));
     }
@@ -466,7 +470,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     bar.finish_and_clear();
     let feat_s = started.elapsed().as_secs_f64();
     let keep: Vec<usize> = (0..texts.len()).filter(|&i| xs[i].is_some()).collect();
-    let n_held = ((keep.len() as f64) * t.heldout).round() as usize;
+    let n_held = ((keep.len() as f64) * heldout).round() as usize;
     let (train_idx, held_idx) = keep.split_at(keep.len() - n_held);
     let tx: Vec<Vec<f32>> = train_idx.iter().map(|&i| xs[i].clone().expect("kept")).collect();
     let ty: Vec<usize> = train_idx.iter().map(|&i| ys[i]).collect();
@@ -486,7 +490,7 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
         heldout_macro_f1: None,
         created: jiff::Timestamp::now().to_string(),
     };
-    let opts = TrainOptions { epochs: t.epochs, l2: t.l2, ..TrainOptions::default() };
+    let opts = TrainOptions { epochs: t.epochs.unwrap_or(300), l2: t.l2, ..TrainOptions::default() };
     let mut head =
         Head::train(labels.clone(), &tx, &ty, t.pooling.into(), t.feature_prompt.clone(), t.io.truncate, opts, prov);
     let pairs: Vec<(usize, usize)> = held_idx

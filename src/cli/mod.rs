@@ -9,6 +9,7 @@ mod classify;
 mod completions;
 mod config_cmd;
 mod doctor;
+mod finetune;
 mod input;
 mod man;
 mod models_cmd;

@@ -14,6 +14,7 @@ mod classify_native;
 mod cli;
 mod engine;
 mod engine_parallel;
+mod finetune;
 mod models_hub;
 mod prompts_api;
 mod prompts_grammar;
