@@ -191,8 +191,10 @@ pub fn resolve_encoder(spec: &str, store: &Store, pull: &PullOptions) -> Result<
         return Err(ModelError::NotEncoder(format!("no encoder given; name one ({}) or give {NEEDS}", names())));
     }
     // A registry name wins over a same-named folder in the current directory (write ./NAME for that).
-    let path_like = spec.contains(['/', '\\']) || spec.starts_with('.');
-    if !path_like && !(reg.find_encoder(spec).is_none() && Path::new(spec).exists()) {
+    let path_like = spec.contains(['/', '\\'])
+        || spec.starts_with('.')
+        || (reg.find_encoder(spec).is_none() && Path::new(spec).exists());
+    if !path_like {
         if let Some(entry) = reg.find_encoder(spec) {
             if let Some(files) = store.encoder_files(entry) {
                 return Ok(files);

@@ -390,7 +390,7 @@ impl Registry {
     /// Finds an encoder by name or alias (case-insensitive).
     pub fn find_encoder(&self, name: &str) -> Option<&EncoderEntry> {
         let n = name.trim().to_ascii_lowercase();
-        self.encoders.iter().find(|e| e.name == n || e.aliases.iter().any(|a| *a == n))
+        self.encoders.iter().find(|e| e.name == n || e.aliases.contains(&n))
     }
 
     /// Encoder names closest to a mistyped one, best first.
