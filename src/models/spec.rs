@@ -98,6 +98,9 @@ impl ModelRef {
         }
         match reg.find(spec) {
             Some(e) => Ok(ModelRef::Registry(e)),
+            None if reg.find_encoder(spec).is_some() => {
+                Err(ModelError::IsEncoder { name: reg.find_encoder(spec).map(|e| e.name.clone()).unwrap_or_default() })
+            }
             None => Err(ModelError::Unknown {
                 name: spec.to_string(),
                 suggestions: reg.suggest(spec).into_iter().map(String::from).collect(),
@@ -164,6 +167,8 @@ mod tests {
         assert!(e.starts_with("qwen2.5-7b has no Q2_K file in the catalogue; it has Q4_K_M, Q5_K_M, Q8_0"), "{e}");
         let e = ModelRef::parse("smollm2:q8_0").unwrap_err().to_string();
         assert!(e.starts_with("smollm2-135m has no Q8_0 file in the catalogue; it has Q4_1 ("), "{e}");
+        let e = ModelRef::parse("minilm-l6").unwrap_err().to_string();
+        assert!(e.starts_with("`minilm-l6` is an encoder"), "{e}");
         let e = ModelRef::parse("smolm2").unwrap_err().to_string();
         assert!(e.contains("did you mean smollm2-135m"), "{e}");
     }

@@ -12,6 +12,7 @@ mod bad_input;
 mod classify;
 mod classify_native;
 mod cli;
+mod encoders;
 mod engine;
 mod engine_parallel;
 mod finetune;
