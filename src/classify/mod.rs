@@ -232,7 +232,7 @@ impl Classifier {
         index: usize,
         result: ItemResult,
     ) -> Option<(usize, Result<Prediction, String>)> {
-        let Some(&owner) = job.owner.get(index) else { return None };
+        let &owner = job.owner.get(index)?;
         let Some(line) = owner else {
             job.free_back += 1;
             if let Ok(logits) = result {
