@@ -6,6 +6,7 @@ use super::prompt_job::{self, PromptJob};
 use super::search::{SearchHit, SearchQuery};
 use super::store::{self, SavedSession, SessionError, SessionStore};
 use super::{Conversation, Message, Role};
+use crate::classify::mode::ClassifyMode;
 use crate::commands::{self, SlashCommand};
 use crate::config::{Config, OverflowPolicy, SamplingConfig};
 use crate::engine::{GenStats, ModelInfo, StopReason, Task};
@@ -87,9 +88,10 @@ pub struct ChatSession {
     /// A prompt armed by `/prompt` or `/run` for the next message.
     pending_prompt: Option<PromptJob>,
     /// Classifier mode (`/classify`): lines are classified instead of answered.
-    pub classify: Option<crate::classify::mode::ClassifyMode>,
-    /// The loaded model's labels when it is a sequence classifier (it cannot chat then).
-    pub classifier_labels: Vec<String>,
+    pub classify: Option<ClassifyMode>,
+    /// What classification needs to know of the loaded model (its labels when it is a sequence
+    /// classifier, which cannot chat).
+    pub classify_model: crate::classify::spec::Model,
     /// The hits of the last `/search`, for `/open N`.
     hits: Vec<SearchHit>,
     /// `/regen` or `/edit` has said once that the old reply stays as a branch.
@@ -127,7 +129,7 @@ impl ChatSession {
             library: Library::builtin(),
             pending_prompt: None,
             classify: None,
-            classifier_labels: Vec::new(),
+            classify_model: crate::classify::spec::Model { name: config.model.name.clone(), ..Default::default() },
             hits: Vec::new(),
             told_branches: false,
         }
@@ -238,20 +240,26 @@ impl ChatSession {
     /// Takes note of a newly loaded model. A sequence classifier cannot chat, so classifier mode is
     /// switched on for it; the returned note says so.
     pub fn model_loaded(&mut self, info: &ModelInfo) -> Option<String> {
-        let (name, classifier_labels) = (info.short_name(), &info.classifier_labels);
+        let name = info.short_name();
         self.model = name.clone();
         self.device = info.device();
-        self.classifier_labels = classifier_labels.to_vec();
-        if classifier_labels.is_empty() {
-            // Label scoring needs a model that writes text: leave a native mode from an earlier model.
-            self.classify = self.classify.take().filter(|m| !m.is_native());
+        self.classify_model = crate::classify::spec::Model::from(info);
+        let labels = &info.classifier_labels;
+        // Classifier mode is resolved again for the new model (its calibration, its head).
+        let kept = self.classify.take().filter(|m| !m.is_native() || !labels.is_empty());
+        if labels.is_empty() {
+            // Label scoring needs a model that writes text: a native mode from an earlier model ends.
+            self.classify = kept.and_then(|m| ClassifyMode::new(m.asked, &self.classify_model).ok());
             return None;
         }
-        let mode = crate::classify::mode::ClassifyMode::for_model(None, classifier_labels).ok()?;
+        // The user's label order when it fits this model's labels, else the model's own.
+        let mode = kept
+            .and_then(|m| ClassifyMode::new(m.asked, &self.classify_model).ok())
+            .or_else(|| ClassifyMode::for_model(None, &self.classify_model).ok())?;
         self.classify = Some(mode);
         Some(format!(
             "{name} is a sequence classifier ({}): classifier mode is on, each line you send is classified",
-            classifier_labels.join(", ")
+            labels.join(", ")
         ))
     }
 
@@ -277,13 +285,13 @@ impl ChatSession {
             SlashCommand::Help => one(Outcome::Note(commands::help())),
             SlashCommand::Quit => one(Outcome::Quit),
             SlashCommand::Classify(labels) => {
-                match crate::classify::mode::ClassifyMode::for_model(labels, &self.classifier_labels) {
+                match ClassifyMode::for_model(labels, &self.classify_model) {
                     Ok(m) => {
                         let note = format!(
                             "classifier mode ({}): each line you send is classified on {}{}; /chat goes back",
                             m.labels.join(", "),
                             self.model,
-                            if self.classifier_labels.is_empty() { "" } else { " with its own head" }
+                            if m.is_native() { " with its own head" } else { "" }
                         );
                         self.classify = Some(m);
                         one(Outcome::Note(note))

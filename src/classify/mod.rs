@@ -1,7 +1,7 @@
 //! Text classification on the loaded model: label scoring with an instruction prompt (zero- or
 //! few-shot, contextually calibrated) or a trained linear head over pooled hidden states. The
 //! engine does the batched llama.cpp work; this module builds prompts, calibrates, trains and
-//! measures.
+//! measures. What to run is decided once, for every front end, in [`spec`].
 
 pub mod calibrate;
 pub mod chunk;
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mode;
 pub mod output;
 pub mod prompt;
+pub mod spec;
 
 use crate::engine::{
     EmbedRequest, Engine, EngineError, ItemResult, Pooling, PromptSpec, ScoreRequest, Sink, StopReason, Task,
@@ -26,8 +27,9 @@ pub fn sentiment_labels() -> Vec<String> {
 
 #[derive(Debug, Clone)]
 pub enum Method {
-    /// Label scoring with an instruction prompt.
-    Prompt { plan: prompt::Plan, calibration: Option<Calibration> },
+    /// Label scoring with an instruction prompt. With `calibrate`, the first request also scores
+    /// the content-free inputs and `calibration` is set from them.
+    Prompt { plan: prompt::Plan, calibrate: bool, calibration: Option<Calibration> },
     /// A trained head over pooled hidden states.
     Head(Box<Head>),
     /// A sequence classifier's own head (llama.cpp RANK pooling); `order[i]` is the model output
@@ -35,11 +37,13 @@ pub enum Method {
     Native { order: Vec<usize> },
 }
 
+/// A [`spec::Spec`] ready to run. `moat classify` and `/classify` both classify through it: the
+/// same pieces of a line go to the engine, and their results become the same prediction.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     pub labels: Vec<String>,
     pub method: Method,
-    /// Longest line in tokens; longer ones keep their first and last halves.
+    /// Longest piece in tokens the model reads at once.
     pub max_tokens: usize,
     /// Lines per decode.
     pub batch: usize,
@@ -68,7 +72,7 @@ impl Prediction {
 }
 
 /// Label scoring options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PromptOptions {
     pub labels: Vec<String>,
     pub shots: usize,
@@ -78,58 +82,46 @@ pub struct PromptOptions {
     pub template: Option<String>,
 }
 
+/// One request in flight: which line each engine item is a piece of, and the pieces' label
+/// probabilities summed per line until the line is complete. Made by [`Classifier::job`], fed
+/// by [`Classifier::take`].
+#[derive(Debug, Clone, Default)]
+pub struct Job {
+    /// Per engine item: the line it is a piece of; `None` for a content-free calibration input.
+    owner: Vec<Option<usize>>,
+    /// Per line: pieces not back yet, the sum of the good pieces' probabilities, how many were
+    /// good, and the first error.
+    left: Vec<usize>,
+    sum: Vec<Vec<f32>>,
+    ok: Vec<usize>,
+    error: Vec<Option<String>>,
+    /// Calibration inputs: how many were sent, and the label logits of those that came back.
+    n_free: usize,
+    free_back: usize,
+    free: Vec<Vec<f32>>,
+}
+
 impl Classifier {
-    /// Label scoring; with `calibrate`, first scores the content-free inputs.
-    pub fn prompt(
-        engine: &mut Engine,
-        o: &PromptOptions,
-        max_tokens: usize,
-        batch: usize,
-    ) -> Result<Classifier, EngineError> {
-        let mut plan = prompt::plan(&o.labels, o.shots, &o.examples, o.chat);
-        if let Some(t) = &o.template {
-            plan.spec = PromptSpec::raw(t.clone());
-        }
-        let mut c = Classifier {
-            labels: o.labels.clone(),
-            method: Method::Prompt { plan, calibration: None },
-            max_tokens,
-            batch,
-            long: LongInput::default(),
-        };
-        if o.calibrate {
-            let mut rows = Vec::new();
-            c.scores(engine, CONTENT_FREE.iter().map(|s| s.to_string()).collect(), true, |_, r| {
-                if let Ok(v) = r {
-                    rows.push(v);
+    /// The classifier for `spec`. Nothing runs yet: label scoring calibrates in its first request.
+    pub fn new(spec: &spec::Spec) -> Classifier {
+        let method = match &spec.kind {
+            spec::Kind::Prompt(o) => {
+                let mut plan = prompt::plan(&o.labels, o.shots, &o.examples, o.chat);
+                if let Some(t) = &o.template {
+                    plan.spec = PromptSpec::raw(t.clone());
                 }
-            })?;
-            if let Method::Prompt { calibration, .. } = &mut c.method {
-                *calibration = Calibration::from_logits(&rows);
+                Method::Prompt { plan, calibrate: o.calibrate, calibration: None }
             }
-        }
-        Ok(c)
-    }
-
-    pub fn head(head: Head, batch: usize) -> Classifier {
+            spec::Kind::Head(h) => Method::Head(h.clone()),
+            spec::Kind::Native { order } => Method::Native { order: order.clone() },
+        };
         Classifier {
-            labels: head.labels.clone(),
-            max_tokens: head.max_tokens,
-            method: Method::Head(Box::new(head)),
-            batch,
-            long: LongInput::default(),
+            labels: spec.labels.clone(),
+            method,
+            max_tokens: spec.max_tokens,
+            batch: spec.batch.max(1),
+            long: spec.long,
         }
-    }
-
-    /// A native sequence classifier with `model_labels` (from its GGUF); see [`native_order`].
-    pub fn native(
-        model_labels: &[String],
-        wanted: Option<&[String]>,
-        max_tokens: usize,
-        batch: usize,
-    ) -> Result<Classifier, String> {
-        let (labels, order) = native_order(model_labels, wanted)?;
-        Ok(Classifier { labels, method: Method::Native { order }, max_tokens, batch, long: LongInput::default() })
     }
 
     /// One line describing the method, for reports.
@@ -152,7 +144,7 @@ impl Classifier {
 
     fn describe_method(&self) -> String {
         match &self.method {
-            Method::Prompt { plan, calibration } => {
+            Method::Prompt { plan, calibration, .. } => {
                 let shots = plan.spec.template.matches("Text: ").count().saturating_sub(1);
                 format!(
                     "label scoring, {} ({}){}",
@@ -173,112 +165,140 @@ impl Classifier {
         }
     }
 
-    /// Raw label logits per line (label scoring only).
-    fn scores(
-        &self,
-        engine: &mut Engine,
-        items: Vec<String>,
-        share_prefix: bool,
-        mut on: impl FnMut(usize, Result<Vec<f32>, String>),
-    ) -> Result<(), EngineError> {
-        let Method::Prompt { plan, .. } = &self.method else { unreachable!("scores needs a prompt method") };
-        let req = ScoreRequest {
-            prompt: plan.spec.clone(),
-            items,
-            labels: plan.verbalizers.clone(),
-            max_item_tokens: self.max_tokens,
-            batch: if share_prefix { self.batch } else { 1 },
-            share_prefix,
-        };
-        collect(engine, Task::Score(Box::new(req)), &mut on)
+    /// Whether this is a sequence classifier's own head.
+    pub fn is_native(&self) -> bool {
+        matches!(self.method, Method::Native { .. })
     }
 
-    /// Classifies `items` (all of them valid text), calling `on(index, result)` in input order.
-    /// `share_prefix = false` is the naive path: every line decodes its whole prompt alone.
+    /// The engine task for `lines` (valid, non-empty text) and the job that turns its item
+    /// results into one prediction per line ([`Classifier::take`]). A line over `max_tokens` is
+    /// split into chunks ([`LongInput::Chunk`]) or left for the engine to cut (`Truncate`); label
+    /// scoring that is not calibrated yet scores the content-free inputs first.
+    /// `share_prefix = false` is the naive path: every piece decodes its whole prompt alone.
+    pub fn job(&self, lines: &[String], share_prefix: bool) -> (Task, Job) {
+        let mut job = Job::default();
+        let mut items = Vec::new();
+        if let Method::Prompt { calibrate: true, calibration: None, .. } = &self.method {
+            items.extend(CONTENT_FREE.iter().map(|s| s.to_string()));
+            job.owner.extend(CONTENT_FREE.iter().map(|_| None));
+            job.n_free = CONTENT_FREE.len();
+        }
+        for (i, text) in lines.iter().enumerate() {
+            let pieces = match self.long {
+                LongInput::Chunk => chunk::split(text, self.max_tokens, self.chunk_budget()),
+                LongInput::Truncate => vec![text.clone()],
+            };
+            job.left.push(pieces.len());
+            job.owner.extend(pieces.iter().map(|_| Some(i)));
+            items.extend(pieces);
+        }
+        job.sum = vec![Vec::new(); lines.len()];
+        job.ok = vec![0; lines.len()];
+        job.error = vec![None; lines.len()];
+        let batch = if share_prefix { self.batch } else { 1 };
+        let task = match &self.method {
+            Method::Prompt { plan, .. } => Task::Score(Box::new(ScoreRequest {
+                prompt: plan.spec.clone(),
+                items,
+                labels: plan.verbalizers.clone(),
+                max_item_tokens: self.max_tokens,
+                batch,
+                share_prefix,
+            })),
+            Method::Head(h) => Task::Embed(Box::new(EmbedRequest {
+                prompt: h.prompt(),
+                items,
+                pooling: h.pooling,
+                max_item_tokens: h.max_tokens,
+                batch: self.batch,
+            })),
+            Method::Native { .. } => Task::Embed(Box::new(EmbedRequest {
+                prompt: PromptSpec::raw("{text}"),
+                items,
+                pooling: Pooling::Rank,
+                max_item_tokens: self.max_tokens,
+                batch,
+            })),
+        };
+        (task, job)
+    }
+
+    /// Takes the result of engine item `index` of `job`'s task; returns the line it completes,
+    /// with its prediction (the mean of its pieces' probabilities, or the first error when no
+    /// piece could be classified), if it completes one.
+    pub fn take(
+        &mut self,
+        job: &mut Job,
+        index: usize,
+        result: ItemResult,
+    ) -> Option<(usize, Result<Prediction, String>)> {
+        let &owner = job.owner.get(index)?;
+        let Some(line) = owner else {
+            job.free_back += 1;
+            if let Ok(logits) = result {
+                job.free.push(logits);
+            }
+            if job.free_back == job.n_free {
+                if let Method::Prompt { calibration, .. } = &mut self.method {
+                    *calibration = Calibration::from_logits(&job.free);
+                }
+            }
+            return None;
+        };
+        match result.and_then(|raw| self.probs(&raw)) {
+            Ok(p) => {
+                let sum = &mut job.sum[line];
+                sum.resize(p.len(), 0.0);
+                sum.iter_mut().zip(&p).for_each(|(s, x)| *s += x);
+                job.ok[line] += 1;
+            }
+            Err(e) => {
+                job.error[line].get_or_insert(e);
+            }
+        }
+        job.left[line] = job.left[line].checked_sub(1)?;
+        if job.left[line] > 0 {
+            return None;
+        }
+        let result = match job.ok[line] {
+            0 => Err(job.error[line].take().unwrap_or_else(|| "not classified".into())),
+            n => Ok(Prediction::from_probs(job.sum[line].iter().map(|s| s / n as f32).collect())),
+        };
+        Some((line, result))
+    }
+
+    /// One piece's label probabilities from what the engine gave for it.
+    fn probs(&self, raw: &[f32]) -> Result<Vec<f32>, String> {
+        match &self.method {
+            Method::Prompt { calibration, .. } => {
+                let p = softmax(raw);
+                Ok(match calibration {
+                    Some(c) => c.apply(&p),
+                    None => p,
+                })
+            }
+            Method::Head(h) => Ok(h.predict(raw)),
+            // Raw logits of a single-label head: softmax, then the user's label order.
+            Method::Native { order } => native_probs(order, raw),
+        }
+    }
+
+    /// Classifies `items` (all of them valid text), calling `on(index, result)` as each line
+    /// completes (in input order). `share_prefix = false` is the naive path: every line decodes
+    /// its whole prompt alone.
     pub fn run(
-        &self,
+        &mut self,
         engine: &mut Engine,
         items: Vec<String>,
         share_prefix: bool,
         mut on: impl FnMut(usize, Result<Prediction, String>),
     ) -> Result<(), EngineError> {
-        if self.long == LongInput::Truncate {
-            return self.run_lines(engine, items, share_prefix, on);
-        }
-        let mut owner = Vec::with_capacity(items.len());
-        let mut pieces = Vec::with_capacity(items.len());
-        for (i, text) in items.iter().enumerate() {
-            for c in chunk::split(text, self.max_tokens, self.chunk_budget()) {
-                owner.push(i);
-                pieces.push(c);
-            }
-        }
-        let n_pieces: Vec<usize> = owner.iter().fold(vec![0; items.len()], |mut n, &i| {
-            n[i] += 1;
-            n
-        });
-        // Pieces arrive in input order, so each line completes before the next begins.
-        let (mut sum, mut seen, mut ok, mut first_err): (Vec<f32>, usize, usize, Option<String>) =
-            (Vec::new(), 0, 0, None);
-        self.run_lines(engine, pieces, share_prefix, |pi, r| {
-            let i = owner[pi];
-            seen += 1;
-            match r {
-                Ok(p) => {
-                    sum.resize(p.probs.len(), 0.0);
-                    sum.iter_mut().zip(&p.probs).for_each(|(s, x)| *s += x);
-                    ok += 1;
-                }
-                Err(e) => first_err = first_err.take().or(Some(e)),
-            }
-            if seen == n_pieces[i] {
-                let result = if ok > 0 {
-                    Ok(Prediction::from_probs(sum.iter().map(|s| s / ok as f32).collect()))
-                } else {
-                    Err(first_err.take().unwrap_or_else(|| "not classified".into()))
-                };
-                on(i, result);
-                (sum, seen, ok, first_err) = (Vec::new(), 0, 0, None);
+        let (task, mut job) = self.job(&items, share_prefix);
+        collect(engine, task, &mut |i, r| {
+            if let Some((line, p)) = self.take(&mut job, i, r) {
+                on(line, p)
             }
         })
-    }
-
-    /// Classifies each item as one line (truncated to `max_tokens` by the engine).
-    fn run_lines(
-        &self,
-        engine: &mut Engine,
-        items: Vec<String>,
-        share_prefix: bool,
-        mut on: impl FnMut(usize, Result<Prediction, String>),
-    ) -> Result<(), EngineError> {
-        match &self.method {
-            Method::Prompt { calibration, .. } => self.scores(engine, items, share_prefix, |i, r| {
-                on(
-                    i,
-                    r.map(|logits| {
-                        let p = softmax(&logits);
-                        Prediction::from_probs(match calibration {
-                            Some(c) => c.apply(&p),
-                            None => p,
-                        })
-                    }),
-                )
-            }),
-            Method::Head(h) => {
-                let h = h.clone();
-                features(engine, items, &h.prompt(), h.pooling, h.max_tokens, self.batch, |i, r| {
-                    on(i, r.map(|x| Prediction::from_probs(h.predict(&x))))
-                })
-            }
-            Method::Native { order } => {
-                // Raw logits of a single-label head: softmax, then the user's label order.
-                let batch = if share_prefix { self.batch } else { 1 };
-                let raw = PromptSpec::raw("{text}");
-                features(engine, items, &raw, Pooling::Rank, self.max_tokens, batch, |i, r| {
-                    on(i, r.and_then(|logits| native_probs(order, &logits)).map(Prediction::from_probs))
-                })
-            }
-        }
     }
 }
 

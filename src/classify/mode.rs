@@ -1,58 +1,49 @@
 //! Classifier mode for the interactive front ends (`/classify [labels]` … `/chat`): every line the
 //! user sends is classified on the loaded model instead of answered, shown with per-label
-//! probability bars, with a running tally. The first request also scores the content-free inputs
-//! so the rest are calibrated. On a native sequence classifier the model's own head is used instead.
+//! probability bars, with a running tally. It classifies through the same [`Spec`] and
+//! [`Classifier`] as `moat classify`, so a line gets the labels the CLI gives it: long lines are
+//! split and averaged, label scoring is calibrated by its first request, and a native sequence
+//! classifier uses its own head.
 
-use super::calibrate::{softmax, Calibration, CONTENT_FREE};
-use super::{output, prompt, Prediction};
-use crate::engine::{EmbedRequest, ItemResult, Pooling, PromptSpec, ScoreRequest, Task};
+use super::spec::{Model, Request, Spec};
+use super::{output, Classifier, Job};
+use crate::engine::{ItemResult, Task};
 
 #[derive(Debug, Clone)]
 pub struct ClassifyMode {
+    /// What `/classify` asked for, resolved again when another model loads.
+    pub asked: Request,
     pub labels: Vec<String>,
     pub counts: Vec<usize>,
-    plan: prompt::Plan,
-    calibration: Option<Calibration>,
-    /// Lines of the request in flight, and how many content-free inputs precede them.
+    classifier: Classifier,
+    /// Lines of the request in flight, and how its engine items map onto them.
     lines: Vec<String>,
-    offset: usize,
-    cf_rows: Vec<Vec<f32>>,
-    /// A native classifier: `order[i]` is the model output holding label `i`.
-    native: Option<Vec<usize>>,
+    job: Job,
 }
 
 impl ClassifyMode {
-    pub fn new(labels: Vec<String>) -> ClassifyMode {
-        let shots = if prompt::is_sentiment(&labels) { 8 } else { 0 };
-        let plan = prompt::plan(&labels, shots, &[], false);
-        let counts = vec![0; labels.len()];
-        ClassifyMode {
-            labels,
-            counts,
-            plan,
-            calibration: None,
+    /// Classifier mode for `asked` on the loaded `model`; see [`Request::resolve`] for the errors.
+    pub fn new(asked: Request, model: &Model) -> Result<ClassifyMode, String> {
+        let spec: Spec = asked.resolve(model)?;
+        let classifier = Classifier::new(&spec);
+        Ok(ClassifyMode {
+            asked,
+            labels: spec.labels.clone(),
+            counts: vec![0; spec.labels.len()],
+            classifier,
             lines: Vec::new(),
-            offset: 0,
-            cf_rows: Vec::new(),
-            native: None,
-        }
+            job: Job::default(),
+        })
     }
 
-    /// Classifier mode for the loaded model: its own head when it is a sequence classifier
-    /// (`model_labels` from its GGUF; `labels` may reorder them), else label scoring.
-    pub fn for_model(labels: Option<Vec<String>>, model_labels: &[String]) -> Result<ClassifyMode, String> {
-        if model_labels.is_empty() {
-            return Ok(ClassifyMode::new(labels.unwrap_or_else(super::sentiment_labels)));
-        }
-        let (labels, order) = super::native_order(model_labels, labels.as_deref())?;
-        let mut m = ClassifyMode::new(labels);
-        m.native = Some(order);
-        Ok(m)
+    /// Classifier mode for `/classify [labels]`: every other setting as `moat classify` defaults it.
+    pub fn for_model(labels: Option<Vec<String>>, model: &Model) -> Result<ClassifyMode, String> {
+        ClassifyMode::new(Request { labels, ..Request::default() }, model)
     }
 
     /// Uses a native classifier's own head (not label scoring).
     pub fn is_native(&self) -> bool {
-        self.native.is_some()
+        self.classifier.is_native()
     }
 
     /// A request for every non-empty line of `text` (a paste of many lines is many items).
@@ -66,61 +57,18 @@ impl ClassifyMode {
         if self.lines.is_empty() {
             return None;
         }
-        if self.native.is_some() {
-            self.offset = 0;
-            let embed = EmbedRequest {
-                prompt: PromptSpec::raw("{text}"),
-                items: self.lines.clone(),
-                pooling: Pooling::Rank,
-                max_item_tokens: 256,
-                batch: 16,
-            };
-            return Some(Task::Embed(Box::new(embed)));
-        }
-        let mut items: Vec<String> = Vec::new();
-        self.offset = 0;
-        if self.calibration.is_none() {
-            items.extend(CONTENT_FREE.iter().map(|s| s.to_string()));
-            self.offset = items.len();
-            self.cf_rows.clear();
-        }
-        items.extend(self.lines.iter().cloned());
-        let score = ScoreRequest {
-            prompt: self.plan.spec.clone(),
-            items,
-            labels: self.plan.verbalizers.clone(),
-            max_item_tokens: 256,
-            batch: 16,
-            share_prefix: true,
-        };
-        Some(Task::Score(Box::new(score)))
+        let (task, job) = self.classifier.job(&self.lines, true);
+        self.job = job;
+        Some(task)
     }
 
-    /// Formats one result of the request in flight (`None` for the calibration inputs).
+    /// Takes the result of engine item `index` of the request in flight; returns the line it
+    /// completes, formatted (`None` for calibration inputs and chunks of a line still coming).
     pub fn result(&mut self, index: usize, result: ItemResult) -> Option<String> {
-        if index < self.offset {
-            if let Ok(r) = result {
-                self.cf_rows.push(r);
-            }
-            if self.cf_rows.len() == self.offset {
-                self.calibration = Calibration::from_logits(&self.cf_rows);
-            }
-            return None;
-        }
-        let line = self.lines.get(index - self.offset).cloned().unwrap_or_default();
+        let (i, result) = self.classifier.take(&mut self.job, index, result)?;
+        let line = self.lines.get(i).cloned().unwrap_or_default();
         Some(match result {
-            Ok(logits) => {
-                let p = match &self.native {
-                    Some(order) => match super::native_probs(order, &logits) {
-                        Ok(p) => p,
-                        Err(e) => return Some(format!("error  {}: {e}", output::clip(&line, 60))),
-                    },
-                    None => {
-                        let p = softmax(&logits);
-                        self.calibration.as_ref().map(|c| c.apply(&p)).unwrap_or(p)
-                    }
-                };
-                let pred = Prediction::from_probs_pub(p);
+            Ok(pred) => {
                 self.counts[pred.label] += 1;
                 format!(
                     "{}  {:.2}  {}\n{}",
@@ -142,10 +90,24 @@ impl ClassifyMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::calibrate::CONTENT_FREE;
+    use crate::engine::Pooling;
+
+    fn chat_model() -> Model {
+        Model { name: "smollm2".into(), classifier_labels: Vec::new(), n_ctx_train: 8192 }
+    }
+
+    fn native_model() -> Model {
+        Model {
+            name: "tiny-bert".into(),
+            classifier_labels: vec!["negative".into(), "positive".into()],
+            n_ctx_train: 128,
+        }
+    }
 
     #[test]
     fn first_request_calibrates_then_tallies() {
-        let mut m = ClassifyMode::new(vec!["positive".into(), "negative".into()]);
+        let mut m = ClassifyMode::for_model(None, &chat_model()).unwrap();
         let Some(Task::Score(score)) = m.request("great\n\n awful \n") else { panic!("a request") };
         assert_eq!(score.items.len(), CONTENT_FREE.len() + 2);
         assert_eq!(&score.items[CONTENT_FREE.len()..], ["great", "awful"]);
@@ -163,7 +125,7 @@ mod tests {
 
     #[test]
     fn native_classifier_uses_its_head_in_the_users_label_order() {
-        let model = ["negative".to_string(), "positive".to_string()];
+        let model = native_model();
         let mut m = ClassifyMode::for_model(Some(vec!["positive".into(), "negative".into()]), &model).unwrap();
         let Some(Task::Embed(embed)) = m.request("great\nawful") else { panic!("an embed request") };
         assert_eq!((embed.pooling, embed.items.len()), (Pooling::Rank, 2));
@@ -172,6 +134,30 @@ mod tests {
         let shown = m.result(1, Ok(vec![1.0, 2.0, 3.0])).unwrap();
         assert!(shown.starts_with("error"), "{shown}");
         assert!(ClassifyMode::for_model(Some(vec!["a".into(), "b".into()]), &model).is_err());
-        assert!(ClassifyMode::for_model(None, &[]).unwrap().native.is_none());
+        assert!(!ClassifyMode::for_model(None, &chat_model()).unwrap().is_native());
+    }
+
+    #[test]
+    fn a_long_line_is_split_as_the_cli_splits_it_and_its_chunks_averaged() {
+        let mut m = ClassifyMode::for_model(None, &native_model()).unwrap();
+        let long = "this is terrible. ".repeat(60);
+        let Some(Task::Embed(embed)) = m.request(&format!("{long}\nfine")) else { panic!("an embed request") };
+        let pieces = embed.items.len() - 1;
+        assert!(pieces > 1, "{:?}", embed.items);
+        assert_eq!(embed.items[..pieces], crate::classify::chunk::split(long.trim(), 126, 63));
+        // Chunks alternate between negative and positive: the line gets the mean.
+        let sure = 1.0 / (1.0 + (-4.0f32).exp());
+        let n_neg = pieces.div_ceil(2);
+        let p_neg = (n_neg as f32 * sure + (pieces - n_neg) as f32 * (1.0 - sure)) / pieces as f32;
+        for i in 0..pieces {
+            let logits = if i % 2 == 0 { vec![2.0, -2.0] } else { vec![-2.0, 2.0] };
+            let shown = m.result(i, Ok(logits));
+            assert_eq!(shown.is_some(), i + 1 == pieces, "{shown:?}");
+            if let Some(s) = shown {
+                let row = s.lines().skip(1).find(|l| l.trim_start_matches(['▶', ' ']).starts_with("negative")).unwrap();
+                assert!(row.ends_with(&format!(" {p_neg:.2}")), "{s}");
+            }
+        }
+        assert!(m.result(pieces, Ok(vec![0.0, 1.0])).unwrap().starts_with("positive"));
     }
 }

@@ -582,19 +582,8 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClassifyMethod {
-    /// A head when --head is given, the model's own head when --model is a sequence classifier,
-    /// else label scoring (the measured best without training).
-    Auto,
-    /// Label scoring with an instruction prompt (zero/few-shot, calibrated).
-    Prompt,
-    /// A trained head (--head FILE).
-    Head,
-    /// The model's own classification head: a GGUF sequence classifier (BERT, RoBERTa, ModernBERT…
-    /// converted by llama.cpp) with its labels in the metadata. Auto picks it for such a model.
-    Native,
-}
+/// `--method`: decided with the rest of the classification policy in [`crate::classify::spec`].
+pub use crate::classify::spec::MethodChoice as ClassifyMethod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PoolingArg {
@@ -676,14 +665,14 @@ pub struct ClassifyIo {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Longest line in tokens read at once; see --long for longer ones.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = crate::classify::spec::DEFAULT_MAX_TOKENS)]
     pub truncate: usize,
     /// Lines over --truncate tokens: split at sentence ends into chunks and average them
     /// (default), or keep their first and last halves (faster). Prediction and --eval only.
     #[arg(long, value_enum, default_value_t = crate::classify::chunk::LongInput::Chunk)]
     pub long: crate::classify::chunk::LongInput,
     /// Lines per decode.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = crate::classify::spec::DEFAULT_BATCH)]
     pub batch: usize,
 }
 

@@ -1,28 +1,22 @@
 //! `moat classify`: classify lines, evaluate against gold labels, benchmark, or train a head.
 
-use super::args::{ClassifyArgs, ClassifyIo, ClassifyMethod, ModelArgs, TrainArgs};
+use super::args::{ClassifyArgs, ClassifyIo, ModelArgs, TrainArgs};
 use super::setup::{self, Setup};
 use super::Failure;
 use crate::classify::head::{Head, Provenance, TrainOptions};
 use crate::classify::input::{self, Column, InputFormat, InputSpec, Item};
 use crate::classify::metrics::Metrics;
 use crate::classify::output::{self, OutputFormat, Row};
-use crate::classify::{self as cls, Classifier, Prediction, PromptOptions};
+use crate::classify::spec::{Model, Request, DEFAULT_PROMPT_MODEL};
+use crate::classify::{self as cls, Classifier, Prediction};
 use crate::engine::{Engine, ModelInfo};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-/// The model label scoring uses when none is named: it measured best (see README "Classify").
-pub const DEFAULT_PROMPT_MODEL: &str = "gemma3-270m";
-/// Few-shot examples in the default prompt.
-const DEFAULT_SHOTS: usize = 8;
-
 pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
     let on_server = !Setup::new(flags)?.config().remote.url.trim().is_empty();
-    let local_only = args.head.is_some()
-        || args.action.is_some()
-        || matches!(args.method, ClassifyMethod::Head | ClassifyMethod::Native);
+    let local_only = args.action.is_some() || Request::local_only(args.method, args.head.is_some());
     if on_server && local_only {
         // Before reading a head file: its check would only hide this.
         return Err(Failure::usage(
@@ -32,117 +26,45 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
     if let Some(super::args::ClassifyAction::Train(t)) = args.action {
         return train(flags, t);
     }
-    let labels_flag = args.labels.as_deref().map(cls::parse_labels).transpose().map_err(Failure::usage)?;
-    let head = match &args.head {
-        Some(p) => Some(Head::load(p).map_err(Failure::usage)?),
-        None => None,
+    let mut request = Request {
+        method: args.method,
+        labels: args.labels.as_deref().map(cls::parse_labels).transpose().map_err(Failure::usage)?,
+        head: args.head.as_deref().map(Head::load).transpose().map_err(Failure::usage)?,
+        examples: None,
+        shots: args.shots,
+        calibrate: !args.no_calibrate,
+        chat_prompt: args.chat_prompt,
+        template: args.prompt.clone(),
+        max_tokens: args.io.truncate,
+        long: args.io.long,
+        batch: args.io.batch,
     };
-    let sentiment = labels_flag.as_ref().is_none_or(|l| cls::prompt::is_sentiment(l));
-    let head = match (args.method, head) {
-        (ClassifyMethod::Prompt | ClassifyMethod::Native, _) => None,
-        (ClassifyMethod::Head, None) => {
-            return Err(Failure::usage("no head: pass --head FILE (train one with `moat classify train`)"))
-        }
-        (_, h) => h,
-    };
-    if let (Some(h), Some(l)) = (&head, &labels_flag) {
-        if &h.labels != l {
-            return Err(Failure::usage(format!(
-                "the head's labels are {}; drop --labels or train a head for yours",
-                h.labels.join(",")
-            )));
-        }
+    request.check().map_err(Failure::usage)?;
+    if let Some(p) = &args.examples {
+        let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..args.io.clone() }, true)?;
+        check_records(&items, &format!("the examples file {}", p.display()))?;
+        request.examples = Some(items.into_iter().filter_map(|i| Some((i.label?, i.text.ok()?))).collect());
     }
-    let labels = match (&head, labels_flag) {
-        (Some(h), _) => h.labels.clone(),
-        (None, Some(l)) => l,
-        (None, None) => cls::sentiment_labels(),
-    };
-    let examples = match &args.examples {
-        Some(p) => {
-            let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..args.io.clone() }, true)?;
-            check_records(&items, &format!("the examples file {}", p.display()))?;
-            // Examples may carry more labels than the ones chosen; those are left out.
-            items
-                .into_iter()
-                .filter_map(|i| Some((i.label?, i.text.ok()?)))
-                .filter(|(l, _)| labels.contains(l))
-                .collect()
-        }
-        None => Vec::new(),
-    };
     let items = read_items(&args.io, args.eval || args.bench)?;
     if args.eval || args.bench {
         // Before the model loads: a malformed file should not cost a model load to find out.
         check_records(&items, "the labelled file")?;
     }
-
-    let model_name = match (&flags.model, &head) {
-        (Some(m), _) => m.clone(),
-        (None, Some(h)) => h.provenance.model.clone(),
-        (None, None) if args.method == ClassifyMethod::Native => {
-            return Err(Failure::usage("--method native needs --model: a GGUF sequence classifier"))
-        }
-        (None, None) => DEFAULT_PROMPT_MODEL.to_string(),
-    };
-    if let (Some(h), Some(m)) = (&head, &flags.model) {
-        if *m != h.provenance.model {
-            return Err(Failure::usage(format!(
-                "the head was trained on {}, not {m}; drop --model or train a head on {m}",
-                h.provenance.model
-            )));
-        }
-    }
+    let model_name = request.model(flags.model.as_deref()).map_err(Failure::usage)?;
     let (mut engine, info) = start(flags, &model_name)?;
-    let native = head.is_none() && !info.classifier_labels.is_empty() && args.method != ClassifyMethod::Prompt;
-    if args.method == ClassifyMethod::Native && info.classifier_labels.is_empty() {
-        return Err(Failure::usage(format!(
-            "{} is not a sequence classifier (its GGUF has no classifier.output_labels); drop --method native",
-            info.name
-        )));
-    }
-    if native && (args.examples.is_some() || args.shots.is_some() || args.prompt.is_some()) {
-        return Err(Failure::usage(format!(
-            "{} is a sequence classifier with its own head; --examples, --shots and --prompt need --method prompt",
-            info.name
-        )));
-    }
-    let mut classifier = match head {
-        Some(h) => Classifier::head(h, args.io.batch),
-        None if native => Classifier::native(
-            &info.classifier_labels,
-            args.labels.is_some().then_some(labels.as_slice()),
-            args.io.truncate,
-            args.io.batch,
-        )
-        .map_err(Failure::usage)?,
-        None => {
-            // Measured: a completion-style prompt beats the chat template even on instruction models.
-            let chat = args.chat_prompt.unwrap_or(false);
-            let shots = args.shots.unwrap_or(if sentiment || !examples.is_empty() { DEFAULT_SHOTS } else { 0 });
-            let o = PromptOptions {
-                labels: labels.clone(),
-                shots,
-                examples,
-                chat,
-                calibrate: !args.no_calibrate,
-                template: args.prompt.clone(),
-            };
-            Classifier::prompt(&mut engine, &o, args.io.truncate, args.io.batch)?
-        }
-    };
-    classifier.long = args.io.long;
+    let spec = request.resolve(&Model::from(&info)).map_err(Failure::usage)?;
+    let mut classifier = Classifier::new(&spec);
     let labels = classifier.labels.clone();
     if args.eval || args.bench {
         check_gold(&items, &labels)?;
     }
     if args.bench {
-        return bench(&mut engine, &info, &classifier, &items, args.json);
+        return bench(&mut engine, &info, &mut classifier, &items, args.json);
     }
     let format =
         args.format.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Tsv });
     let started = Instant::now();
-    let results = predict(&mut engine, &classifier, &items, !args.eval, format)?;
+    let results = predict(&mut engine, &mut classifier, &items, !args.eval, format)?;
     let secs = started.elapsed().as_secs_f64();
     let skipped = results.iter().filter(|r| r.is_err()).count();
     if args.eval {
@@ -320,11 +242,12 @@ fn progress(n: usize) -> indicatif::ProgressBar {
 /// Classifies every item, printing rows in input order as they finish when `print` is set.
 fn predict(
     engine: &mut Engine,
-    c: &Classifier,
+    c: &mut Classifier,
     items: &[Item],
     print: bool,
     format: OutputFormat,
 ) -> Result<Vec<Result<Prediction, String>>, Failure> {
+    let labels = c.labels.clone();
     let valid: Vec<usize> = (0..items.len()).filter(|&i| items[i].text.is_ok()).collect();
     let texts: Vec<String> = valid.iter().map(|&i| items[i].text.clone().expect("valid")).collect();
     let mut results: Vec<Option<Result<Prediction, String>>> =
@@ -334,7 +257,7 @@ fn predict(
     let width = terminal_width();
     let tty = out.is_terminal();
     if print {
-        if let Some(h) = output::header(&c.labels, format) {
+        if let Some(h) = output::header(&labels, format) {
             let _ = writeln!(out, "{h}");
         }
     }
@@ -346,7 +269,7 @@ fn predict(
             if print {
                 let it = &items[next];
                 let row = Row { line: it.line, id: it.id.as_deref(), text: it.text.as_deref().ok(), result: r };
-                let line = output::row(&c.labels, format, &row, width);
+                let line = output::row(&labels, format, &row, width);
                 // TSV is data on a pipe; on a terminal its text column is untrusted (tables are
                 // sanitised by `output::row` itself, JSON is escaped by serde).
                 let _ = writeln!(out, "{}", crate::render::for_terminal(&line, tty && format == OutputFormat::Tsv));
@@ -371,17 +294,23 @@ fn terminal_width() -> usize {
 
 /// The naive path (every line's whole prompt decoded alone, one line per decode) against the
 /// batched default, on the same lines: lines/s, speed-up, and accuracy of each.
-fn bench(engine: &mut Engine, info: &ModelInfo, c: &Classifier, items: &[Item], json: bool) -> Result<i32, Failure> {
+fn bench(
+    engine: &mut Engine,
+    info: &ModelInfo,
+    c: &mut Classifier,
+    items: &[Item],
+    json: bool,
+) -> Result<i32, Failure> {
     let texts: Vec<String> = items.iter().map(|i| i.text.clone().expect("checked")).collect();
     let gold: Vec<usize> =
         items.iter().map(|i| c.labels.iter().position(|l| Some(l) == i.label.as_ref()).expect("checked")).collect();
-    // Warm-up: graphs and the shared prefix.
+    // Warm-up: graphs, the shared prefix and the calibration, so both paths are timed alike.
     let _ = c.run(engine, texts.iter().take(2).cloned().collect(), true, |_, _| {});
+    let mut naive_c = Classifier { batch: 1, ..c.clone() };
     let mut measure = |naive: bool| -> Result<(f64, f64), Failure> {
         let mut correct = 0usize;
         let t = Instant::now();
-        let naive_c = Classifier { batch: 1, ..c.clone() };
-        let which = if naive { &naive_c } else { c };
+        let which = if naive { &mut naive_c } else { &mut *c };
         which.run(engine, texts.clone(), !naive, |i, r| {
             if r.is_ok_and(|p| p.label == gold[i]) {
                 correct += 1;

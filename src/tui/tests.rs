@@ -591,3 +591,49 @@ fn search_hits_are_listed_with_matches_styled_and_open_redraws() {
     let shown = screen(&mut app, 60, 24);
     assert!(shown.contains("*  1    2 messages · active"), "{shown}");
 }
+
+#[test]
+fn classifier_mode_is_resolved_again_for_each_model_loaded() {
+    let mut app = App::new(Config::default(), None, History::load(None));
+    app.on_engine(Event::Loaded(Box::new(info())));
+    let send = |app: &mut App, text: &str| {
+        type_text(app, text);
+        let effects = app.on_key(key(KeyCode::Enter));
+        let [Effect::Submit(task)] = effects.as_slice() else { panic!("{effects:?}") };
+        let task = match task {
+            Task::Score(s) => Task::Score(s.clone()),
+            Task::Embed(e) => Task::Embed(e.clone()),
+            other => panic!("{other:?}"),
+        };
+        let n = match &task {
+            Task::Score(s) => s.items.len(),
+            Task::Embed(e) => e.items.len(),
+            _ => 0,
+        };
+        for i in 0..n {
+            app.item(i, Ok(vec![0.5, 0.0]));
+        }
+        app.request_ended(Ok(Finish { reason: StopReason::Finished, stats: GenStats::default() }));
+        task
+    };
+    type_text(&mut app, "/classify positive,negative");
+    app.on_key(key(KeyCode::Enter));
+    let Task::Score(first) = send(&mut app, "great phone") else { panic!("label scoring") };
+    let n_free = crate::classify::calibrate::CONTENT_FREE.len();
+    assert_eq!(first.items.len(), n_free + 1);
+    // Another model that writes text: the old model's calibration does not carry over, it is redone.
+    app.on_engine(Event::Loaded(Box::new(ModelInfo { name: "other-model".into(), ..info() })));
+    let Task::Score(again) = send(&mut app, "great phone") else { panic!("label scoring") };
+    assert_eq!(again.items.len(), n_free + 1);
+    let Task::Score(calibrated) = send(&mut app, "great phone") else { panic!("label scoring") };
+    assert_eq!(calibrated.items.len(), 1);
+    // A sequence classifier keeps the user's label order and uses its own head.
+    let labels = vec!["negative".to_string(), "positive".to_string()];
+    app.on_engine(Event::Loaded(Box::new(ModelInfo { classifier_labels: labels, ..info() })));
+    let m = app.session.classify.as_ref().expect("classifier mode");
+    assert!(m.is_native() && m.labels == ["positive", "negative"], "{:?}", m.labels);
+    assert!(matches!(send(&mut app, "great phone"), Task::Embed(_)));
+    // Its head cannot be used on a model that writes text: chat again.
+    app.on_engine(Event::Loaded(Box::new(info())));
+    assert!(app.session.classify.is_none());
+}

@@ -2,7 +2,8 @@
 //! save → load → predict, evaluation reports, and every kind of bad input.
 
 use crate::common::{self, fixture, jsonl, run, stderr, Sandbox};
-use moat::classify::{Classifier, PromptOptions};
+use moat::classify::spec::{Model, Request};
+use moat::classify::Classifier;
 use std::process::Command;
 
 const FIXTURES: &str = fixture!("classify");
@@ -37,15 +38,8 @@ fn clear_english_examples_in_order() {
 #[test]
 fn batched_and_one_at_a_time_agree() {
     let mut engine = common::engine(512);
-    let o = PromptOptions {
-        labels: moat::classify::sentiment_labels(),
-        shots: 4,
-        examples: Vec::new(),
-        chat: false,
-        calibrate: true,
-        template: None,
-    };
-    let c = Classifier::prompt(&mut engine, &o, 128, 8).expect("calibrates");
+    let asked = Request { shots: Some(4), max_tokens: 128, batch: 8, ..Request::default() };
+    let mut c = Classifier::new(&asked.resolve(&Model::default()).expect("label scoring"));
     let lines: Vec<String> = [
         "Fantastic value, I am delighted.",
         "The worst hotel I have ever stayed in.",
@@ -61,7 +55,7 @@ fn batched_and_one_at_a_time_agree() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let collect = |engine: &mut moat::engine::Engine, shared: bool| {
+    let mut collect = |engine: &mut moat::engine::Engine, shared: bool| {
         let mut out = vec![None; lines.len()];
         let mut order = Vec::new();
         c.run(engine, lines.clone(), shared, |i, r| {
@@ -74,6 +68,7 @@ fn batched_and_one_at_a_time_agree() {
     };
     let batched = collect(&mut engine, true);
     let single = collect(&mut engine, false);
+    assert!(c.describe().contains("calibrated"), "{}", c.describe());
     for (b, s) in batched.iter().zip(&single) {
         assert_eq!(b.label, s.label);
         assert!((b.probs[0] - s.probs[0]).abs() < 0.1, "{b:?} vs {s:?}");

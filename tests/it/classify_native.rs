@@ -143,3 +143,64 @@ fn classifier_mode_in_the_repl_uses_the_models_head() {
     assert!(out.contains("negative  0.97  this is terrible"), "{out}");
     assert!(out.contains("back to chat · tally: negative 1 · positive 1 (2 classified)"), "{out}");
 }
+
+/// The label probabilities `/classify` printed for each line, from its `▶ label  bar 0.98` rows.
+fn repl_probs(out: &str, labels: &[&str]) -> Vec<Vec<f64>> {
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    let mut cur: Vec<f64> = Vec::new();
+    for line in out.lines() {
+        let cells: Vec<&str> = line.trim_start_matches(['▶', ' ']).split_whitespace().collect();
+        let (Some(name), Some(p)) = (cells.first(), cells.last()) else { continue };
+        if cells.len() < 3 || labels.get(cur.len()) != Some(name) {
+            continue;
+        }
+        let Ok(p) = p.parse::<f64>() else { continue };
+        cur.push(p);
+        if cur.len() == labels.len() {
+            rows.push(std::mem::take(&mut cur));
+        }
+    }
+    rows
+}
+
+#[test]
+fn classify_in_the_repl_reads_long_lines_as_the_cli_does() {
+    // Praise at both ends, complaints in the middle, ~275 estimated tokens: over the 256-token
+    // budget, so the CLI splits it into chunks and averages them; keeping only the head and tail
+    // would read mostly praise.
+    let long = format!(
+        "{}{}{}",
+        "i love this phone. ".repeat(10),
+        "this is terrible. ".repeat(40),
+        "i love this phone. ".repeat(10)
+    );
+    let lines = [long.trim_end(), "the battery life is fantastic"];
+    let s = Sandbox::new();
+    for (labels, flag) in [(["negative", "positive"], None), (["positive", "negative"], Some("positive,negative"))] {
+        let mut args = vec!["--format", "jsonl"];
+        args.extend(flag.iter().flat_map(|l| ["--labels", *l]));
+        let cli = rows(&run(classify(&s, &args), lines.join("\n").as_bytes()));
+        let mut c = s.moat();
+        c.args(["-m", MODEL, "repl", "--no-save"]);
+        let script = format!("/classify {}\n{}\n{}\n/chat\n", flag.unwrap_or(""), lines[0], lines[1]);
+        let o = run(c, script.as_bytes());
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{}{out}", String::from_utf8_lossy(&o.stderr));
+        let shown = repl_probs(&out, &labels);
+        assert_eq!(shown.len(), lines.len(), "{out}");
+        for ((row, got), text) in cli.iter().zip(&shown).zip(lines) {
+            assert!(row.get("error").is_none(), "{row}");
+            for (name, p) in labels.iter().zip(got) {
+                // The REPL shows two decimals.
+                let want = row["probs"][name].as_f64().unwrap();
+                assert!(
+                    (p - want).abs() <= 0.0051,
+                    "{}: /classify p({name}) = {p}, the CLI {want}\n{out}",
+                    &text[..30]
+                );
+            }
+            let label = row["label"].as_str().unwrap();
+            assert!(out.contains(&format!("{label}  ")), "{out}");
+        }
+    }
+}
