@@ -3,6 +3,7 @@
 //! engine does the batched llama.cpp work; this module builds prompts, calibrates, trains and
 //! measures.
 
+pub mod bank;
 pub mod calibrate;
 pub mod chunk;
 pub mod head;

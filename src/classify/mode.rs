@@ -23,7 +23,7 @@ pub struct ClassifyMode {
 
 impl ClassifyMode {
     pub fn new(labels: Vec<String>) -> ClassifyMode {
-        let shots = if prompt::is_sentiment(&labels) { 8 } else { 0 };
+        let shots = if prompt::is_sentiment(&labels) { super::bank::Scheme::default_shots(labels.len()) } else { 0 };
         let plan = prompt::plan(&labels, shots, &[], false);
         let counts = vec![0; labels.len()];
         ClassifyMode {

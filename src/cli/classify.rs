@@ -119,7 +119,13 @@ pub fn run(flags: &ModelArgs, args: ClassifyArgs) -> Result<i32, Failure> {
         None => {
             // Measured: a completion-style prompt beats the chat template even on instruction models.
             let chat = args.chat_prompt.unwrap_or(false);
-            let shots = args.shots.unwrap_or(if sentiment || !examples.is_empty() { DEFAULT_SHOTS } else { 0 });
+            let shots = args.shots.unwrap_or(if sentiment {
+                cls::bank::Scheme::default_shots(labels.len())
+            } else if !examples.is_empty() {
+                DEFAULT_SHOTS
+            } else {
+                0
+            });
             let o = PromptOptions {
                 labels: labels.clone(),
                 shots,
