@@ -63,6 +63,25 @@ mod tests {
     }
 
     #[test]
+    fn calibration_with_three_labels_restores_the_class_the_prompt_starves() {
+        // Labels positive, neutral, negative. The prompt alone (content-free inputs) leans to
+        // positive and rarely says neutral, as gemma3-270m's market prompt measured (0.46/0.17/0.37).
+        let c = Calibration::from_logits(&[vec![1.0, -0.5, 0.7], vec![1.2, -0.4, 0.6]]).unwrap();
+        let argmax = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        // A line that raises neutral well above what the prompt alone gives it, yet not to the
+        // top of the raw scores: uncalibrated it reads positive, calibrated neutral.
+        let line = softmax(&[1.0, 0.6, 0.6]);
+        assert_eq!(argmax(&line), 0);
+        let p = c.apply(&line);
+        assert_eq!(argmax(&p), 1, "{p:?}");
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // A clearly negative line stays negative, and the prompt's own bias maps to uniform.
+        assert_eq!(argmax(&c.apply(&softmax(&[0.2, -0.5, 1.5]))), 2);
+        let flat = c.apply(&c.prior);
+        assert!(flat.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-5), "{flat:?}");
+    }
+
+    #[test]
     fn softmax_is_stable() {
         let p = softmax(&[1000.0, 1000.0]);
         assert!((p[0] - 0.5).abs() < 1e-6);

@@ -3,6 +3,7 @@
 //! engine does the batched llama.cpp work; this module builds prompts, calibrates, trains and
 //! measures. What to run is decided once, for every front end, in [`spec`].
 
+pub mod bank;
 pub mod calibrate;
 pub mod chunk;
 pub mod head;

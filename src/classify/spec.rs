@@ -215,10 +215,17 @@ impl Request {
         let labels = self.labels.clone().unwrap_or_else(sentiment_labels);
         let examples: Vec<(String, String)> =
             self.examples.iter().flatten().filter(|(l, _)| labels.contains(l)).cloned().collect();
-        let drawn = prompt::is_sentiment(&labels) || !examples.is_empty();
+        // A known scheme shows its bank's examples (three labels: 3 each); user examples alone: 8.
+        let default_shots = if prompt::is_sentiment(&labels) {
+            super::bank::Scheme::default_shots(labels.len())
+        } else if !examples.is_empty() {
+            DEFAULT_SHOTS
+        } else {
+            0
+        };
         let options = PromptOptions {
             labels: labels.clone(),
-            shots: self.shots.unwrap_or(if drawn { DEFAULT_SHOTS } else { 0 }),
+            shots: self.shots.unwrap_or(default_shots),
             examples,
             // Measured: a completion-style prompt beats the chat template even on instruction models.
             chat: self.chat_prompt.unwrap_or(false),

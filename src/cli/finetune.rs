@@ -8,30 +8,20 @@ use crate::finetune::train::{EpochRecord, Observer, Settings};
 use crate::finetune::{EncoderSource, Job};
 use std::path::Path;
 
-/// The encoder's files: a registry name (pulled on first use) or a local checkpoint directory.
-fn encoder_source(spec: &str, _offline: bool) -> Result<EncoderSource, Failure> {
-    let dir = Path::new(spec);
-    if !dir.is_dir() {
-        return Err(Failure::usage(format!("{spec}: no such encoder directory")));
-    }
-    let pick = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
-    let config = pick(&["config.json"]).ok_or_else(|| Failure::usage(format!("{spec} has no config.json")))?;
-    let weights = pick(&["model.safetensors", "pytorch_model.bin"])
-        .ok_or_else(|| Failure::usage(format!("{spec} has no model.safetensors or pytorch_model.bin")))?;
-    let tokenizer_json = pick(&["tokenizer.json"]);
-    let vocab_txt = pick(&["vocab.txt"]);
-    if tokenizer_json.is_none() && vocab_txt.is_none() {
-        return Err(Failure::usage(format!("{spec} has no tokenizer.json or vocab.txt")));
-    }
+/// The encoder's files: a registry name (pulled on first use, as the chat model is) or a local
+/// checkpoint directory.
+fn encoder_source(flags: &ModelArgs, spec: &str) -> Result<EncoderSource, Failure> {
+    let setup = super::setup::Setup::new(flags)?;
+    let e = crate::models::resolve_encoder(spec, &setup.store, &setup.pull_options(false))?;
     Ok(EncoderSource {
-        name: dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string()),
-        weights_sha256: sha256_of(&weights)?,
-        config,
-        weights,
-        tokenizer_json,
-        vocab_txt,
-        license: "unknown".into(),
-        source: dir.display().to_string(),
+        name: e.name,
+        config: e.config,
+        weights: e.weights,
+        tokenizer_json: e.tokenizer_json,
+        vocab_txt: e.vocab_txt,
+        weights_sha256: e.weights_sha256,
+        license: e.license,
+        source: e.source,
     })
 }
 
@@ -103,7 +93,7 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
             )));
         }
     }
-    let encoder = encoder_source(&spec, flags.offline)?;
+    let encoder = encoder_source(flags, &spec)?;
     let mut data_files = Vec::new();
     for p in &t.io.inputs {
         if p != Path::new("-") {

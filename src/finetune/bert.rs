@@ -228,9 +228,17 @@ pub fn expected_shape(c: &BertConfig, n_labels: usize, name: &str) -> Vec<usize>
     }
 }
 
-/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]`, `b` `[out]`.
+/// `x W^T + b` for `x` `[.., in]`, `w` `[out, in]`, `b` `[out]`. The leading dimensions are
+/// flattened into one 2-D matmul: a broadcast (batched) matmul would copy `w` per batch row and
+/// sum a per-row weight gradient in the backward pass.
 fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_matmul(&w.t()?)?.broadcast_add(b)
+    let dims = x.dims().to_vec();
+    let (rows, inner) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?.broadcast_add(b)?;
+    let mut out = dims;
+    let last = out.len() - 1;
+    out[last] = w.dim(0)?;
+    y.reshape(out)
 }
 
 /// LayerNorm over the last dimension from differentiable ops (candle-nn's fused one has no
