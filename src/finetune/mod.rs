@@ -187,6 +187,9 @@ pub fn run(job: &Job, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Repor
         .map(|(_, v)| v.as_tensor().elem_count())
         .sum();
     let outcome = train::fit(&params, &train_set, &held_set, &job.labels, &job.settings, vocab.pad, &plan, stop, obs)?;
+    if outcome.history.is_empty() {
+        return Err(format!("interrupted before the first training step; {} was not written", job.output.display()));
+    }
     let kept = outcome.history.iter().find(|r| r.epoch == outcome.kept_epoch);
     let heldout_accuracy = kept.and_then(|r| r.heldout_accuracy);
     let heldout_macro_f1 = kept.and_then(|r| r.heldout_macro_f1);

@@ -28,6 +28,8 @@ pub struct AdamW {
     pub clip: f64,
     pub warmup_steps: usize,
     pub total_steps: usize,
+    /// Threads for the update of large tensors.
+    pub threads: usize,
 }
 
 impl AdamW {
@@ -59,6 +61,7 @@ impl AdamW {
             clip: 1.0,
             warmup_steps,
             total_steps: total_steps.max(1),
+            threads: 1,
         }
     }
 
@@ -107,12 +110,32 @@ impl AdamW {
         for (s, g) in self.slots.iter_mut().zip(gs) {
             let Some(g) = g else { continue };
             let decay = if s.decay { (lr * self.weight_decay) as f32 } else { 0.0 };
-            for i in 0..g.len() {
-                let gi = g[i] * scale;
-                s.m[i] = b1 * s.m[i] + (1.0 - b1) * gi;
-                s.v[i] = b2 * s.v[i] + (1.0 - b2) * gi * gi;
-                let denom = (s.v[i] * inv_bc2).sqrt() + eps;
-                s.w[i] -= decay * s.w[i] + step_size * s.m[i] / denom;
+            let apply = |w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]| {
+                for i in 0..g.len() {
+                    let gi = g[i] * scale;
+                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    let denom = (v[i] * inv_bc2).sqrt() + eps;
+                    w[i] -= decay * w[i] + step_size * m[i] / denom;
+                }
+            };
+            // Element-wise, so splitting across threads changes no result; only the embedding
+            // table (millions of entries) is worth it.
+            let parts = self.threads.clamp(1, 16);
+            if parts > 1 && g.len() >= 1 << 20 {
+                let chunk = g.len().div_ceil(parts);
+                std::thread::scope(|scope| {
+                    let it =
+                        s.w.chunks_mut(chunk)
+                            .zip(s.m.chunks_mut(chunk))
+                            .zip(s.v.chunks_mut(chunk))
+                            .zip(g.chunks(chunk));
+                    for (((w, m), v), g) in it {
+                        scope.spawn(move || apply(w, m, v, g));
+                    }
+                });
+            } else {
+                apply(&mut s.w, &mut s.m, &mut s.v, &g);
             }
             let t = Tensor::from_slice(&s.w, s.var.as_tensor().shape(), s.var.as_tensor().device())
                 .map_err(|e| e.to_string())?;
