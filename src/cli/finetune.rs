@@ -5,25 +5,8 @@ use super::args::{ModelArgs, TrainArgs};
 use super::Failure;
 use crate::classify::input::Item;
 use crate::finetune::train::{EpochRecord, Observer, Settings};
-use crate::finetune::{EncoderSource, Job};
+use crate::finetune::Job;
 use std::path::Path;
-
-/// The encoder's files: a registry name (pulled on first use, as the chat model is) or a local
-/// checkpoint directory.
-fn encoder_source(flags: &ModelArgs, spec: &str) -> Result<EncoderSource, Failure> {
-    let setup = super::setup::Setup::new(flags)?;
-    let e = crate::models::resolve_encoder(spec, &setup.store, &setup.pull_options(false))?;
-    Ok(EncoderSource {
-        name: e.name,
-        config: e.config,
-        weights: e.weights,
-        tokenizer_json: e.tokenizer_json,
-        vocab_txt: e.vocab_txt,
-        weights_sha256: e.weights_sha256,
-        license: e.license,
-        source: e.source,
-    })
-}
 
 fn sha256_of(path: &Path) -> Result<String, Failure> {
     use sha2::{Digest, Sha256};
@@ -93,7 +76,9 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
             )));
         }
     }
-    let encoder = encoder_source(flags, &spec)?;
+    // a registry name is pulled on first use, as the chat model is
+    let setup = super::setup::Setup::new(flags)?;
+    let encoder = crate::models::resolve_encoder(&spec, &setup.store, &setup.pull_options(false))?;
     let mut data_files = Vec::new();
     for p in &t.io.inputs {
         if p != Path::new("-") {

