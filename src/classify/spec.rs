@@ -285,8 +285,15 @@ mod tests {
         assert_eq!((s.max_tokens, s.long, s.batch), (256, LongInput::Chunk, 16));
         let Kind::Prompt(o) = s.kind else { panic!("label scoring") };
         assert_eq!((o.shots, o.calibrate, o.chat), (8, true, false));
-        // Other labels without examples: zero-shot.
+        // Sentiment words by another name use the bank: 8 shots for two labels, 3 each for three.
         let r = Request { labels: Some(v(&["bullish", "bearish"])), ..Request::default() };
+        let Kind::Prompt(o) = r.resolve(&chat_model()).unwrap().kind else { panic!() };
+        assert_eq!(o.shots, 8);
+        let r = Request { labels: Some(v(&["利好", "利空", "中性"])), ..Request::default() };
+        let Kind::Prompt(o) = r.resolve(&chat_model()).unwrap().kind else { panic!() };
+        assert_eq!(o.shots, 9);
+        // Other labels without examples: zero-shot.
+        let r = Request { labels: Some(v(&["sports", "politics"])), ..Request::default() };
         let Kind::Prompt(o) = r.resolve(&chat_model()).unwrap().kind else { panic!() };
         assert_eq!(o.shots, 0);
     }

@@ -67,7 +67,7 @@ pub fn read_config(path: &Path) -> Result<BertConfig, String> {
         type_vocab_size: v.get("type_vocab_size").and_then(|x| x.as_u64()).unwrap_or(2).max(1) as usize,
         layer_norm_eps: v.get("layer_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-12),
     };
-    if config.hidden_size % config.num_attention_heads != 0 {
+    if !config.hidden_size.is_multiple_of(config.num_attention_heads) {
         return Err(format!("{}: hidden_size is not a multiple of num_attention_heads", path.display()));
     }
     Ok(config)

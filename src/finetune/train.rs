@@ -200,7 +200,10 @@ fn save_checkpoint(dir: &Path, o: &AdamW, best: &Option<Vec<Vec<f32>>>, state: &
     Ok(())
 }
 
-fn load_checkpoint(dir: &Path, fingerprint: &str, o: &mut AdamW) -> Result<(State, Option<Vec<Vec<f32>>>), String> {
+/// Each trainable tensor's values, in the optimiser's slot order.
+type Weights = Vec<Vec<f32>>;
+
+fn load_checkpoint(dir: &Path, fingerprint: &str, o: &mut AdamW) -> Result<(State, Option<Weights>), String> {
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot resume: {}: {e}", path.display()))?;
     let state: State =
@@ -240,7 +243,7 @@ fn load_checkpoint(dir: &Path, fingerprint: &str, o: &mut AdamW) -> Result<(Stat
     Ok((state, state_best(best)))
 }
 
-fn state_best(b: Vec<Vec<f32>>) -> Option<Vec<Vec<f32>>> {
+fn state_best(b: Weights) -> Option<Weights> {
     (!b.is_empty()).then_some(b)
 }
 
