@@ -60,7 +60,8 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
     if !(e.lr > 0.0 && e.lr < 1.0) {
         return Err(Failure::usage("--lr must be between 0 and 1 (e.g. 5e-5)"));
     }
-    if !(0.0..1.0).contains(&e.dropout) || !(0.0..1.0).contains(&e.warmup) || e.weight_decay < 0.0 {
+    // range checks, so NaN fails each of them too
+    if !(0.0..1.0).contains(&e.dropout) || !(0.0..1.0).contains(&e.warmup) || !(0.0..).contains(&e.weight_decay) {
         return Err(Failure::usage("--dropout and --warmup must be in [0, 1) and --weight-decay ≥ 0"));
     }
     if e.train_batch == 0 || e.max_tokens < 4 {

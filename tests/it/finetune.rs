@@ -281,6 +281,9 @@ fn bad_training_data_stops_with_the_line_and_what_to_do() {
     std::fs::write(&data, "label\ttext\nbullish\tshares jump\nbearish\tshares fall\n").unwrap();
     let o = train_cmd(&s, &ck, &data, &out, &["--labels", "bullish,bearish,neutral"]);
     assert_fails(&o, 2, "label \"neutral\" has no lines");
+    // a setting that is not a number
+    let o = train_cmd(&s, &ck, &data, &out, &["--weight-decay", "nan"]);
+    assert_fails(&o, 2, "--weight-decay");
     // not a checkpoint
     let o = train_cmd(&s, &s.path("nowhere"), &data, &out, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
