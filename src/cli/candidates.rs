@@ -1,5 +1,5 @@
 //! Values a shell completes while the user types (the dynamic part of [`super::completions`]):
-//! model names from the registry and prompt ids from the library, read when Tab is pressed.
+//! model and encoder names from the registry and prompt ids from the library, read when Tab is pressed.
 //! Kept apart from the completion script code so that the CLI definition (`args.rs`) can name
 //! these functions without importing the code that builds on it.
 
@@ -32,6 +32,37 @@ pub fn model_names(current: &OsStr) -> Vec<CompletionCandidate> {
         .filter(|m| m.name.starts_with(typed.as_ref()) && (m.is_default() || typed.contains(':')))
         .map(|m| CompletionCandidate::new(&m.name).help(Some(m.description.clone().into())))
         .collect()
+}
+
+/// The registry's encoders (and their aliases) starting with `typed`, each with its licence.
+fn encoders_starting_with(typed: &str) -> Vec<CompletionCandidate> {
+    crate::models::Registry::builtin()
+        .encoders
+        .iter()
+        .flat_map(|e| std::iter::once(&e.name).chain(&e.aliases).map(move |n| (n, e)))
+        .filter(|(n, _)| n.starts_with(typed))
+        .map(|(n, e)| CompletionCandidate::new(n).help(Some(format!("{} ({})", e.description, e.license).into())))
+        .collect()
+}
+
+/// Candidates for `models pull|info|rm`: the chat models of [`model_names`] and, by name, the
+/// encoders, which those commands also manage.
+pub fn model_or_encoder_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let mut out = model_names(current);
+    if !looks_like_path(&current.to_string_lossy()) {
+        out.extend(encoders_starting_with(&current.to_string_lossy()));
+    }
+    out
+}
+
+/// Candidates for `classify train --encoder`: the registry's encoders; a path-like word completes
+/// to directories (a checkpoint directory holds config.json and the weights).
+pub fn encoder_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let typed = current.to_string_lossy();
+    if looks_like_path(&typed) {
+        return PathCompleter::dir().complete(current);
+    }
+    encoders_starting_with(&typed)
 }
 
 /// Candidates for a prompt or script id (`run`, `prompts show|test`): the library as `moat prompts

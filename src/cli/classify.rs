@@ -373,7 +373,17 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     }
     check_gold(&items, &labels)?;
     if t.encoder.encoder.is_some() {
-        return super::finetune::run(flags, t, items, labels);
+        let eval = match &t.encoder.eval_file {
+            Some(p) => {
+                let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..t.io.clone() }, true)?;
+                check_records(&items, &format!("the eval file {}", p.display()))?;
+                check_gold(&items, &labels)
+                    .map_err(|f| Failure { message: format!("{}: {}", p.display(), f.message), ..f })?;
+                items
+            }
+            None => Vec::new(),
+        };
+        return super::finetune::run(flags, t, items, labels, eval);
     }
     if !t.feature_prompt.contains("{text}") {
         return Err(Failure::usage("--feature-prompt must contain {text}"));

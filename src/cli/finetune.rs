@@ -43,14 +43,25 @@ impl Observer for Progress {
             }
             _ => String::new(),
         };
+        let eval = match (r.eval_accuracy, r.eval_macro_f1) {
+            (Some(a), Some(f)) => format!(", eval accuracy {a:.4}, macro-F1 {f:.4}"),
+            _ => String::new(),
+        };
         self.bar.suspend(|| {
-            warnln!("epoch {}/{}: loss {:.4}{held} ({:.0} s)", r.epoch, self.epochs, r.train_loss, r.seconds);
+            warnln!("epoch {}/{}: loss {:.4}{held}{eval} ({:.0} s)", r.epoch, self.epochs, r.train_loss, r.seconds);
         });
     }
 }
 
-/// Runs the fine-tuning job `t` describes.
-pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String>) -> Result<i32, Failure> {
+/// Runs the fine-tuning job `t` describes; `eval` holds the `--eval-file` lines, checked against
+/// `labels`.
+pub fn run(
+    flags: &ModelArgs,
+    t: TrainArgs,
+    items: Vec<Item>,
+    labels: Vec<String>,
+    eval: Vec<Item>,
+) -> Result<i32, Failure> {
     let spec = t.encoder.encoder.clone().expect("called with --encoder");
     let e = &t.encoder;
     let holdout = t.heldout.unwrap_or(0.1);
@@ -112,6 +123,14 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
         texts.push(text.clone());
         targets.push(labels.iter().position(|x| x == l).expect("labels checked"));
     }
+    let eval: Vec<(String, usize)> = eval
+        .iter()
+        .filter_map(|i| Some((i.text.as_ref().ok()?.clone(), labels.iter().position(|x| Some(x) == i.label.as_ref())?)))
+        .collect();
+    let eval_file = match &e.eval_file {
+        Some(p) => Some((p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), sha256_of(p)?)),
+        None => None,
+    };
     let job = Job {
         encoder,
         texts,
@@ -124,6 +143,8 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
         data_files,
         checkpoint_dir: e.checkpoint.clone(),
         resume: e.resume,
+        eval,
+        eval_file,
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -162,6 +183,10 @@ pub fn run(flags: &ModelArgs, t: TrainArgs, items: Vec<Item>, labels: Vec<String
             report.seconds,
             t.output.display()
         );
+        if let (Some(a), Some(f)) = (report.eval_accuracy, report.eval_macro_f1) {
+            let name = e.eval_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            sayln!("on {name} ({} lines), the kept epoch scores accuracy {a:.4}, macro-F1 {f:.4}", report.n_eval);
+        }
         if report.n_truncated > 0 {
             sayln!(
                 "{} lines were longer than --max-tokens {} and kept their first and last halves",

@@ -40,6 +40,11 @@ pub struct Job {
     pub data_files: Vec<(String, String)>,
     pub checkpoint_dir: Option<PathBuf>,
     pub resume: bool,
+    /// Lines scored after every epoch for a learning curve (`--eval-file`): text and label
+    /// index. They never choose the kept epoch.
+    pub eval: Vec<(String, usize)>,
+    /// The eval file: (file name, sha256), recorded in the GGUF with the scores.
+    pub eval_file: Option<(String, String)>,
 }
 
 /// What the run did, for the report and `--json`.
@@ -53,6 +58,10 @@ pub struct Report {
     pub outcome: Outcome,
     pub heldout_accuracy: Option<f64>,
     pub heldout_macro_f1: Option<f64>,
+    /// The `--eval-file` scores of the kept epoch.
+    pub eval_accuracy: Option<f64>,
+    pub eval_macro_f1: Option<f64>,
+    pub n_eval: usize,
     pub trainable_parameters: usize,
     pub seconds: f64,
 }
@@ -176,23 +185,20 @@ pub fn run(job: &Job, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Repor
     let trainable_parameters = params
         .vars
         .iter()
-        .filter(|(n, _)| {
-            n.starts_with("cls")
-                || freeze == 0
-                || n.strip_prefix("blk.")
-                    .and_then(|r| r.split('.').next())
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .is_some_and(|i| i >= freeze)
-        })
+        .filter(|(n, _)| train::is_trainable(n, freeze))
         .map(|(_, v)| v.as_tensor().elem_count())
         .sum();
-    let outcome = train::fit(&params, &train_set, &held_set, &job.labels, &job.settings, vocab.pad, &plan, stop, obs)?;
+    let eval_set: Vec<Example> =
+        job.eval.iter().map(|(t, label)| Example { ids: tok.encode(t, max_tokens), label: *label }).collect();
+    let outcome =
+        train::fit(&params, &train_set, &held_set, &eval_set, &job.labels, &job.settings, vocab.pad, &plan, stop, obs)?;
     if outcome.history.is_empty() {
         return Err(format!("interrupted before the first training step; {} was not written", job.output.display()));
     }
     let kept = outcome.history.iter().find(|r| r.epoch == outcome.kept_epoch);
     let heldout_accuracy = kept.and_then(|r| r.heldout_accuracy);
     let heldout_macro_f1 = kept.and_then(|r| r.heldout_macro_f1);
+    let (eval_accuracy, eval_macro_f1) = (kept.and_then(|r| r.eval_accuracy), kept.and_then(|r| r.eval_macro_f1));
 
     let fmt = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "none".into());
     let extra = vec![
@@ -203,6 +209,15 @@ pub fn run(job: &Job, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Repor
         ("moat.finetune.holdout".to_string(), format!("{} of {} lines", held_set.len(), examples.len())),
         ("moat.finetune.heldout_accuracy".to_string(), fmt(heldout_accuracy)),
         ("moat.finetune.heldout_macro_f1".to_string(), fmt(heldout_macro_f1)),
+        (
+            "moat.finetune.eval_data".to_string(),
+            match &job.eval_file {
+                Some((name, sha)) => {
+                    format!("{} lines of {name} (sha256 {sha}), scored after every epoch", eval_set.len())
+                }
+                None => "none".into(),
+            },
+        ),
         ("moat.finetune.history".to_string(), serde_json::to_string(&outcome.history).map_err(|e| e.to_string())?),
         (
             "moat.finetune.tokenizer_parity".to_string(),
@@ -232,6 +247,9 @@ pub fn run(job: &Job, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Repor
         outcome,
         heldout_accuracy,
         heldout_macro_f1,
+        eval_accuracy,
+        eval_macro_f1,
+        n_eval: eval_set.len(),
         trainable_parameters,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -42,6 +42,12 @@ pub struct EpochRecord {
     pub train_loss: f64,
     pub heldout_accuracy: Option<f64>,
     pub heldout_macro_f1: Option<f64>,
+    /// Scores on the `--eval-file` set: reported for a learning curve, never used to pick the
+    /// kept epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_macro_f1: Option<f64>,
     pub seconds: f64,
 }
 
@@ -264,6 +270,15 @@ pub fn epoch_batches(train: &[Example], bs: usize, seed: u64) -> Vec<Vec<usize>>
     batches
 }
 
+/// Whether the tensor `name` (GGUF naming) trains when the embeddings and layers `0..freeze` are
+/// frozen: the head always, a layer `blk.i.*` when `i ≥ freeze`, everything when `freeze` is 0.
+pub fn is_trainable(name: &str, freeze: usize) -> bool {
+    match name.strip_prefix("blk.") {
+        Some(rest) => rest.split('.').next().and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i >= freeze),
+        None => name.starts_with("cls") || freeze == 0,
+    }
+}
+
 /// Where checkpoints go and whether to continue from one.
 pub struct CheckpointPlan {
     pub dir: Option<PathBuf>,
@@ -272,8 +287,9 @@ pub struct CheckpointPlan {
     pub fingerprint: String,
 }
 
-/// Fine-tunes `p` on `train`, evaluating on `held` after every epoch. On return `p` holds the
-/// kept weights: the best held-out macro-F1's (or the last epoch's without a held-out set).
+/// Fine-tunes `p` on `train`, evaluating on `held` (and scoring `eval`, for the report only)
+/// after every epoch. On return `p` holds the kept weights: the best held-out macro-F1's (or the
+/// last epoch's without a held-out set).
 ///
 /// Errors: a tensor error, a non-finite loss or gradient, or a checkpoint that cannot be read
 /// or written; one line each.
@@ -282,6 +298,7 @@ pub fn fit(
     p: &BertParams,
     train: &[Example],
     held: &[Example],
+    eval: &[Example],
     labels: &[String],
     s: &Settings,
     pad: u32,
@@ -290,26 +307,16 @@ pub fn fit(
     obs: &mut dyn Observer,
 ) -> Result<Outcome, String> {
     let freeze = s.freeze.min(p.config.num_hidden_layers);
-    let trainable: Vec<(String, candle_core::Var)> = p
-        .vars
-        .iter()
-        .filter(|(n, _)| match n.strip_prefix("blk.") {
-            Some(rest) => rest.split('.').next().and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i >= freeze),
-            None => n.starts_with("cls") || freeze == 0,
-        })
-        .cloned()
-        .collect();
+    let trainable: Vec<(String, candle_core::Var)> =
+        p.vars.iter().filter(|(n, _)| is_trainable(n, freeze)).cloned().collect();
     let train_refs: Vec<&Example> = train.iter().collect();
     let held_refs: Vec<&Example> = held.iter().collect();
+    let eval_refs: Vec<&Example> = eval.iter().collect();
     let tensor_err = |e: candle_core::Error| e.to_string();
-    let (train_cache, held_cache) = if freeze > 0 {
-        (
-            Some(frozen_outputs(p, &train_refs, freeze, pad).map_err(tensor_err)?),
-            Some(frozen_outputs(p, &held_refs, freeze, pad).map_err(tensor_err)?),
-        )
-    } else {
-        (None, None)
+    let cache = |set: &[&Example]| -> Result<Option<Vec<Vec<f32>>>, String> {
+        (freeze > 0).then(|| frozen_outputs(p, set, freeze, pad).map_err(tensor_err)).transpose()
     };
+    let (train_cache, held_cache, eval_cache) = (cache(&train_refs)?, cache(&held_refs)?, cache(&eval_refs)?);
     let bs = s.batch_size.max(1);
     let steps_per_epoch = epoch_batches(train, bs, 0).len();
     let total = steps_per_epoch * s.epochs;
@@ -377,11 +384,14 @@ pub fn fit(
             break;
         }
         let m = evaluate(p, &held_refs, held_cache.as_deref(), freeze, pad, labels)?;
+        let ev = evaluate(p, &eval_refs, eval_cache.as_deref(), freeze, pad, labels)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / n_steps.max(1) as f64,
             heldout_accuracy: m.as_ref().map(|m| m.accuracy),
             heldout_macro_f1: m.as_ref().map(|m| m.macro_f1),
+            eval_accuracy: ev.as_ref().map(|m| m.accuracy),
+            eval_macro_f1: ev.as_ref().map(|m| m.macro_f1),
             seconds: started.elapsed().as_secs_f64(),
         };
         let f1 = record.heldout_macro_f1;
@@ -491,8 +501,9 @@ mod tests {
         let p = toy(21);
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let mut obs = Quiet { stop_after, stop: stop.clone() };
-        let out = fit(&p, &data(120, 1), &data(45, 2), &labels(), &settings(epochs, freeze), 0, plan, &stop, &mut obs)
-            .unwrap();
+        let out =
+            fit(&p, &data(120, 1), &data(45, 2), &[], &labels(), &settings(epochs, freeze), 0, plan, &stop, &mut obs)
+                .unwrap();
         (p, out)
     }
 
@@ -506,7 +517,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut obs = Quiet { stop_after: None, stop: std::sync::Arc::new(AtomicBool::new(false)) };
         let s = Settings { lr: 1e-2, dropout: 0.0, ..settings(30, 0) };
-        let out = fit(&p, &data(120, 1), &data(45, 2), &labels(), &s, 0, &no_plan(), &stop, &mut obs).unwrap();
+        let out = fit(&p, &data(120, 1), &data(45, 2), &[], &labels(), &s, 0, &no_plan(), &stop, &mut obs).unwrap();
         let first = out.history[0].heldout_macro_f1.unwrap();
         let best = out.history.iter().filter_map(|r| r.heldout_macro_f1).fold(0.0, f64::max);
         // a hidden size of 8 learns part of the rule; what matters is that it learns
@@ -579,8 +590,54 @@ mod tests {
         let p = toy(21);
         let stop = AtomicBool::new(false);
         let mut obs = Quiet { stop_after: None, stop: std::sync::Arc::new(AtomicBool::new(false)) };
-        let err =
-            fit(&p, &data(120, 1), &data(45, 2), &labels(), &settings(3, 0), 0, &other, &stop, &mut obs).err().unwrap();
+        let err = fit(&p, &data(120, 1), &data(45, 2), &[], &labels(), &settings(3, 0), 0, &other, &stop, &mut obs)
+            .err()
+            .unwrap();
         assert!(err.contains("other data"), "{err}");
+    }
+
+    #[test]
+    fn an_eval_file_is_scored_every_epoch_and_changes_nothing_else() {
+        for freeze in [0, 1] {
+            let (plain, a) = run(3, freeze, &no_plan(), None);
+            let p = toy(21);
+            let stop = AtomicBool::new(false);
+            let mut obs = Quiet { stop_after: None, stop: std::sync::Arc::new(AtomicBool::new(false)) };
+            let eval = data(30, 3);
+            let b = fit(
+                &p,
+                &data(120, 1),
+                &data(45, 2),
+                &eval,
+                &labels(),
+                &settings(3, freeze),
+                0,
+                &no_plan(),
+                &stop,
+                &mut obs,
+            )
+            .unwrap();
+            assert_eq!(weights(&p), weights(&plain), "freeze {freeze}");
+            assert_eq!(a.kept_epoch, b.kept_epoch);
+            assert!(a.history.iter().all(|r| r.eval_macro_f1.is_none()));
+            for (x, y) in a.history.iter().zip(&b.history) {
+                assert_eq!(x.heldout_macro_f1, y.heldout_macro_f1);
+                assert!(y.eval_accuracy.is_some_and(|v| (0.0..=1.0).contains(&v)), "{y:?}");
+            }
+            // the eval set scored by itself in eval mode gives the last epoch's figure
+            let eval_refs: Vec<&Example> = eval.iter().collect();
+            let m = evaluate(&p, &eval_refs, None, 0, 0, &labels()).unwrap().unwrap();
+            if b.kept_epoch == b.history.len() {
+                assert!((m.macro_f1 - b.history.last().unwrap().eval_macro_f1.unwrap()).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn the_trainable_rule_follows_freeze() {
+        assert!(is_trainable("blk.0.attn_q.weight", 0) && is_trainable("token_embd.weight", 0));
+        assert!(!is_trainable("blk.0.attn_q.weight", 1) && is_trainable("blk.1.attn_q.weight", 1));
+        assert!(!is_trainable("token_embd_norm.weight", 2) && is_trainable("cls.output.weight", 6));
+        assert!(!is_trainable("blk.11.ffn_up.weight", 12) && is_trainable("blk.11.ffn_up.weight", 11));
     }
 }

@@ -272,6 +272,11 @@ fn shell_completions_offer_subcommands_models_and_prompt_ids() {
     assert_eq!(complete(&["ask", "--model", "smollm2"]), ["smollm2-135m", "smollm2-1.7b"]);
     assert_eq!(complete(&["-m", "qwen2.5-7b:q"]), ["qwen2.5-7b:q5_k_m", "qwen2.5-7b:q8_0"]);
     assert!(complete(&["models", "pull", "smol"]).contains(&"smollm2-135m".to_string()));
+    // encoders: by name for --encoder and the models commands, never for -m (they cannot chat)
+    assert_eq!(complete(&["classify", "train", "--encoder", "mini"]), ["minilm-l6"]);
+    assert!(complete(&["models", "pull", "m3e"]).contains(&"m3e-small".to_string()));
+    assert!(complete(&["models", "info", "minilm"]).contains(&"minilm-l6".to_string()));
+    assert!(complete(&["-m", "m"]).iter().all(|w| w != "minilm-l6" && w != "m3e-small"));
     let ids = complete(&["run", "market/sw"]);
     assert_eq!(ids, ["market/swot"]);
     std::fs::create_dir_all(s.path("prompts/mine")).unwrap();

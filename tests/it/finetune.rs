@@ -174,9 +174,18 @@ fn train_write_and_classify_with_llama_cpp_matching_the_training_forward_pass() 
     let data = s.path("market.tsv");
     std::fs::write(&data, training_tsv()).unwrap();
     let out = s.path("market.gguf");
-    let o = train_cmd(&s, &ck, &data, &out, &["--holdout", "0.2"]);
+    // a separate file scored after every epoch (a learning curve); it never picks the epoch
+    let eval = s.path("unseen.tsv");
+    std::fs::write(
+        &eval,
+        "label\ttext\nbullish\tprofit beats forecast\nbearish\tloss widens\nneutral\tannual meeting\n",
+    )
+    .unwrap();
+    let o = train_cmd(&s, &ck, &data, &out, &["--holdout", "0.2", "--eval-file", eval.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches(", eval accuracy ").count(), 6, "{}", stderr(&o));
     let said = stdout(&o);
+    assert!(said.contains("unseen.tsv (3 lines), the kept epoch scores accuracy"), "{said}");
     // tokenizer.json's own truncation (8 tokens) is switched off for the check
     assert!(said.contains("agree on 54/54 lines"), "{said}");
     assert!(said.contains("saved"), "{said}");
@@ -194,6 +203,9 @@ fn train_write_and_classify_with_llama_cpp_matching_the_training_forward_pass() 
     assert_eq!(md["moat.finetune.base_sha256"].to_string().unwrap(), &sha256(&ck.join("model.safetensors")));
     let data_md = md["moat.finetune.data"].to_string().unwrap();
     assert!(data_md.contains("market.tsv") && data_md.contains(&sha256(&data)), "{data_md}");
+    let eval_md = md["moat.finetune.eval_data"].to_string().unwrap();
+    assert!(eval_md.contains("3 lines of unseen.tsv") && eval_md.contains(&sha256(&eval)), "{eval_md}");
+    assert!(md["moat.finetune.history"].to_string().unwrap().contains("eval_macro_f1"));
     assert!(
         md["moat.finetune.heldout_macro_f1"].to_string().unwrap().starts_with("0.")
             || md["moat.finetune.heldout_macro_f1"].to_string().unwrap() == "1.0000"
@@ -281,6 +293,13 @@ fn bad_training_data_stops_with_the_line_and_what_to_do() {
     std::fs::write(&data, "label\ttext\nbullish\tshares jump\nbearish\tshares fall\n").unwrap();
     let o = train_cmd(&s, &ck, &data, &out, &["--labels", "bullish,bearish,neutral"]);
     assert_fails(&o, 2, "label \"neutral\" has no lines");
+    // an eval file whose label is not being trained, or that is not there
+    let eval = s.path("eval.tsv");
+    std::fs::write(&eval, "label\ttext\nbullish\tshares jump\nsideways\tflat day\n").unwrap();
+    let o = train_cmd(&s, &ck, &data, &out, &["--eval-file", eval.to_str().unwrap()]);
+    assert_fails(&o, 2, "sideways");
+    let o = train_cmd(&s, &ck, &data, &out, &["--eval-file", s.path("missing.tsv").to_str().unwrap()]);
+    assert_fails(&o, 2, "missing.tsv");
     // a setting that is not a number
     let o = train_cmd(&s, &ck, &data, &out, &["--weight-decay", "nan"]);
     assert_fails(&o, 2, "--weight-decay");
