@@ -68,6 +68,9 @@ fn ctrl_c_stops_a_reply_and_history_recalls_it() {
     tmux.keys("r", &["Up"]);
     tmux.wait("r", 10, "history recall", |x| x.trim_end().ends_with("keeper and the sea."));
     tmux.keys("r", &["C-c"]);
+    // as a person would: Ctrl+D once the cleared prompt is back. Sent at once, on a loaded machine
+    // it could arrive between two line reads, while the terminal is not in raw mode, and be lost
+    tmux.wait("r", 10, "the line to clear", |x| x.trim_end().ends_with('›'));
     tmux.keys("r", &["C-d"]);
     let end = tmux.wait("r", 20, "moat to exit", |x| x.contains("MOAT-EXIT="));
     assert!(end.contains("MOAT-EXIT=0"), "{end}");
