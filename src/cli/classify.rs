@@ -374,6 +374,9 @@ fn train(flags: &ModelArgs, t: TrainArgs) -> Result<i32, Failure> {
     check_gold(&items, &labels)?;
     if t.encoder.encoder.is_some() {
         let eval = match &t.encoder.eval_file {
+            Some(p) if p.as_os_str() == "-" => {
+                return Err(Failure::usage("--eval-file needs a file (stdin is for the training lines)"))
+            }
             Some(p) => {
                 let items = read_items(&ClassifyIo { inputs: vec![p.clone()], ..t.io.clone() }, true)?;
                 check_records(&items, &format!("the eval file {}", p.display()))?;

@@ -300,6 +300,8 @@ fn bad_training_data_stops_with_the_line_and_what_to_do() {
     assert_fails(&o, 2, "sideways");
     let o = train_cmd(&s, &ck, &data, &out, &["--eval-file", s.path("missing.tsv").to_str().unwrap()]);
     assert_fails(&o, 2, "missing.tsv");
+    let o = train_cmd(&s, &ck, &data, &out, &["--eval-file", "-"]);
+    assert_fails(&o, 2, "--eval-file needs a file");
     // a setting that is not a number
     let o = train_cmd(&s, &ck, &data, &out, &["--weight-decay", "nan"]);
     assert_fails(&o, 2, "--weight-decay");
