@@ -8,10 +8,20 @@ use crate::finetune::train::{EpochRecord, Observer, Settings};
 use crate::finetune::Job;
 use std::path::Path;
 
-fn sha256_of(path: &Path) -> Result<String, Failure> {
+/// A data file as the GGUF's provenance names it: (file name, sha256 of its bytes).
+fn file_record(path: &Path) -> Result<(String, String), Failure> {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok((name, hex::encode(Sha256::digest(&bytes))))
+}
+
+/// Each item's text and the index of its gold label in `labels` (items the caller checked).
+fn labelled(items: &[Item], labels: &[String]) -> Vec<(String, usize)> {
+    items
+        .iter()
+        .filter_map(|i| Some((i.text.as_ref().ok()?.clone(), labels.iter().position(|x| Some(x) == i.label.as_ref())?)))
+        .collect()
 }
 
 /// The progress bar (epoch, step, running loss, held-out score, ETA) and one line per epoch.
@@ -94,8 +104,7 @@ pub fn run(
     let mut data_files = Vec::new();
     for p in &t.io.inputs {
         if p != Path::new("-") {
-            let name = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            data_files.push((name, sha256_of(p)?));
+            data_files.push(file_record(p)?);
         }
     }
     if data_files.is_empty() {
@@ -116,19 +125,10 @@ pub fn run(
         dropout: e.dropout,
         threads,
     };
-    let mut texts = Vec::with_capacity(items.len());
-    let mut targets = Vec::with_capacity(items.len());
-    for i in &items {
-        let (Ok(text), Some(l)) = (&i.text, &i.label) else { continue };
-        texts.push(text.clone());
-        targets.push(labels.iter().position(|x| x == l).expect("labels checked"));
-    }
-    let eval: Vec<(String, usize)> = eval
-        .iter()
-        .filter_map(|i| Some((i.text.as_ref().ok()?.clone(), labels.iter().position(|x| Some(x) == i.label.as_ref())?)))
-        .collect();
+    let (texts, targets) = labelled(&items, &labels).into_iter().unzip();
+    let eval = labelled(&eval, &labels);
     let eval_file = match &e.eval_file {
-        Some(p) => Some((p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), sha256_of(p)?)),
+        Some(p) => Some(file_record(p)?),
         None => None,
     };
     let job = Job {
